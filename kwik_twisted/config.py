@@ -1,0 +1,66 @@
+"""
+Settings of a Kwik connection, with their defaults and the reasons for them.
+
+One :class:`ConnectionConfig` is handed to each connection.  Endpoint strings and ``twistd kwik`` options
+map onto these fields (``docs/endpoints.rst``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigurationError
+
+
+@dataclass(slots=True)
+class ConnectionConfig:
+    """
+    Per-connection settings.
+
+    :ivar tls: a :class:`kwik_twisted.core.crypto.handshake.TlsConfig`.
+    :ivar congestion_control: a registered controller name (``"cubic"``, ``"newreno"``, ...).
+    :ivar scheduler: a registered path scheduler name.
+    :ivar idle_timeout: seconds of silence after which the connection ends (the smaller of both sides').
+    :ivar keep_alive: seconds between PINGs on an otherwise idle connection, or ``None``.
+    :ivar max_datagram_size: the largest UDP payload we send.  1350 fits every common path MTU with room
+        for IPv6 and tunnel headers.
+    :ivar initial_max_data: the connection receive window we start with; it grows (auto-tuning) up to
+        ``max_data_window`` when the application reads fast.
+    :ivar initial_max_stream_data: the same, per stream, growing up to ``max_stream_data_window``.
+    :ivar max_streams: how many streams the peer may have open at once.
+    :ivar max_ack_delay: the longest we delay an acknowledgement.
+    :ivar compression: lz4-compress stream data by default (off: see the CRIME caveat in the spec).
+    :ivar stream_send_buffer: bytes a stream buffers before it reports itself not writable.
+    :ivar max_paths: paths we accept at once.
+    :ivar initial_rtt: the RTT assumed before the first sample.
+    """
+
+    tls: Any = None
+    congestion_control: str = "cubic"
+    scheduler: str = "lowest-rtt"
+    idle_timeout: float = 30.0
+    keep_alive: float | None = None
+    max_datagram_size: int = 1350
+    initial_max_data: int = 4 * 1024 * 1024
+    max_data_window: int = 32 * 1024 * 1024
+    initial_max_stream_data: int = 1024 * 1024
+    max_stream_data_window: int = 16 * 1024 * 1024
+    max_streams: int = 256
+    max_ack_delay: float = 0.025
+    compression: bool = False
+    stream_send_buffer: int = 1024 * 1024
+    max_paths: int = 4
+    initial_rtt: float = 0.333
+    active_connection_id_limit: int = 4
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.max_datagram_size < 1200:
+            raise ConfigurationError("max_datagram_size must be at least 1200 bytes")
+        if self.idle_timeout <= 0:
+            raise ConfigurationError("idle_timeout must be positive")
+        if self.keep_alive is not None and self.keep_alive <= 0:
+            raise ConfigurationError("keep_alive must be positive (or None)")
+        if self.max_streams < 1:
+            raise ConfigurationError("max_streams must be at least 1")

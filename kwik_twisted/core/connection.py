@@ -1,0 +1,767 @@
+"""
+The Kwik connection: a sans-I/O state machine driven by datagrams, deadlines and application calls.
+
+Theory of operation.  The owner (the Twisted glue, the simulator, a test) calls in and then collects
+what the connection wants done:
+
+* :meth:`Connection.receive_datagram` when a datagram arrives, with the addresses it travelled between;
+* :meth:`Connection.datagrams_to_send` after every call in, to take the datagrams to put on the wire;
+* :meth:`Connection.next_deadline` after every call in, to (re)arm its one timer, and
+  :meth:`Connection.handle_deadline` when that timer fires;
+* :meth:`Connection.next_event` until it returns ``None``, to hand events to the application.
+
+Time is the ``now`` argument of each call (seconds, any epoch); randomness comes from the injected
+:class:`~kwik_twisted.core.entropy.Entropy`.  Errors: a :class:`~kwik_twisted.errors.DroppedPacket` is
+counted and forgotten; a :class:`~kwik_twisted.errors.ProtocolError` is caught in exactly one place
+(:meth:`receive_datagram`), which sends CONNECTION_CLOSE with its code and emits
+:class:`~kwik_twisted.events.ConnectionTerminated`.
+
+Lifecycle (RFC 9000 §10 adapted): HANDSHAKE → ESTABLISHED → CLOSING (we closed) or DRAINING (the peer
+did) → CLOSED after three PTOs; an idle timeout goes straight to CLOSED.  The handshake is TLS 1.3 in
+HANDSHAKE frames (protocol.rst, "Handshake"); paths are :class:`~kwik_twisted.core.paths.path.Path`
+objects from the first line, path 0 being the handshake's.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from enum import Enum
+
+from ..config import ConnectionConfig
+from ..errors import (
+    ConfigurationError,
+    DecryptionFailed,
+    DroppedPacket,
+    ErrorCode,
+    FlowControlError,
+    HandshakeBufferExceeded,
+    HandshakeFailed,
+    MalformedPacket,
+    ProtocolError,
+    ProtocolViolation,
+    TransportParameterError,
+)
+from ..events import (
+    ConnectionTerminated,
+    Event,
+    HandshakeCompleted,
+    PathValidated,
+)
+from ..wire import (
+    CID_LENGTH,
+    FRAME_TYPE_STREAM,
+    AckFrame,
+    ConnectionCloseFrame,
+    ControlType,
+    Epoch,
+    HandshakeDoneFrame,
+    HandshakeFrame,
+    PathChallengeFrame,
+    PathResponseFrame,
+    StreamFrame,
+    TransportParameter,
+    TransportParametersFrame,
+    decode_packet,
+    decode_payload,
+)
+from .congestion import create as create_controller
+from .crypto.protection import PacketProtection, initial_protections
+from .entropy import Entropy, random_below
+from .paths.path import Path, PathPhase
+from .recovery.loss import LossRecovery, SentPacket
+from .recovery.pacing import Pacer
+from .recovery.rtt import RttEstimator
+from .sending import AckRecord, HandshakeRecord, build_packet
+from .streams.manager import (
+    DEFAULT_MAX_DATA,
+    DEFAULT_MAX_STREAM_DATA,
+    DEFAULT_MAX_STREAMS,
+    StreamManager,
+    StreamRecord,
+)
+from .streams.reassembly import Reassembler
+from .streams.sendbuffer import SendBuffer
+
+#: Handshake bytes buffered past the read offset at most (protocol.rst, HANDSHAKE).
+MAX_HANDSHAKE_BUFFER = 64 * 1024
+#: Undecryptable application packets a server holds until its keys exist.
+MAX_EARLY_PACKETS = 16
+#: One in this many packets skips a sequence number (optimistic-ACK defence).
+SKIP_ONE_IN = 256
+#: Packets sent in one go per path before the owner gets control back.
+BURST_LIMIT = 64
+
+
+class State(Enum):
+    """Connection lifecycle states."""
+
+    HANDSHAKE = "handshake"
+    ESTABLISHED = "established"
+    CLOSING = "closing"
+    DRAINING = "draining"
+    CLOSED = "closed"
+
+
+class Connection:
+    """
+    One Kwik connection, either role.
+
+    Build one with :meth:`client` or :meth:`server` (the server side normally through
+    :class:`~kwik_twisted.core.dispatcher.ServerDispatcher`).
+    """
+
+    def __init__(
+        self,
+        config: ConnectionConfig,
+        *,
+        is_client: bool,
+        entropy: Entropy,
+        tls,
+        local_cid: bytes,
+        peer_cid: bytes,
+        original_dcid: bytes,
+        local_addr: tuple,
+        remote_addr: tuple,
+        now: float,
+    ) -> None:
+        _check_config(config)
+        self.config = config
+        self.is_client = is_client
+        self.entropy = entropy
+        self.tls = tls
+        self.local_cid = local_cid
+        self.peer_cid = peer_cid
+        self.original_dcid = original_dcid
+        self.state = State.HANDSHAKE
+        self.paths: dict[int, Path] = {}
+        self.stats: Counter[str] = Counter()
+        self._events: deque[Event] = deque()
+        self.streams = StreamManager(is_client=is_client, emit=self._events.append, config=config)
+        self.crypto_send = SendBuffer(1 << 30)
+        self.crypto_recv = Reassembler(MAX_HANDSHAKE_BUFFER)
+        self._initial_send, self._initial_recv = initial_protections(
+            original_dcid, is_client=is_client
+        )
+        self._app_send: PacketProtection | None = None
+        self._app_recv: PacketProtection | None = None
+        self._early: list[tuple[bytes, tuple, tuple]] = []
+        self._control: deque = deque()  # connection-level control frames (reliable)
+        self._handshake_confirmed = False
+        self._peer_cid_learned = not is_client
+        self._peer_params: dict[int, int] | None = None
+        self._idle_timeout = config.idle_timeout
+        self._last_received = now
+        self._last_sent = now
+        self._close_frame: ConnectionCloseFrame | None = None
+        self._close_pending = False
+        self._close_deadline: float | None = None
+        self._now = now
+        self._skip_countdown = 1 + random_below(entropy, 2 * SKIP_ONE_IN)
+        path = self._add_path(0, local_addr, remote_addr, validated=True, now=now)
+        path.address_validated = is_client  # a server must not amplify before the handshake
+
+    # -- construction ----------------------------------------------------------------
+
+    @classmethod
+    def client(
+        cls, config: ConnectionConfig, *, local_addr: tuple, remote_addr: tuple, entropy: Entropy,
+        now: float, tls_factory=None,
+    ) -> Connection:
+        """A client connection; its ClientHello is ready in :meth:`datagrams_to_send`."""
+        from .crypto.handshake import TlsSession
+
+        tls = (tls_factory or TlsSession)(config.tls, is_client=True)
+        original_dcid = entropy.random_bytes(CID_LENGTH)
+        conn = cls(
+            config, is_client=True, entropy=entropy, tls=tls,
+            local_cid=entropy.random_bytes(CID_LENGTH), peer_cid=original_dcid,
+            original_dcid=original_dcid, local_addr=local_addr, remote_addr=remote_addr, now=now,
+        )
+        conn._start_handshake()
+        return conn
+
+    @classmethod
+    def server(
+        cls, config: ConnectionConfig, *, original_dcid: bytes, peer_cid: bytes,
+        local_addr: tuple, remote_addr: tuple, entropy: Entropy, now: float, tls_factory=None,
+    ) -> Connection:
+        """A server connection for a client whose first datagram named these CIDs."""
+        from .crypto.handshake import TlsSession
+
+        tls = (tls_factory or TlsSession)(config.tls, is_client=False)
+        return cls(
+            config, is_client=False, entropy=entropy, tls=tls,
+            local_cid=entropy.random_bytes(CID_LENGTH), peer_cid=peer_cid,
+            original_dcid=original_dcid, local_addr=local_addr, remote_addr=remote_addr, now=now,
+        )
+
+    def _start_handshake(self) -> None:
+        try:
+            hello = self.tls.start()
+        except HandshakeFailed as e:
+            self._fail(e, self._now)
+            return
+        if hello:
+            self.crypto_send.write(hello)
+
+    def _add_path(
+        self, path_id: int, local_addr: tuple, remote_addr: tuple, *, validated: bool, now: float
+    ) -> Path:
+        cfg = self.config
+        controller = create_controller(
+            cfg.congestion_control, max_datagram_size=cfg.max_datagram_size
+        )
+        rtt = RttEstimator(cfg.initial_rtt)
+        recovery = LossRecovery(controller, rtt, max_ack_delay=cfg.max_ack_delay,
+                                handshake_confirmed=False)
+        pacer = Pacer(cwnd=controller.cwnd, srtt=0.0, max_datagram_size=cfg.max_datagram_size)
+        path = Path(
+            path_id, local_addr, remote_addr, recovery=recovery, pacer=pacer,
+            max_ack_delay=cfg.max_ack_delay, validated=validated, now=now,
+        )
+        self.paths[path_id] = path
+        return path
+
+    # -- public API: the owner's calls ---------------------------------------------------
+
+    def receive_datagram(self, data: bytes, local_addr: tuple, remote_addr: tuple, *, now: float) -> None:
+        """
+        Process one datagram that arrived from ``remote_addr`` on ``local_addr``.
+
+        Call :meth:`datagrams_to_send`, :meth:`next_deadline` and :meth:`next_event` afterwards.
+        """
+        self._now = now
+        if self.state is State.CLOSED:
+            return
+        try:
+            self._receive(data, local_addr, remote_addr, now)
+        except DroppedPacket as e:
+            self.stats["dropped_" + type(e).__name__] += 1
+        except ProtocolError as e:
+            self._fail(e, now)
+
+    def datagrams_to_send(self, *, now: float) -> list[tuple[bytes, tuple, tuple]]:
+        """Return ``(datagram, local_addr, remote_addr)`` triples to send now."""
+        self._now = now
+        if self.state is State.CLOSED or self.state is State.DRAINING:
+            return []
+        if self.state is State.CLOSING:
+            return self._send_close(now)
+        out: list[tuple[bytes, tuple, tuple]] = []
+        for path in list(self.paths.values()):
+            self._send_on_path(path, out, now)
+        return out
+
+    def next_deadline(self) -> float | None:
+        """The earliest time :meth:`handle_deadline` must be called, or ``None``."""
+        if self.state is State.CLOSED:
+            return None
+        if self._close_deadline is not None:
+            return self._close_deadline
+        now = self._now
+        deadlines = [self._last_received + self._idle_timeout]
+        keep_alive = self.config.keep_alive
+        if keep_alive is not None and self.state is State.ESTABLISHED:
+            deadlines.append(max(self._last_sent, self._last_received) + keep_alive)
+        for path in self.paths.values():
+            loss = path.recovery.deadline(now=now)
+            if loss is not None:
+                deadlines.append(loss)
+            if path.ack.ack_deadline is not None:
+                deadlines.append(path.ack.ack_deadline)
+            if path.challenge_sent_at is not None:
+                deadlines.append(path.challenge_sent_at + 3 * path.recovery.rtt.pto_interval())
+        return min(deadlines)
+
+    def handle_deadline(self, *, now: float) -> None:
+        """Run the timers that are due at ``now`` (calling early is harmless)."""
+        self._now = now
+        if self.state is State.CLOSED:
+            return
+        if self._close_deadline is not None:
+            if now >= self._close_deadline:
+                self.state = State.CLOSED
+            return
+        if now >= self._last_received + self._idle_timeout:
+            self._terminate(ErrorCode.IDLE_TIMEOUT, "idle timeout", by_peer=False)
+            self.state = State.CLOSED
+            return
+        keep_alive = self.config.keep_alive
+        if keep_alive is not None and self.state is State.ESTABLISHED:
+            if now >= max(self._last_sent, self._last_received) + keep_alive:
+                for path in self.paths.values():
+                    if path.usable:
+                        path.probes_pending = max(path.probes_pending, 1)
+        for path in list(self.paths.values()):
+            self._path_timers(path, now)
+
+    def next_event(self) -> Event | None:
+        """The next event for the application, or ``None``."""
+        return self._events.popleft() if self._events else None
+
+    # -- public API: the application's calls ----------------------------------------------
+
+    def open_stream(self, *, priority: int = 0, ordered: bool = True, compress: bool | None = None,
+                    qos=None) -> int:
+        """Open a bidirectional stream and return its ID."""
+        return self.streams.open(priority=priority, ordered=ordered, compress=compress, qos=qos)
+
+    def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        """Queue ``data`` on a stream; ``end_stream`` sends FIN after it."""
+        self.streams.write(stream_id, data, end_stream)
+
+    def reset_stream(self, stream_id: int, error_code: int = 0) -> None:
+        """Abandon our direction of a stream."""
+        self.streams.reset(stream_id, error_code)
+
+    def stop_sending(self, stream_id: int, error_code: int = 0) -> None:
+        """Ask the peer to stop sending on a stream."""
+        self.streams.stop_sending(stream_id, error_code)
+
+    def pause_reading(self, stream_id: int, paused: bool = True) -> None:
+        """Stop or resume delivering a stream's data (flow control pushes back on the peer)."""
+        self.streams.pause(stream_id, paused, now=self._now)
+
+    def stream_writable(self, stream_id: int) -> bool:
+        """Whether a stream's send buffer has room (producers pause while it does not)."""
+        return self.streams.writable(stream_id)
+
+    def close(self, error_code: int = 0, reason: str = "", *, application: bool = True) -> None:
+        """Close the connection: CONNECTION_CLOSE goes out, then the state drains away."""
+        if self.state in (State.CLOSING, State.DRAINING, State.CLOSED):
+            return
+        self._begin_closing(
+            ConnectionCloseFrame(error_code, reason, application=application), self._now
+        )
+        self._terminate(error_code, reason, by_peer=False, application=application)
+
+    @property
+    def handshake_complete(self) -> bool:
+        """Whether application keys exist."""
+        return self._app_send is not None
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the connection is gone (nothing more will be sent)."""
+        return self.state is State.CLOSED
+
+    # -- receiving -------------------------------------------------------------------
+
+    def _receive(self, data: bytes, local_addr: tuple, remote_addr: tuple, now: float) -> None:
+        packet = decode_packet(data)
+        header = packet.header
+        path = self.paths.get(header.path_id)
+        if path is None:
+            raise MalformedPacket(f"unknown path {header.path_id}")
+        keys = self._initial_recv if header.epoch == Epoch.INITIAL else self._app_recv
+        if keys is None:
+            if not self.is_client and len(self._early) < MAX_EARLY_PACKETS:
+                self._early.append((data, local_addr, remote_addr))
+            raise DecryptionFailed("no application keys yet")
+        if path.ack.is_duplicate(header.seq):
+            raise DroppedPacket("duplicate or replayed packet")
+        plaintext = keys.open(header.path_id, header.seq, packet.aad, packet.payload)
+        if self.is_client and header.scid is not None and not self._peer_cid_learned:
+            self.peer_cid = header.scid  # the server's own CID replaces our random first guess
+            self._peer_cid_learned = True
+        self._on_authenticated(path, len(data), remote_addr, header, now)
+        frames = decode_payload(
+            plaintext, frame_count=header.frame_count, packet_type=header.packet_type,
+            compression=header.compression, epoch=header.epoch,
+        )
+        eliciting = False
+        for frame in frames:
+            eliciting = self._on_frame(frame, path, now) or eliciting
+        path.ack.on_received(header.seq, eliciting, now=now)
+        if self.state is State.CLOSING:
+            self._close_pending = True
+
+    def _on_authenticated(self, path: Path, size: int, remote_addr: tuple, header, now: float) -> None:
+        self._last_received = now
+        path.last_activity = now
+        path.bytes_received += size
+        path.packets_received += 1
+        if remote_addr != path.remote_addr and header.seq > path.ack.largest:
+            self._on_rebinding(path, remote_addr)
+        if header.epoch == Epoch.APPLICATION and not path.address_validated and path.id == 0:
+            path.address_validated = True  # only a client that saw our handshake has these keys
+
+    def _on_rebinding(self, path: Path, remote_addr: tuple) -> None:
+        """The peer's address changed (NAT rebinding): revalidate before trusting it."""
+        self.stats["rebindings"] += 1
+        path.remote_addr = remote_addr
+        path.address_validated = False
+        path.bytes_received = path.bytes_sent = 0
+        self._challenge(path)
+
+    def _on_frame(self, frame, path: Path, now: float) -> bool:
+        """Handle one frame; return whether it was ack-eliciting."""
+        if isinstance(frame, StreamFrame):
+            try:
+                self.streams.on_stream_frame(frame, now=now)
+            except ProtocolError as e:
+                e.frame_type = FRAME_TYPE_STREAM if e.frame_type is None else e.frame_type
+                raise
+            return True
+        handler = _HANDLERS.get(frame.type)
+        try:
+            handler(self, frame, path, now)
+        except ProtocolError as e:
+            if e.frame_type is None:
+                e.frame_type = frame.type
+            raise
+        return frame.ack_eliciting
+
+    def _on_ack(self, frame: AckFrame, path: Path, now: float) -> None:
+        target = self.paths.get(frame.path_id)
+        if target is None:
+            raise ProtocolViolation(f"ACK for unknown path {frame.path_id}")
+        recovery = target.recovery
+        result = recovery.on_ack_received(frame.ranges, frame.ack_delay / 1e6, now=now)
+        for packet in result.newly_acked:
+            self._on_packet_acked(target, packet)
+        if result.lost:
+            self._on_packets_lost(target, result.lost)
+        if result.rtt_sample_taken:
+            target.pacer.update(cwnd=recovery.controller.cwnd, srtt=recovery.rtt.smoothed_rtt)
+            self.streams.rtt = recovery.rtt.smoothed_rtt
+
+    def _on_handshake_frame(self, frame: HandshakeFrame, path: Path, now: float) -> None:
+        try:
+            self.crypto_recv.insert(frame.offset, frame.data)
+        except FlowControlError:
+            raise HandshakeBufferExceeded("more than 64 KiB of handshake data buffered") from None
+        data = self.crypto_recv.read()
+        if not data:
+            return
+        was_complete = self.tls.complete
+        out = self.tls.receive(data)
+        if out:
+            self.crypto_send.write(out)
+        if self.tls.complete and not was_complete:
+            self._on_handshake_complete(now)
+
+    def _on_handshake_complete(self, now: float) -> None:
+        context = self.original_dcid + (
+            self.local_cid + self.peer_cid if self.is_client else self.peer_cid + self.local_cid
+        )
+        self._app_send, self._app_recv = self.tls.application_protections(context)
+        self.state = State.ESTABLISHED
+        self._control.appendleft(TransportParametersFrame(self._transport_parameters()))
+        if not self.is_client:
+            self._handshake_confirmed = True
+            self._control.append(HandshakeDoneFrame())
+            self.paths[0].address_validated = True
+            self._confirm_recovery()
+        cert = getattr(self.tls, "peer_certificate_subject", None)
+        self._events.append(HandshakeCompleted(self.tls.alpn, self.tls.cipher, cert))
+        early, self._early = self._early, []
+        for data, local_addr, remote_addr in early:
+            self.receive_datagram(data, local_addr, remote_addr, now=now)
+
+    def _confirm_recovery(self) -> None:
+        for path in self.paths.values():
+            path.recovery.handshake_confirmed = True
+
+    def _on_handshake_done(self, frame, path: Path, now: float) -> None:
+        if not self.is_client:
+            raise ProtocolViolation("a client sent HANDSHAKE_DONE")
+        self._handshake_confirmed = True
+        self._confirm_recovery()
+
+    def _on_transport_parameters(self, frame: TransportParametersFrame, path: Path, now: float) -> None:
+        params = frame.parameters
+        if self._peer_params is not None:
+            if params != self._peer_params:
+                raise ProtocolViolation("TRANSPORT_PARAMETERS changed")
+            return
+        self._peer_params = params
+        max_data = params.get(TransportParameter.INITIAL_MAX_DATA, DEFAULT_MAX_DATA)
+        stream_data = params.get(TransportParameter.INITIAL_MAX_STREAM_DATA, DEFAULT_MAX_STREAM_DATA)
+        max_streams = params.get(TransportParameter.INITIAL_MAX_STREAMS, DEFAULT_MAX_STREAMS)
+        if max_data < DEFAULT_MAX_DATA or stream_data < DEFAULT_MAX_STREAM_DATA or (
+            max_streams < DEFAULT_MAX_STREAMS
+        ):
+            raise TransportParameterError("flow-control parameters below the spec's minimums")
+        self.streams.apply_peer_parameters(max_data, stream_data, max_streams)
+        idle = params.get(TransportParameter.MAX_IDLE_TIMEOUT_MS)
+        if idle:
+            self._idle_timeout = min(self._idle_timeout, idle / 1000)
+        ack_delay = params.get(TransportParameter.MAX_ACK_DELAY_MS)
+        if ack_delay is not None:
+            for p in self.paths.values():
+                p.recovery.max_ack_delay = ack_delay / 1000
+
+    def _transport_parameters(self) -> dict[int, int]:
+        cfg = self.config
+        return {
+            TransportParameter.MAX_IDLE_TIMEOUT_MS: int(cfg.idle_timeout * 1000),
+            TransportParameter.INITIAL_MAX_DATA: cfg.initial_max_data,
+            TransportParameter.INITIAL_MAX_STREAM_DATA: cfg.initial_max_stream_data,
+            TransportParameter.INITIAL_MAX_STREAMS: cfg.max_streams,
+            TransportParameter.MAX_ACK_DELAY_MS: int(cfg.max_ack_delay * 1000),
+            TransportParameter.ACTIVE_CONNECTION_ID_LIMIT: cfg.active_connection_id_limit,
+            TransportParameter.MAX_PATHS: cfg.max_paths,
+            TransportParameter.MAX_DATAGRAM_SIZE: cfg.max_datagram_size,
+        }
+
+    def _on_connection_close(self, frame: ConnectionCloseFrame, path: Path, now: float) -> None:
+        if self.state in (State.CLOSING, State.DRAINING, State.CLOSED):
+            self.state = State.DRAINING if self.state is State.CLOSING else self.state
+            return
+        self.state = State.DRAINING
+        self._close_deadline = now + 3 * self._pto()
+        self._terminate(frame.error_code, frame.reason, by_peer=True,
+                        frame_type=frame.frame_type, application=frame.application)
+
+    def _on_path_challenge(self, frame: PathChallengeFrame, path: Path, now: float) -> None:
+        path.responses.append(frame.data)
+
+    def _on_path_response(self, frame: PathResponseFrame, path: Path, now: float) -> None:
+        if path.challenge is None or frame.data != path.challenge:
+            return  # stale or forged: ignore
+        path.challenge = None
+        path.challenge_sent_at = None
+        path.address_validated = True
+        if path.phase is not PathPhase.ACTIVE:
+            path.phase = PathPhase.ACTIVE
+            self._events.append(PathValidated(path.id, path.local_addr, path.remote_addr))
+
+    def _ignore(self, frame, path: Path, now: float) -> None:
+        """Frames with nothing to do (PING, PADDING) or not yet used in single-path mode."""
+
+    # -- loss and acknowledgement outcomes -------------------------------------------------
+
+    def _on_packet_acked(self, path: Path, packet: SentPacket) -> None:
+        path.bytes_acked += packet.size
+        for record in packet.frames:
+            if isinstance(record, StreamRecord):
+                self.streams.on_record_acked(record)
+            elif isinstance(record, AckRecord):
+                target = self.paths.get(record.path_id)
+                if target is not None:
+                    target.ack.on_ack_acked(record.largest)
+            elif isinstance(record, HandshakeRecord):
+                self.crypto_send.on_acked(record.offset, record.length, False)
+            else:
+                self.streams.on_control_acked(record)
+
+    def _on_packets_lost(self, path: Path, packets: list[SentPacket]) -> None:
+        for packet in packets:
+            path.packets_lost += 1
+            self.stats["packets_lost"] += 1
+            for record in packet.frames:
+                self._requeue(record)
+
+    def _requeue(self, record) -> None:
+        if isinstance(record, StreamRecord):
+            self.streams.on_record_lost(record)
+            self.stats["stream_frames_retransmitted"] += 1
+        elif isinstance(record, HandshakeRecord):
+            self.crypto_send.on_lost(record.offset, record.length, False)
+        elif isinstance(record, AckRecord):
+            pass
+        elif isinstance(record, (TransportParametersFrame, HandshakeDoneFrame)):
+            self._control.append(record)
+        else:
+            self.streams.on_control_lost(record)
+
+    # -- sending -----------------------------------------------------------------------
+
+    def handshake_epoch(self) -> int:
+        """Which keys carry our handshake bytes now."""
+        if self._app_send is None:
+            return Epoch.INITIAL
+        if self.is_client and not self._handshake_confirmed:
+            return Epoch.INITIAL
+        return Epoch.APPLICATION if self._handshake_confirmed else Epoch.INITIAL
+
+    def send_keys(self, epoch: int) -> PacketProtection:
+        """The sealing keys for ``epoch``."""
+        if epoch == Epoch.INITIAL:
+            return self._initial_send
+        assert self._app_send is not None
+        return self._app_send
+
+    def ack_only_allowed(self, builder) -> bool:
+        """Whether a packet with only ACK/PADDING frames is worth sending (an ACK was due)."""
+        return any(isinstance(f, AckFrame) for f in builder.frames)
+
+    def add_control_frames(self, builder, path: Path, *, now: float) -> None:
+        """Add control frames to ``builder`` (called by the packet assembler)."""
+        if builder.epoch != Epoch.APPLICATION:
+            return
+        while path.responses and not builder.full:
+            builder.add_control(PathResponseFrame(path.responses.popleft()))
+        if path.challenge is not None and path.challenge_sent_at is None:
+            if builder.add_control(PathChallengeFrame(path.challenge)):
+                path.challenge_sent_at = now
+        control = self._control
+        while control and not builder.full:
+            frame = control[0]
+            if not builder.add_control(frame, frame):
+                break
+            control.popleft()
+        for frame in self.streams.pending_control():
+            if builder.full or not builder.add_control(frame, frame):
+                self.streams.control.append(frame)
+
+    def _send_on_path(self, path: Path, out: list, now: float) -> None:
+        recovery = path.recovery
+        controller = recovery.controller
+        sent = 0
+        while sent < BURST_LIMIT:
+            probe = path.probes_pending > 0
+            cwnd_ok = probe or recovery.bytes_in_flight < controller.cwnd
+            paced_ok = probe or path.pacer.next_send_time(now=now) is None
+            epoch = self._packet_epoch()
+            allow_data = cwnd_ok and paced_ok and path.usable
+            if not allow_data and not probe and not self._has_urgent():
+                break
+            self._maybe_skip(recovery)
+            built = build_packet(self, path, now=now, epoch=epoch, allow_data=allow_data, probe=probe)
+            if built is None:
+                break
+            datagram, packet = built
+            packet.is_probe = probe
+            if probe:
+                path.probes_pending -= 1
+            recovery.on_packet_sent(packet)
+            if packet.in_flight:
+                path.pacer.on_packet_sent(packet.size, now=now)
+            path.bytes_sent += packet.size
+            path.packets_sent += 1
+            self._last_sent = now
+            out.append((datagram, path.local_addr, path.remote_addr))
+            sent += 1
+        if path.usable and not self.streams.has_data and recovery.bytes_in_flight < controller.cwnd:
+            controller.on_app_limited(now=now)
+
+    def _maybe_skip(self, recovery: LossRecovery) -> None:
+        """Now and then skip a sequence number: a peer acknowledging it is lying (optimistic ACK)."""
+        self._skip_countdown -= 1
+        if self._skip_countdown <= 0:
+            recovery.skip_sequence_number()
+            self._skip_countdown = 1 + random_below(self.entropy, 2 * SKIP_ONE_IN)
+
+    def _has_urgent(self) -> bool:
+        """Whether an ACK is due now (ACKs are not limited by congestion control)."""
+        now = self._now
+        for p in self.paths.values():
+            deadline = p.ack.ack_deadline
+            if deadline is not None and (p.ack.immediate or deadline <= now):
+                return True
+        return False
+
+    def _packet_epoch(self) -> int:
+        if self._app_send is None:
+            return Epoch.INITIAL
+        if self.handshake_epoch() == Epoch.INITIAL and self.crypto_send.pending:
+            return Epoch.INITIAL
+        return Epoch.APPLICATION
+
+    def _challenge(self, path: Path) -> None:
+        path.challenge = self.entropy.random_bytes(8)
+        path.challenge_sent_at = None
+        path.challenges_sent += 1
+
+    # -- timers ------------------------------------------------------------------------
+
+    def _path_timers(self, path: Path, now: float) -> None:
+        recovery = path.recovery
+        deadline = recovery.deadline(now=now)
+        if deadline is not None and now >= deadline:
+            result = recovery.on_timeout(now=now)
+            if result.lost:
+                self._on_packets_lost(path, result.lost)
+            if result.probes:
+                path.probes_pending = result.probes
+                self._queue_probe_data(path)
+        if path.ack.ack_deadline is not None and now >= path.ack.ack_deadline:
+            path.ack.immediate = True
+        if path.challenge_sent_at is not None:
+            if now >= path.challenge_sent_at + 3 * recovery.rtt.pto_interval():
+                path.challenge_sent_at = None  # resend the challenge
+
+    def _queue_probe_data(self, path: Path) -> None:
+        """On PTO during the handshake, send every unacknowledged handshake byte again."""
+        if not self._handshake_confirmed and self.crypto_send.sent_offset:
+            self.crypto_send.on_lost(0, self.crypto_send.sent_offset, False)
+
+    def _pto(self) -> float:
+        path = self.paths.get(0) or next(iter(self.paths.values()))
+        return path.recovery.rtt.pto_interval(self.config.max_ack_delay)
+
+    # -- closing -------------------------------------------------------------------------
+
+    def _fail(self, error: ProtocolError, now: float) -> None:
+        """The one place a protocol error ends the connection."""
+        if self.state in (State.CLOSING, State.DRAINING, State.CLOSED):
+            return
+        self.stats["protocol_errors"] += 1
+        frame_type = error.frame_type if error.frame_type is not None else 0x3F
+        self._begin_closing(ConnectionCloseFrame(error.code, error.reason, frame_type), now)
+        self._terminate(error.code, error.reason, by_peer=False, frame_type=error.frame_type)
+
+    def _begin_closing(self, frame: ConnectionCloseFrame, now: float) -> None:
+        self.state = State.CLOSING
+        self._close_frame = frame
+        self._close_pending = True
+        self._close_deadline = now + 3 * self._pto()
+
+    def _send_close(self, now: float) -> list[tuple[bytes, tuple, tuple]]:
+        if not self._close_pending or self._close_frame is None:
+            return []
+        self._close_pending = False
+        from .sending import PacketBuilder, _seal, header_overhead
+
+        path = self.paths.get(0) or next(iter(self.paths.values()))
+        epoch = Epoch.APPLICATION if self._app_send is not None else Epoch.INITIAL
+        frame = self._close_frame
+        if epoch == Epoch.INITIAL and frame.application:
+            frame = ConnectionCloseFrame(ErrorCode.APPLICATION_ERROR, "", application=False)
+        long = epoch == Epoch.INITIAL
+        builder = PacketBuilder(self.config.max_datagram_size - header_overhead(path.id, long), epoch)
+        builder.add_control(frame)
+        datagram, packet = _seal(self, path, builder, now, long)
+        path.recovery.on_packet_sent(packet)
+        return [(datagram, path.local_addr, path.remote_addr)]
+
+    def _terminate(self, code: int, reason: str, *, by_peer: bool, frame_type: int | None = None,
+                   application: bool = False) -> None:
+        self._events.append(ConnectionTerminated(code, reason, by_peer, frame_type, application))
+
+
+_HANDLERS = {
+    ControlType.PADDING: Connection._ignore,
+    ControlType.PING: Connection._ignore,
+    ControlType.ACK: Connection._on_ack,
+    ControlType.HANDSHAKE: Connection._on_handshake_frame,
+    ControlType.RESET_STREAM: lambda c, f, p, now: c.streams.on_reset_stream(f, now=now),
+    ControlType.STOP_SENDING: lambda c, f, p, now: c.streams.on_stop_sending(f),
+    ControlType.MAX_DATA: lambda c, f, p, now: c.streams.on_max_data(f),
+    ControlType.MAX_STREAM_DATA: lambda c, f, p, now: c.streams.on_max_stream_data(f),
+    ControlType.MAX_STREAMS: lambda c, f, p, now: c.streams.on_max_streams(f),
+    ControlType.DATA_BLOCKED: Connection._ignore,
+    ControlType.STREAM_DATA_BLOCKED: lambda c, f, p, now: c.streams.on_stream_data_blocked(f),
+    ControlType.STREAMS_BLOCKED: Connection._ignore,
+    ControlType.NEW_CONNECTION_ID: Connection._ignore,
+    ControlType.RETIRE_CONNECTION_ID: Connection._ignore,
+    ControlType.PATH_CHALLENGE: Connection._on_path_challenge,
+    ControlType.PATH_RESPONSE: Connection._on_path_response,
+    ControlType.PATH_STATUS: Connection._ignore,
+    ControlType.PATH_ABANDON: Connection._ignore,
+    ControlType.ADD_ADDRESS: Connection._ignore,
+    ControlType.CONNECTION_CLOSE: Connection._on_connection_close,
+    ControlType.HANDSHAKE_DONE: Connection._on_handshake_done,
+    ControlType.TRANSPORT_PARAMETERS: Connection._on_transport_parameters,
+}
+
+
+def _check_config(config: ConnectionConfig) -> None:
+    if config.initial_max_data < DEFAULT_MAX_DATA:
+        raise ConfigurationError(f"initial_max_data must be at least {DEFAULT_MAX_DATA}")
+    if config.initial_max_stream_data < DEFAULT_MAX_STREAM_DATA:
+        raise ConfigurationError(f"initial_max_stream_data must be at least {DEFAULT_MAX_STREAM_DATA}")
+    if config.max_streams < DEFAULT_MAX_STREAMS:
+        raise ConfigurationError(f"max_streams must be at least {DEFAULT_MAX_STREAMS}")

@@ -1,0 +1,1 @@
+"""Paths: per-path state, path management and schedulers."""

@@ -1,0 +1,530 @@
+"""
+The streams of one connection: opening, limits, flow control at both levels, priorities, delivery.
+
+Theory of operation (RFC 9000 §2-4 adapted by protocol.rst "Streams"):
+
+* IDs: each side opens streams 4n + (0 client | 1 server); a frame for a peer stream above the highest
+  seen opens every lower one implicitly; beyond the MAX_STREAMS we advertised it is a STREAM_LIMIT_ERROR.
+  As peer streams close, the limit is raised again (MAX_STREAMS) so the peer may keep ``max_streams``
+  open at once.
+* Flow control: per stream and per connection, with auto-tuned receive windows.  Data counts against the
+  connection window by the *highest offset* received per stream; the application's consumption reopens
+  both windows (MAX_STREAM_DATA / MAX_DATA).  The reassembler's buffer bound equals the stream window, so a
+  peer holding gaps open cannot make us buffer more than we granted.
+* Priority: the seed's levels.  :meth:`next_stream_frame` serves critical, then high, then normal
+  streams, round-robin within a level; control frames (priority 0xFF) go before all of them, which is
+  the connection's business.
+* Retransmission: frames handed out are recorded by the caller with the packet; :meth:`on_frame_acked` /
+  :meth:`on_frame_lost` route the outcome back to the stream's send buffer or re-queue the control frame.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from ...errors import (
+    FlowControlError,
+    ProtocolViolation,
+    StreamLimitError,
+    StreamStateError,
+)
+from ...events import (
+    Event,
+    StopSendingReceived,
+    StreamClosed,
+    StreamDataReceived,
+    StreamOpened,
+    StreamReset,
+    StreamWritable,
+)
+from ...wire import (
+    DataBlockedFrame,
+    MaxDataFrame,
+    MaxStreamDataFrame,
+    MaxStreamsFrame,
+    QosPolicy,
+    ResetStreamFrame,
+    StopSendingFrame,
+    StreamDataBlockedFrame,
+    StreamFrame,
+    StreamsBlockedFrame,
+)
+from .flow_control import ReceiveWindow, SendCredit
+from .state import RecvState, StreamEvent
+from .stream import UNIDIRECTIONAL, Stream
+
+#: Spec defaults (protocol.rst, TRANSPORT_PARAMETERS): what a peer may assume before ours arrive.
+DEFAULT_MAX_DATA = 1048576
+DEFAULT_MAX_STREAM_DATA = 262144
+DEFAULT_MAX_STREAMS = 100
+
+
+class StreamRecord:
+    """What a packet carried of a stream, to settle when the packet is acked or lost."""
+
+    __slots__ = ("stream", "offset", "length", "fin")
+
+    def __init__(self, stream: Stream, offset: int, length: int, fin: bool) -> None:
+        self.stream = stream
+        self.offset = offset
+        self.length = length
+        self.fin = fin
+
+
+class StreamManager:
+    """
+    All streams of a connection.
+
+    :param is_client: our role (decides which IDs we open).
+    :param emit: called with each event for the application.
+    :param config: the connection's :class:`~kwik_twisted.config.ConnectionConfig`.
+    """
+
+    def __init__(self, *, is_client: bool, emit: Callable[[Event], None], config) -> None:
+        self.is_client = is_client
+        self._emit = emit
+        self._config = config
+        self.streams: dict[int, Stream] = {}
+        self._next_local = 0 if is_client else 1
+        self._peer_type = 1 if is_client else 0
+        self._peer_opened = 0  # count of peer streams opened so far
+        self._peer_closed = 0
+        self.local_limit = DEFAULT_MAX_STREAMS  # how many streams we may open (peer's MAX_STREAMS)
+        self.peer_limit = config.max_streams  # how many the peer may open (ours)
+        self._advertised_streams = config.max_streams
+        self.peer_max_stream_data = DEFAULT_MAX_STREAM_DATA
+        self.credit = SendCredit(DEFAULT_MAX_DATA)
+        self.window = ReceiveWindow(config.initial_max_data, config.max_data_window)
+        self.sent_total = 0  # new stream bytes sent (connection flow control)
+        self.received_total = 0  # sum of highest offsets received per stream
+        self._queues: tuple[deque[Stream], ...] = (deque(), deque(), deque())
+        self._blocked: set[Stream] = set()
+        self.control: deque = deque()  # flow-control frames waiting to be sent
+        self._closed_ids_floor = 0
+        self.rtt = 0.0  # smoothed RTT, kept fresh by the connection for window tuning
+
+    # -- opening -------------------------------------------------------------------------
+
+    def can_open(self) -> bool:
+        """Whether the peer's stream limit lets us open another stream."""
+        return self._next_local // 4 < self.local_limit
+
+    def open(
+        self, *, priority: int = 0, ordered: bool = True, compress: bool | None = None,
+        qos: QosPolicy | None = None,
+    ) -> int:
+        """
+        Open a stream and return its ID.
+
+        :raises StreamLimitError: the peer's MAX_STREAMS does not allow another one yet.
+        """
+        if not self.can_open():
+            self.control.append(StreamsBlockedFrame(self.local_limit))
+            raise StreamLimitError(f"the peer allows {self.local_limit} streams; all are in use")
+        if priority not in (0, 1, 2):
+            raise ValueError(f"priority must be 0, 1 or 2, not {priority!r}")
+        sid = self._next_local
+        self._next_local += 4
+        compress = self._config.compression if compress is None else compress
+        self.streams[sid] = self._new_stream(sid, True, priority, ordered, compress, qos)
+        return sid
+
+    def _new_stream(
+        self, sid: int, local: bool, priority: int = 0, ordered: bool = True,
+        compress: bool = False, qos: QosPolicy | None = None,
+    ) -> Stream:
+        cfg = self._config
+        return Stream(
+            sid, local=local, send_limit=cfg.stream_send_buffer,
+            peer_max_stream_data=self.peer_max_stream_data,
+            initial_window=cfg.initial_max_stream_data, max_window=cfg.max_stream_data_window,
+            priority=priority, ordered=ordered, compress=compress, qos=qos,
+        )
+
+    def _peer_stream(self, sid: int) -> Stream | None:
+        """The stream a peer frame names, opening it (and lower ones) if new; None if long closed."""
+        stream = self.streams.get(sid)
+        if stream is not None:
+            return stream
+        if sid & UNIDIRECTIONAL:
+            raise StreamStateError(f"stream {sid} is unidirectional; v3 has none")
+        if (sid & 1) != self._peer_type:
+            if sid < self._next_local:
+                return None  # one of ours, already closed
+            raise StreamStateError(f"stream {sid} is ours and was never opened")
+        index = sid // 4
+        if index < self._peer_opened:
+            return None  # closed and forgotten
+        if index >= self._advertised_streams:
+            raise StreamLimitError(
+                f"stream {sid} is beyond the {self._advertised_streams} streams allowed"
+            )
+        while self._peer_opened <= index:
+            new_id = self._peer_opened * 4 + self._peer_type
+            self.streams[new_id] = self._new_stream(new_id, False)
+            self._peer_opened += 1
+            self._emit(StreamOpened(new_id))
+        return self.streams[sid]
+
+    def _local_stream(self, sid: int) -> Stream:
+        stream = self.streams.get(sid)
+        if stream is None:
+            raise StreamStateError(f"stream {sid} is not open")
+        return stream
+
+    # -- application operations ---------------------------------------------------------
+
+    def write(self, sid: int, data: bytes, end_stream: bool = False) -> None:
+        """Queue ``data`` (and FIN) on stream ``sid``."""
+        stream = self._local_stream(sid)
+        if data:
+            stream.send.write(data)
+            stream.send_state.process(StreamEvent.SEND_DATA)
+        if end_stream:
+            stream.send.finish()
+            stream.send_state.process(StreamEvent.SEND_FIN)
+        self._schedule(stream)
+        stream.was_writable = stream.send.writable
+
+    def reset(self, sid: int, error_code: int) -> None:
+        """Abandon our direction of stream ``sid`` (RESET_STREAM)."""
+        stream = self._local_stream(sid)
+        if stream.send_state.is_reset or stream.send_state.terminal:
+            return
+        final_size = stream.send.reset()
+        stream.send_state.process(StreamEvent.SEND_RESET)
+        stream.reset_pending = (error_code, final_size)
+
+    def stop_sending(self, sid: int, error_code: int) -> None:
+        """Ask the peer to stop sending on ``sid`` (STOP_SENDING); we discard what arrives."""
+        stream = self._local_stream(sid)
+        if stream.recv_state.terminal or stream.recv_state.size_known:
+            return
+        stream.recv_state.process(StreamEvent.SEND_STOP_SENDING)
+        stream.stop_sending_pending = error_code
+
+    def pause(self, sid: int, paused: bool, *, now: float) -> None:
+        """Stop (or resume) delivering stream ``sid``'s data; unread data holds the windows shut."""
+        stream = self.streams.get(sid)
+        if stream is None:
+            return
+        stream.paused = paused
+        if not paused:
+            self._deliver(stream, now)
+
+    def writable(self, sid: int) -> bool:
+        """Whether stream ``sid``'s send buffer is below its limit."""
+        stream = self.streams.get(sid)
+        return stream is not None and stream.send.writable
+
+    # -- frames from the peer -------------------------------------------------------------
+
+    def on_stream_frame(self, frame: StreamFrame, *, now: float) -> None:
+        """Handle a STREAM frame."""
+        stream = self._peer_stream(frame.stream_id)
+        if stream is None or stream.recv_state.is_reset:
+            return
+        if frame.ordered != stream.ordered:
+            if stream.recv.highest_received or stream.local:
+                raise ProtocolViolation(f"ORDERED flag changed on stream {stream.id}")
+            self._make_unordered(stream)
+        if frame.priority != stream.priority and not stream.local:
+            stream.priority = frame.priority
+        end = frame.offset + len(frame.data)
+        before = stream.recv.highest_received
+        stream.window.on_data(end)
+        if end > before:
+            self.received_total += end - before
+            self.window.on_data(self.received_total)
+        stream.recv.insert(frame.offset, frame.data, frame.fin)
+        stream.recv_state.process(StreamEvent.RECV_FIN if frame.fin else StreamEvent.RECV_DATA)
+        recv = stream.recv
+        if (
+            recv.final_size is not None
+            and stream.recv_state.state is RecvState.SIZE_KNOWN
+            and recv.buffered_bytes == recv.final_size - recv.read_offset
+        ):
+            stream.recv_state.process(StreamEvent.ALL_RECEIVED)
+        self._deliver(stream, now)
+
+    def _make_unordered(self, stream: Stream) -> None:
+        from .reassembly import UnorderedReassembler
+
+        stream.ordered = False
+        stream.recv = UnorderedReassembler(stream.window.window)
+
+    def _deliver(self, stream: Stream, now: float) -> None:
+        if stream.paused or stream.recv_state.is_reset:
+            return
+        recv = stream.recv
+        if stream.ordered:
+            data = recv.read() if recv.readable else b""
+        else:
+            data = self._pop_unordered(recv)
+        if data:
+            self._consumed(stream, len(data), now)
+        if recv.finished and not stream.fin_delivered:
+            stream.fin_delivered = True
+            self._emit(StreamDataReceived(stream.id, data, True))
+            stream.recv_state.process(StreamEvent.APP_READ_ALL)
+            self._maybe_close(stream)
+        elif data:
+            self._emit(StreamDataReceived(stream.id, data, False))
+
+    @staticmethod
+    def _pop_unordered(recv) -> bytes:
+        parts = []
+        while True:
+            piece = recv.pop_any()
+            if piece is None:
+                return b"".join(parts)
+            parts.append(piece[1])
+
+    def _consumed(self, stream: Stream, n: int, now: float) -> None:
+        stream.window.on_consumed(n, now=now, rtt=self.rtt)
+        limit = stream.window.update_due()
+        if limit is not None and stream.recv.final_size is None:
+            stream.recv.max_buffer = stream.window.window
+            self.control.append(MaxStreamDataFrame(stream.id, limit))
+        self.window.on_consumed(n, now=now, rtt=self.rtt)
+        limit = self.window.update_due()
+        if limit is not None:
+            self.control.append(MaxDataFrame(limit))
+
+    def on_reset_stream(self, frame: ResetStreamFrame, *, now: float) -> None:
+        """Handle RESET_STREAM: the peer abandoned its direction."""
+        stream = self._peer_stream(frame.stream_id)
+        if stream is None or stream.recv_state.is_reset:
+            return
+        final = frame.final_size
+        known = stream.recv.final_size
+        if (known is not None and known != final) or final < stream.recv.highest_received:
+            from ...errors import FinalSizeError
+
+            raise FinalSizeError(f"RESET_STREAM final size {final} contradicts stream {stream.id}")
+        stream.window.on_data(final)
+        if final > stream.recv.highest_received:
+            self.received_total += final - stream.recv.highest_received
+            self.window.on_data(self.received_total)
+        unread = final - stream.recv.read_offset
+        stream.recv_state.process(StreamEvent.RECV_RESET)
+        if stream.recv_state.is_reset:
+            self._consumed(stream, max(unread, 0), now)
+            self._emit(StreamReset(stream.id, frame.error_code))
+            stream.recv_state.process(StreamEvent.APP_READ_RESET)
+            self._maybe_close(stream)
+
+    def on_stop_sending(self, frame: StopSendingFrame) -> None:
+        """Handle STOP_SENDING: answer with RESET_STREAM."""
+        stream = self._peer_stream(frame.stream_id)
+        if stream is None:
+            return
+        stream.send_state.process(StreamEvent.RECV_STOP_SENDING)
+        self._emit(StopSendingReceived(stream.id, frame.error_code))
+        self.reset(stream.id, frame.error_code)
+
+    def on_max_data(self, frame: MaxDataFrame) -> None:
+        """Handle MAX_DATA: more connection credit."""
+        if self.credit.update(frame.maximum):
+            self._unblock_all()
+
+    def on_max_stream_data(self, frame: MaxStreamDataFrame) -> None:
+        """Handle MAX_STREAM_DATA: more credit for one stream."""
+        stream = self._peer_stream(frame.stream_id)
+        if stream is None:
+            return
+        stream.send_state.process(StreamEvent.RECV_MAX_STREAM_DATA)
+        if stream.credit.update(frame.maximum) and stream.blocked:
+            stream.blocked = False
+            self._blocked.discard(stream)
+            self._schedule(stream)
+
+    def on_max_streams(self, frame: MaxStreamsFrame) -> None:
+        """Handle MAX_STREAMS: we may open more streams."""
+        if frame.maximum > self.local_limit:
+            self.local_limit = frame.maximum
+
+    def on_stream_data_blocked(self, frame: StreamDataBlockedFrame) -> None:
+        """Handle STREAM_DATA_BLOCKED (informational; validates the stream ID)."""
+        self._peer_stream(frame.stream_id)
+
+    def apply_peer_parameters(self, max_data: int, max_stream_data: int, max_streams: int) -> None:
+        """Apply the peer's TRANSPORT_PARAMETERS (never below the spec defaults)."""
+        self.credit.update(max_data)
+        self.peer_max_stream_data = max_stream_data
+        for stream in self.streams.values():
+            stream.credit.update(max_stream_data)
+        self.local_limit = max(self.local_limit, max_streams)
+        self._unblock_all()
+
+    # -- sending -----------------------------------------------------------------------
+
+    def _schedule(self, stream: Stream) -> None:
+        if not stream.queued and not stream.blocked and (
+            stream.send.pending or not stream.qos_sent
+        ):
+            stream.queued = True
+            self._queues[stream.priority].append(stream)
+
+    def _unblock_all(self) -> None:
+        blocked, self._blocked = self._blocked, set()
+        for stream in blocked:
+            stream.blocked = False
+            self._schedule(stream)
+
+    @property
+    def has_data(self) -> bool:
+        """Whether any stream has data it may send now."""
+        q = self._queues
+        return bool(q[2] or q[1] or q[0])
+
+    def highest_pending_priority(self) -> int | None:
+        """The highest priority level with data waiting, or None."""
+        for level in (2, 1, 0):
+            if self._queues[level]:
+                return level
+        return None
+
+    def next_stream_frame(self, max_data: int) -> tuple[StreamFrame, StreamRecord] | None:
+        """
+        The next STREAM frame to send, at most ``max_data`` data bytes, by priority then round-robin.
+
+        Returns the frame and the record to attach to the packet, or ``None``.
+        """
+        for queue in (self._queues[2], self._queues[1], self._queues[0]):
+            while queue:
+                stream = queue[0]
+                out = self._frame_from(stream, max_data)
+                if out is None:
+                    queue.popleft()
+                    stream.queued = False
+                    continue
+                queue.rotate(-1)
+                if not stream.send.pending:
+                    queue.pop()
+                    stream.queued = False
+                return out
+        return None
+
+    def _frame_from(self, stream: Stream, max_data: int) -> tuple[StreamFrame, StreamRecord] | None:
+        send = stream.send
+        conn_room = self.credit.available(self.sent_total)
+        limit = min(stream.credit.limit, send.sent_offset + conn_room)
+        before = send.sent_offset
+        piece = send.next_frame(max_data, limit)
+        if piece is None:
+            self._note_blocked(stream, conn_room)
+            return None
+        offset, data, fin, retransmit = piece
+        self.sent_total += send.sent_offset - before
+        qos = None
+        if not stream.qos_sent:
+            qos, stream.qos_sent = stream.qos, True
+        frame = StreamFrame(
+            stream.id, offset, data, fin, stream.priority, ordered=stream.ordered,
+            retransmit=retransmit, compress=stream.compress, qos=qos,
+        )
+        return frame, StreamRecord(stream, offset, len(data), fin)
+
+    def _note_blocked(self, stream: Stream, conn_room: int) -> None:
+        send = stream.send
+        if not send.unsent_bytes or send.is_reset:
+            return
+        stream.blocked = True
+        self._blocked.add(stream)
+        if conn_room == 0:
+            limit = self.credit.blocked_at(self.sent_total)
+            if limit is not None:
+                self.control.append(DataBlockedFrame(limit))
+        else:
+            limit = stream.credit.blocked_at(send.sent_offset)
+            if limit is not None:
+                self.control.append(StreamDataBlockedFrame(stream.id, limit))
+
+    def pending_control(self) -> list:
+        """Take the stream-related control frames waiting to be sent (RESET, STOP, MAX_*)."""
+        out = list(self.control)
+        self.control.clear()
+        for stream in self.streams.values():
+            if stream.reset_pending is not None:
+                code, final = stream.reset_pending
+                stream.reset_pending = None
+                out.append(ResetStreamFrame(stream.id, code, final))
+            if stream.stop_sending_pending is not None:
+                out.append(StopSendingFrame(stream.id, stream.stop_sending_pending))
+                stream.stop_sending_pending = None
+        return out
+
+    # -- outcomes ----------------------------------------------------------------------
+
+    def on_record_acked(self, record: StreamRecord) -> None:
+        """A packet carrying ``record`` was acknowledged."""
+        stream = record.stream
+        stream.send.on_acked(record.offset, record.length, record.fin)
+        if stream.send.acked_all and not stream.send_state.terminal:
+            stream.send_state.process(StreamEvent.ALL_ACKED)
+            self._maybe_close(stream)
+        if not stream.was_writable and stream.send.writable:
+            stream.was_writable = True
+            self._emit(StreamWritable(stream.id))
+
+    def on_record_lost(self, record: StreamRecord) -> None:
+        """A packet carrying ``record`` was declared lost: queue the range again."""
+        stream = record.stream
+        if stream.send.is_reset or stream.send_state.terminal:
+            return
+        stream.send.on_lost(record.offset, record.length, record.fin)
+        if stream.blocked:
+            stream.blocked = False
+            self._blocked.discard(stream)
+        self._schedule(stream)
+
+    def on_control_acked(self, frame) -> None:
+        """A stream-related control frame was acknowledged."""
+        if isinstance(frame, ResetStreamFrame):
+            stream = self.streams.get(frame.stream_id)
+            if stream is not None and stream.send_state.is_reset:
+                stream.send_state.process(StreamEvent.RESET_ACKED)
+                self._maybe_close(stream)
+
+    def on_control_lost(self, frame) -> None:
+        """A stream-related control frame was lost: send it again if it still matters."""
+        stream = self.streams.get(getattr(frame, "stream_id", -1))
+        if isinstance(frame, MaxDataFrame):
+            self.control.append(MaxDataFrame(self.window.max_data))
+        elif isinstance(frame, MaxStreamDataFrame):
+            if stream is not None and not stream.recv_state.size_known:
+                self.control.append(MaxStreamDataFrame(stream.id, stream.window.max_data))
+        elif isinstance(frame, MaxStreamsFrame):
+            self.control.append(MaxStreamsFrame(self._advertised_streams))
+        elif isinstance(frame, ResetStreamFrame):
+            if stream is not None and stream.send_state.state.name == "RESET_SENT":
+                stream.reset_pending = (frame.error_code, frame.final_size)
+        elif isinstance(frame, StopSendingFrame):
+            if stream is not None and not stream.recv_state.terminal:
+                stream.stop_sending_pending = frame.error_code
+        elif isinstance(frame, DataBlockedFrame):
+            self.credit.blocked_lost(frame.limit)
+        elif isinstance(frame, StreamDataBlockedFrame) and stream is not None:
+            stream.credit.blocked_lost(frame.limit)
+
+    def _maybe_close(self, stream: Stream) -> None:
+        if not stream.closed or stream.id not in self.streams:
+            return
+        del self.streams[stream.id]
+        self._blocked.discard(stream)
+        self._emit(StreamClosed(stream.id))
+        if not stream.local:
+            self._peer_closed += 1
+            target = self._peer_closed + self.peer_limit
+            if target - self._advertised_streams >= max(1, self.peer_limit // 8):
+                self._advertised_streams = target
+                self.control.append(MaxStreamsFrame(target))
+
+    # -- state for the connection ---------------------------------------------------------
+
+    def check_flow_invariants(self) -> None:
+        """Raise FlowControlError if accounting went wrong (a debugging aid for tests)."""
+        if self.received_total > self.window.max_data:
+            raise FlowControlError("connection received more than it granted")

@@ -1,0 +1,93 @@
+"""
+One stream: its send buffer, reassembler, windows and state machines in one place.
+
+A :class:`Stream` is plain state; the :class:`~kwik_twisted.core.streams.manager.StreamManager` drives
+it.  Stream IDs follow protocol.rst ("Streams"): the two low bits give the initiator and the type (v3 uses
+bidirectional streams only).
+"""
+
+from __future__ import annotations
+
+from ...wire import QosPolicy
+from .flow_control import ReceiveWindow, SendCredit
+from .reassembly import Reassembler, UnorderedReassembler
+from .sendbuffer import SendBuffer
+from .state import RecvStateMachine, SendStateMachine
+
+CLIENT_BIDI = 0x0
+SERVER_BIDI = 0x1
+UNIDIRECTIONAL = 0x2
+
+
+def is_client_initiated(stream_id: int) -> bool:
+    """Whether the client opened ``stream_id``."""
+    return (stream_id & 1) == 0
+
+
+class Stream:
+    """
+    The state of one bidirectional stream.
+
+    :ivar id: the stream ID.
+    :ivar priority: 0 normal, 1 high, 2 critical (the seed's levels).
+    :ivar ordered: whether bytes are delivered in order (the ORDERED flag).
+    :ivar compress: whether to try lz4 on this stream's frames.
+    :ivar qos: the seed's QoS policy, announced on the first frame, or ``None``.
+    :ivar paused: the application asked us to stop delivering (back-pressure on the peer).
+    """
+
+    __slots__ = (
+        "id", "priority", "ordered", "compress", "qos", "qos_sent", "send", "recv", "credit",
+        "window", "send_state", "recv_state", "paused", "fin_delivered", "reset_pending",
+        "stop_sending_pending", "was_writable", "queued", "blocked", "local",
+    )
+
+    def __init__(
+        self,
+        stream_id: int,
+        *,
+        local: bool,
+        send_limit: int,
+        peer_max_stream_data: int,
+        initial_window: int,
+        max_window: int,
+        priority: int = 0,
+        ordered: bool = True,
+        compress: bool = False,
+        qos: QosPolicy | None = None,
+    ) -> None:
+        self.id = stream_id
+        self.local = local
+        self.priority = priority
+        self.ordered = ordered
+        self.compress = compress
+        self.qos = qos
+        self.qos_sent = qos is None
+        self.send = SendBuffer(send_limit)
+        self.recv: Reassembler | UnorderedReassembler = (
+            Reassembler(initial_window) if ordered else UnorderedReassembler(initial_window)
+        )
+        self.credit = SendCredit(peer_max_stream_data)
+        self.window = ReceiveWindow(initial_window, max_window)
+        self.send_state = SendStateMachine()
+        self.recv_state = RecvStateMachine()
+        self.paused = False
+        self.fin_delivered = False
+        #: (error_code, final_size) of a RESET_STREAM to (re)send, or None.
+        self.reset_pending: tuple[int, int] | None = None
+        #: error code of a STOP_SENDING to (re)send, or None.
+        self.stop_sending_pending: int | None = None
+        self.was_writable = True
+        self.queued = False
+        self.blocked = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether both directions reached a terminal state."""
+        return self.send_state.terminal and self.recv_state.terminal
+
+    def __repr__(self) -> str:
+        return (
+            f"<Stream {self.id} prio={self.priority} send={self.send_state.state.name} "
+            f"recv={self.recv_state.state.name}>"
+        )

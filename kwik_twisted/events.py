@@ -1,0 +1,130 @@
+"""
+Events a Kwik connection reports to the layer above it.
+
+The sans-I/O connection never calls out: it queues these small frozen values, and the layer above (the
+Twisted glue, a test, the simulator) takes them with ``Connection.next_event()`` after each call in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base class of all connection events."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeCompleted(Event):
+    """The TLS handshake finished; application data may flow."""
+
+    alpn: str | None
+    cipher: str | None
+    peer_certificate_subject: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOpened(Event):
+    """The peer opened a stream."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDataReceived(Event):
+    """In-order bytes of a stream arrived; ``end_stream`` when the peer finished sending."""
+
+    stream_id: int
+    data: bytes
+    end_stream: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReset(Event):
+    """The peer abandoned its direction of a stream (RESET_STREAM)."""
+
+    stream_id: int
+    error_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class StopSendingReceived(Event):
+    """The peer asked us to stop sending on a stream; we reset it in answer."""
+
+    stream_id: int
+    error_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamWritable(Event):
+    """A stream's send buffer dropped below its limit: a paused producer may resume."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamClosed(Event):
+    """Both directions of a stream are finished; its state is gone."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class PathEvent(Event):
+    """Base of the path events."""
+
+    path_id: int
+    local_addr: tuple
+    remote_addr: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class PathAdded(PathEvent):
+    """A path was created (it still needs validation before it carries data)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PathValidated(PathEvent):
+    """A path answered its challenge and may carry data."""
+
+
+@dataclass(frozen=True, slots=True)
+class PathFailed(PathEvent):
+    """A path stopped answering; its data moved to the other paths."""
+
+
+@dataclass(frozen=True, slots=True)
+class PathRecovered(PathEvent):
+    """A failed path answered again and is back in use."""
+
+
+@dataclass(frozen=True, slots=True)
+class PathAbandoned(PathEvent):
+    """A path was given up for good (PATH_ABANDON)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionTerminated(Event):
+    """
+    The connection is over.
+
+    :ivar error_code: the wire error code (0 for a clean close).
+    :ivar reason: a human-readable explanation.
+    :ivar by_peer: whether the peer closed it (else we did, or a timer did).
+    :ivar frame_type: the frame type that caused a protocol error, if any.
+    :ivar application: whether ``error_code`` is an application's code.
+    """
+
+    error_code: int
+    reason: str
+    by_peer: bool
+    frame_type: int | None = None
+    application: bool = False
+
+
+__all__ = [
+    "ConnectionTerminated", "Event", "HandshakeCompleted", "PathAbandoned", "PathAdded",
+    "PathEvent", "PathFailed", "PathRecovered", "PathValidated", "StopSendingReceived",
+    "StreamClosed", "StreamDataReceived", "StreamOpened", "StreamReset", "StreamWritable",
+]
