@@ -377,7 +377,9 @@ class ConnectionCloseFrame(ControlFrame):
     ack_eliciting: ClassVar[bool] = False
 
     def encode_body(self, buf: bytearray) -> None:
-        reason = self.reason.encode("utf-8", "replace")[:MAX_REASON_LENGTH]
+        reason = self.reason.encode("utf-8", "replace")
+        if len(reason) > MAX_REASON_LENGTH:  # cut on a character boundary
+            reason = reason[:MAX_REASON_LENGTH].decode("utf-8", "ignore").encode("utf-8")
         buf.append(1 if self.application else 0)
         push_varint(buf, self.error_code)
         push_varint(buf, self.frame_type)
@@ -430,14 +432,16 @@ class TransportParametersFrame(ControlFrame):
     @classmethod
     def decode_body(cls, data: memoryview, pos: int, end: int) -> TransportParametersFrame:
         params: dict[int, int] = {}
+        seen: set[int] = set()
         while pos < end:
             ident, pos = _pull(data, pos, end)
             length, pos = _pull(data, pos, end)
             stop = pos + length
             if stop > end:
                 raise TruncatedInput("a transport parameter runs past the end of its frame")
-            if ident in params:
+            if ident in seen:
                 raise TransportParameterError(f"transport parameter 0x{ident:x} repeated")
+            seen.add(ident)
             if ident in TransportParameter.__members__.values():
                 params[ident] = _parameter_value(data, pos, stop, ident)
             pos = stop

@@ -186,10 +186,24 @@ class Payload(NamedTuple):
 # Encoding
 
 
+_HEADER_SHORT_LEN = Struct(">BQBBIBB")  # one-byte StreamID and Data Length, no extensions
+_HEADER_LONG_LEN = Struct(">BQBHIBB")  # one-byte StreamID, two-byte Data Length, no extensions
+
+
 def _push_header(
     buf: bytearray, sid: int, offset: int, flags: int, data: bytes | memoryview, checksum: int,
     priority: int, extensions: bytes,
 ) -> None:
+    n = len(data)
+    if sid < 0x40 and not extensions and 0 <= offset:
+        if n < 0x40:
+            buf += _HEADER_SHORT_LEN.pack(sid, offset, flags, n, checksum, priority, 0)
+            buf += data
+            return
+        if n < 0x4000:
+            buf += _HEADER_LONG_LEN.pack(sid, offset, flags, n | 0x4000, checksum, priority, 0)
+            buf += data
+            return
     push_varint(buf, sid)
     buf += _OFFSET_FLAGS.pack(offset, flags)
     push_varint(buf, len(data))
@@ -418,18 +432,32 @@ def pull_frame(
 
     :returns: ``(frame, position after it, bytes produced by decompression)``.
     """
-    sid, pos = pull_varint(data, pos)
-    if pos + 9 > len(data):
-        raise TruncatedInput("frame header ends inside Offset/Flags")
-    offset, flags = _OFFSET_FLAGS.unpack_from(data, pos)
-    length, pos = pull_varint(data, pos + 9)
-    if pos + 5 > len(data):
-        raise TruncatedInput("frame header ends inside Checksum/Priority")
-    checksum, priority = _CHECKSUM_PRIORITY.unpack_from(data, pos)
-    ext_length, pos = pull_varint(data, pos + 5)
+    size = len(data)
+    if pos + 18 <= size and data[pos] < 0x40 and data[pos + 10] & 0xC0 == 0x40:
+        # Fast path: one-byte StreamID, two-byte Data Length (the shape of a full data frame).
+        sid, offset, flags, length, checksum, priority, ext_length = _HEADER_LONG_LEN.unpack_from(
+            data, pos
+        )
+        length &= 0x3FFF
+        if length < 0x40:
+            raise FrameEncodingError(f"varint {length} is not in its shortest 1-byte form")
+        if ext_length < 0x40:
+            pos += 18
+        else:
+            ext_length, pos = pull_varint(data, pos + 17)
+    else:
+        sid, pos = pull_varint(data, pos)
+        if pos + 9 > size:
+            raise TruncatedInput("frame header ends inside Offset/Flags")
+        offset, flags = _OFFSET_FLAGS.unpack_from(data, pos)
+        length, pos = pull_varint(data, pos + 9)
+        if pos + 5 > size:
+            raise TruncatedInput("frame header ends inside Checksum/Priority")
+        checksum, priority = _CHECKSUM_PRIORITY.unpack_from(data, pos)
+        ext_length, pos = pull_varint(data, pos + 5)
     ext_end = pos + ext_length
     end = ext_end + length
-    if end > len(data):
+    if end > size:
         raise TruncatedInput("frame data runs past the end of the packet")
     qos = _pull_extensions(data, pos, ext_end) if ext_length else None
     body = data[ext_end:end]

@@ -34,7 +34,7 @@ from ..errors import (
     UnsupportedVersion,
 )
 from .frames import CompressionInfo, Epoch, PacketType
-from .varint import pull_varint, push_varint
+from .varint import VARINT_MAX, pull_varint, push_varint
 
 VERSION = 0x03
 CID_LENGTH = 8
@@ -50,6 +50,7 @@ _SEQ_TYPE = Struct(">QB")
 _CHECKSUM = Struct(">I")
 _PACKET_TYPES = frozenset(int(t) for t in PacketType)
 _COMPRESSIONS = frozenset(int(c) for c in CompressionInfo)
+_COMPRESSION_BYTES = {int(c): bytes((int(c),)) for c in CompressionInfo}
 
 #: ``seal(path_id, seq, aad, plaintext) -> ciphertext`` (tag included).
 Seal = Callable[[int, int, bytes, bytes], bytes]
@@ -120,6 +121,10 @@ def _check_header(header: Header) -> None:
         raise FrameEncodingError("a source connection ID goes with initial keys, and only there")
     if not 0 <= header.path_id <= MAX_PATH_ID or not 0 <= header.seq < 1 << 64:
         raise FrameEncodingError("path ID or sequence number out of range")
+    if header.packet_type not in _PACKET_TYPES or header.compression not in _COMPRESSION_BYTES:
+        raise FrameEncodingError("unknown packet type or compression info")
+    if not 0 <= header.version <= 0xFF or not 0 <= header.frame_count <= VARINT_MAX:
+        raise FrameEncodingError("version or frame count out of range")
 
 
 def encode_header(header: Header, total_length: int) -> tuple[bytearray, int]:
@@ -150,6 +155,13 @@ def encode_packet(header: Header, plaintext: bytes, seal: Seal) -> bytes:
     ``header.total_length`` is ignored and computed; ``seal`` must add exactly :data:`TAG_LENGTH` bytes.
     """
     total = len(plaintext) + TAG_LENGTH
+    if (
+        header.scid is None and header.path_id < 0x40 and header.frame_count < 0x40
+        and 0x40 <= total < 0x4000 and header.epoch == 1 and len(header.dcid) == CID_LENGTH
+        and 0 <= header.seq < 1 << 64 and header.version == VERSION
+        and header.compression in _COMPRESSION_BYTES and header.packet_type in _PACKET_TYPES
+    ):
+        return _encode_fast(header, total, plaintext, seal)
     buf, at = encode_header(header, total)
     aad = bytes(buf[:at] + buf[at + 4:])
     ciphertext = seal(header.path_id, header.seq, aad, plaintext)
@@ -159,6 +171,24 @@ def encode_packet(header: Header, plaintext: bytes, seal: Seal) -> bytes:
     checksum = crc32(memoryview(buf)[at + 4:], crc32(memoryview(buf)[:at]))
     _CHECKSUM.pack_into(buf, at, checksum)
     return bytes(buf)
+
+
+_FAST_PREFIX = Struct(">BB8sBQBBH")  # envelope + header up to Total Length, short form
+_SHORT_APPLICATION_FLAGS = 1 << EPOCH_SHIFT
+
+
+def _encode_fast(header: Header, total: int, plaintext: bytes, seal: Seal) -> bytes:
+    """The common shape: application keys, one-byte path ID and Frame Count, two-byte length."""
+    prefix = _FAST_PREFIX.pack(
+        header.version, _SHORT_APPLICATION_FLAGS, header.dcid, header.path_id, header.seq,
+        header.packet_type, header.frame_count, total | 0x4000,
+    )
+    tail = _COMPRESSION_BYTES[header.compression]
+    ciphertext = seal(header.path_id, header.seq, prefix + tail, plaintext)
+    if len(ciphertext) != total:
+        raise FrameEncodingError("the AEAD must add exactly a 16-byte tag")
+    checksum = crc32(ciphertext, crc32(tail, crc32(prefix)))
+    return b"".join((prefix, _CHECKSUM.pack(checksum), tail, ciphertext))
 
 
 def peek_dcid(data: bytes) -> bytes:
@@ -211,7 +241,14 @@ def decode_packet(data: bytes | memoryview) -> Packet:
     return _decode_path_packet(view, pos, Header(dcid, 0, 0, epoch=epoch, scid=scid))
 
 
+_FAST_TAIL = Struct(">QBBHIB")  # seq, type, one-byte Frame Count, two-byte Total Length, checksum, CI
+
+
 def _decode_path_packet(view: memoryview, pos: int, header: Header) -> Packet:
+    if len(view) >= pos + 18 and view[pos] < 0x40 and view[pos + 10] < 0x40 and (
+        view[pos + 11] & 0xC0 == 0x40
+    ):
+        return _decode_fast(view, pos, header)
     path_id, pos = _pull(view, pos)
     if path_id > MAX_PATH_ID:
         raise MalformedPacket(f"path ID {path_id} exceeds 2**32 - 1")
@@ -245,3 +282,31 @@ def _decode_path_packet(view: memoryview, pos: int, header: Header) -> Packet:
     header.compression = compression
     aad = bytes(view[:at]) + bytes(view[at + 4:start])
     return Packet(header, aad, view[start:])
+
+
+def _decode_fast(view: memoryview, pos: int, header: Header) -> Packet:
+    """The common shape: one-byte path ID and Frame Count, two-byte Total Length."""
+    path_id = view[pos]
+    seq, packet_type, frame_count, total, checksum, compression = _FAST_TAIL.unpack_from(view, pos + 1)
+    total &= 0x3FFF
+    at = pos + 13
+    start = pos + 18
+    if total < 0x40:
+        raise MalformedPacket(f"packet header: varint {total} is not in its shortest form")
+    if packet_type not in _PACKET_TYPES:
+        raise MalformedPacket(f"unknown packet type 0x{packet_type:02x}")
+    if compression not in _COMPRESSIONS:
+        raise MalformedPacket(f"unknown Compression Info 0x{compression:02x}")
+    if total != len(view) - start:
+        raise MalformedPacket(f"Total Length says {total}, the datagram holds {len(view) - start}")
+    if frame_count == 0:
+        raise MalformedPacket("Frame Count is zero")
+    if checksum != crc32(view[at + 4:], crc32(view[:at])):
+        raise ChecksumMismatch("packet checksum mismatch")
+    header.path_id = path_id
+    header.seq = seq
+    header.packet_type = packet_type
+    header.frame_count = frame_count
+    header.total_length = total
+    header.compression = compression
+    return Packet(header, bytes(view[:at]) + bytes(view[at + 4:start]), view[start:])
