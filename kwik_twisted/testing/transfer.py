@@ -1,0 +1,177 @@
+"""
+Bulk transfers through the simulator: one call sets up a client and a server, links and files.
+
+:func:`run_transfers` is what the scenario tests, the demo and the simulated benchmarks share: N client
+connections each upload a file to one server over simulated links, and the result says when each
+finished, whether every byte arrived intact (SHA-256), and what the links and connections counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..core.connection import Connection
+from ..core.dispatcher import ServerDispatcher
+from ..core.entropy import SeededEntropy
+from ..events import ConnectionTerminated, StreamDataReceived
+from .links import LinkConfig
+from .pair import client_config, server_config
+from .simulator import Network
+
+SERVER_ADDR = ("10.0.0.1", 4433)
+
+
+def make_payload(size: int, seed: int = 0) -> bytes:
+    """Deterministic, incompressible-looking bytes."""
+    block = hashlib.sha256(seed.to_bytes(8, "big")).digest() * 1024
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha256(block[:64] + counter.to_bytes(8, "big")).digest() * 128
+        counter += 1
+    return bytes(out[:size])
+
+
+@dataclass
+class TransferResult:
+    """What a run of :func:`run_transfers` observed."""
+
+    finished: dict[int, float] = field(default_factory=dict)  # connection index -> time
+    intact: dict[int, bool] = field(default_factory=dict)
+    terminated: list[ConnectionTerminated] = field(default_factory=list)
+    clients: list[Connection] = field(default_factory=list)
+    server: ServerDispatcher | None = None
+    network: Network | None = None
+    size: int = 0
+    start: float = 0.0
+
+    @property
+    def all_intact(self) -> bool:
+        """Whether every transfer finished with the right bytes."""
+        return len(self.intact) == len(self.clients) and all(self.intact.values())
+
+    @property
+    def duration(self) -> float:
+        """Time from start until the last transfer finished."""
+        return max(self.finished.values()) - self.start if self.finished else float("inf")
+
+    def goodput_bps(self) -> float:
+        """Application bytes per second over all transfers, in bits."""
+        return self.size * len(self.clients) * 8 / self.duration
+
+
+class _Server:
+    """The dispatcher as a simulator host, collecting what arrives."""
+
+    def __init__(self, dispatcher: ServerDispatcher, on_event: Callable) -> None:
+        self.dispatcher = dispatcher
+        self.on_event = on_event
+
+    def receive_datagram(self, data, local_addr, remote_addr, *, now):
+        self.dispatcher.receive_datagram(data, local_addr, remote_addr, now=now)
+        self._drain()
+
+    def datagrams_to_send(self, *, now):
+        return self.dispatcher.datagrams_to_send(now=now)
+
+    def next_deadline(self):
+        return self.dispatcher.next_deadline()
+
+    def handle_deadline(self, *, now):
+        self.dispatcher.handle_deadline(now=now)
+        self._drain()
+
+    def _drain(self):
+        for conn in {id(c): c for c in self.dispatcher.connections.values()}.values():
+            while (event := conn.next_event()) is not None:
+                self.on_event(conn, event)
+
+
+class _Client:
+    """A client connection as a simulator host."""
+
+    def __init__(self, conn: Connection, on_event: Callable) -> None:
+        self.conn = conn
+        self.on_event = on_event
+
+    def receive_datagram(self, data, local_addr, remote_addr, *, now):
+        self.conn.receive_datagram(data, local_addr, remote_addr, now=now)
+        self._drain()
+
+    def datagrams_to_send(self, *, now):
+        return self.conn.datagrams_to_send(now=now)
+
+    def next_deadline(self):
+        return self.conn.next_deadline()
+
+    def handle_deadline(self, *, now):
+        self.conn.handle_deadline(now=now)
+        self._drain()
+
+    def _drain(self):
+        while (event := self.conn.next_event()) is not None:
+            self.on_event(self.conn, event)
+
+
+def run_transfers(
+    *,
+    size: int,
+    link: LinkConfig,
+    reverse: LinkConfig | None = None,
+    connections: int = 1,
+    seed: int = 1,
+    timeout: float = 600.0,
+    client_options: dict | None = None,
+    server_options: dict | None = None,
+    setup: Callable[[Network], None] | None = None,
+) -> TransferResult:
+    """
+    Upload ``size`` bytes on one stream from each of ``connections`` clients to one server.
+
+    Each client has its own address and its own pair of links (``link`` towards the server, ``reverse``
+    back, defaulting to ``link``).  ``setup`` may schedule events on the network (cut a link, ...).
+    """
+    network = Network(seed)
+    result = TransferResult(network=network, size=size)
+    payload = make_payload(size, seed)
+    expected = hashlib.sha256(payload).digest()
+    received: dict[int, hashlib._Hash] = {}
+    index_of: dict[tuple, int] = {}
+
+    def on_server_event(conn: Connection, event) -> None:
+        index = index_of.get(conn.paths[0].remote_addr, -1)
+        if isinstance(event, StreamDataReceived):
+            received.setdefault(index, hashlib.sha256()).update(event.data)
+            if event.end_stream:
+                result.finished[index] = network.now
+                result.intact[index] = received[index].digest() == expected
+        elif isinstance(event, ConnectionTerminated):
+            result.terminated.append(event)
+
+    def on_client_event(conn: Connection, event) -> None:
+        if isinstance(event, ConnectionTerminated):
+            result.terminated.append(event)
+
+    dispatcher = ServerDispatcher(
+        server_config(**(server_options or {})), entropy=SeededEntropy(seed * 1000 + 1)
+    )
+    result.server = dispatcher
+    network.attach(_Server(dispatcher, on_server_event), [SERVER_ADDR])
+    for i in range(connections):
+        addr = (f"10.1.{i // 250}.{i % 250 + 1}", 50000 + i)
+        index_of[addr] = i
+        network.add_link(addr, SERVER_ADDR, ab=link, ba=reverse or link)
+        conn = Connection.client(
+            client_config(**(client_options or {})), local_addr=addr, remote_addr=SERVER_ADDR,
+            entropy=SeededEntropy(seed * 1000 + 10 + i), now=0.0,
+        )
+        sid = conn.open_stream()
+        conn.send_stream_data(sid, payload, end_stream=True)
+        result.clients.append(conn)
+        network.attach(_Client(conn, on_client_event), [addr])
+    if setup is not None:
+        setup(network)
+    network.run(until=timeout, stop=lambda: len(result.finished) == connections)
+    return result
