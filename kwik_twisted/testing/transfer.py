@@ -126,6 +126,7 @@ def run_transfers(
     client_options: dict | None = None,
     server_options: dict | None = None,
     setup: Callable[[Network], None] | None = None,
+    on_start: Callable[[list[Connection]], None] | None = None,
 ) -> TransferResult:
     """
     Upload ``size`` bytes on one stream from each of ``connections`` clients to one server.
@@ -171,6 +172,8 @@ def run_transfers(
         conn.send_stream_data(sid, payload, end_stream=True)
         result.clients.append(conn)
         network.attach(_Client(conn, on_client_event), [addr])
+    if on_start is not None:
+        on_start(result.clients)
     if setup is not None:
         setup(network)
     network.run(until=timeout, stop=lambda: len(result.finished) == connections)

@@ -60,6 +60,10 @@ DEFAULT_MAX_STREAM_DATA = 262144
 DEFAULT_MAX_STREAMS = 100
 
 
+def _stream_id(stream: Stream) -> int:
+    return stream.id
+
+
 class StreamRecord:
     """What a packet carried of a stream, to settle when the packet is acked or lost."""
 
@@ -100,6 +104,7 @@ class StreamManager:
         self.received_total = 0  # sum of highest offsets received per stream
         self._queues: tuple[deque[Stream], ...] = (deque(), deque(), deque())
         self._blocked: set[Stream] = set()
+        self._signalling: set[Stream] = set()  # streams with a RESET_STREAM / STOP_SENDING to send
         self.control: deque = deque()  # flow-control frames waiting to be sent
         self._closed_ids_floor = 0
         self.rtt = 0.0  # smoothed RTT, kept fresh by the connection for window tuning
@@ -195,6 +200,7 @@ class StreamManager:
         final_size = stream.send.reset()
         stream.send_state.process(StreamEvent.SEND_RESET)
         stream.reset_pending = (error_code, final_size)
+        self._signalling.add(stream)
 
     def stop_sending(self, sid: int, error_code: int) -> None:
         """Ask the peer to stop sending on ``sid`` (STOP_SENDING); we discard what arrives."""
@@ -203,6 +209,7 @@ class StreamManager:
             return
         stream.recv_state.process(StreamEvent.SEND_STOP_SENDING)
         stream.stop_sending_pending = error_code
+        self._signalling.add(stream)
 
     def pause(self, sid: int, paused: bool, *, now: float) -> None:
         """Stop (or resume) delivering stream ``sid``'s data; unread data holds the windows shut."""
@@ -444,9 +451,12 @@ class StreamManager:
 
     def pending_control(self) -> list:
         """Take the stream-related control frames waiting to be sent (RESET, STOP, MAX_*)."""
+        if not self.control and not self._signalling:
+            return []
         out = list(self.control)
         self.control.clear()
-        for stream in self.streams.values():
+        signalling, self._signalling = self._signalling, set()
+        for stream in sorted(signalling, key=_stream_id):
             if stream.reset_pending is not None:
                 code, final = stream.reset_pending
                 stream.reset_pending = None
@@ -501,9 +511,11 @@ class StreamManager:
         elif isinstance(frame, ResetStreamFrame):
             if stream is not None and stream.send_state.state.name == "RESET_SENT":
                 stream.reset_pending = (frame.error_code, frame.final_size)
+                self._signalling.add(stream)
         elif isinstance(frame, StopSendingFrame):
             if stream is not None and not stream.recv_state.terminal:
                 stream.stop_sending_pending = frame.error_code
+                self._signalling.add(stream)
         elif isinstance(frame, DataBlockedFrame):
             self.credit.blocked_lost(frame.limit)
         elif isinstance(frame, StreamDataBlockedFrame) and stream is not None:

@@ -1,0 +1,133 @@
+"""
+``make demo``: a Kwik transfer you can watch.
+
+Runs the real Kwik core (TLS 1.3 handshake, AEAD on every packet, loss recovery, congestion control)
+through the project's deterministic network simulator: 8 MiB uploaded over a 20 Mbit/s link with 30 ms
+RTT and 0.2% random loss, in simulated time.  It prints a live progress line, then what happened, and
+checks the SHA-256 of what arrived.  ``--loopback`` runs the same over real UDP sockets on 127.0.0.1
+through the Twisted endpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+
+from .testing import LinkConfig
+from .testing.transfer import make_payload, run_transfers
+
+MiB = 1 << 20
+
+
+def simulated(size: int, rate: float, rtt: float, loss: float, seed: int) -> int:
+    """Run and report the simulated transfer; return a shell exit status."""
+    link = LinkConfig(delay=rtt / 2, rate_bps=rate, queue_bytes=int(rate * rtt / 8), loss=loss,
+                      max_loss_burst=3)
+    print(f"Kwik demo (simulated network): {size / MiB:.0f} MiB upload over {rate / 1e6:.0f} Mbit/s, "
+          f"{rtt * 1000:.0f} ms RTT, {loss:.0%} loss; real TLS 1.3, AES-128-GCM, CUBIC")
+    started = time.perf_counter()
+    clients = []
+
+    def setup(network) -> None:
+        def tick() -> None:
+            done = sum(c.streams.sent_total for c in clients)
+            bar = "#" * int(30 * done / size)
+            print(f"\r  t={network.now:5.1f}s  [{bar:<30}] {done / MiB:5.1f} MiB sent", end="",
+                  flush=True)
+            if done < size:
+                network.at(network.now + 0.5, tick)
+
+        network.at(0.5, tick)
+
+    result = run_transfers(size=size, link=link, seed=seed, setup=setup, on_start=clients.extend)
+    wall = time.perf_counter() - started
+    print()
+    client = result.clients[0]
+    path = client.paths[0]
+    rtt_est = path.recovery.rtt
+    print(f"  handshake + transfer finished at t={result.duration:.2f}s (simulated), "
+          f"{wall:.1f}s of real time")
+    print(f"  goodput {result.goodput_bps() / 1e6:.2f} Mbit/s of {rate / 1e6:.0f} "
+          f"({result.goodput_bps() / rate:.0%})")
+    print(f"  path 0: {path.packets_sent} packets sent, {path.packets_lost} declared lost and "
+          f"re-sent, smoothed RTT {rtt_est.smoothed_rtt * 1000:.1f} ms "
+          f"(min {rtt_est.min_rtt * 1000:.1f} ms), final cwnd {path.recovery.controller.cwnd} B")
+    stats = next(iter(result.network.stats().values()))
+    print(f"  link: {stats.sent} datagrams, {stats.lost_random} lost at random, "
+          f"{stats.lost_queue} dropped by the queue")
+    ok = result.all_intact
+    digest = hashlib.sha256(make_payload(size, seed)).hexdigest()
+    print(f"  sha256 {digest[:16]}... {'verified: every byte arrived intact' if ok else 'MISMATCH'}")
+    return 0 if ok else 1
+
+
+def loopback(size: int) -> int:
+    """The same transfer over real UDP on 127.0.0.1 through the Twisted endpoints."""
+    from twisted.internet import reactor
+
+    from .endpoints import KwikClientEndpoint, KwikServerEndpoint  # noqa: F401
+    from .testing.pair import client_config, server_config
+
+    payload = make_payload(size, 7)
+    print(f"Kwik demo (loopback UDP): {size / MiB:.0f} MiB over 127.0.0.1 through kwik: endpoints")
+    from twisted.internet.protocol import Factory, Protocol
+
+    state = {"received": hashlib.sha256(), "bytes": 0, "start": time.perf_counter(), "status": 1}
+
+    class Sink(Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            state["received"].update(data)
+            state["bytes"] += len(data)
+            bar = "#" * int(30 * state["bytes"] / size)
+            print(f"\r  [{bar:<30}] {state['bytes'] / MiB:6.1f} MiB received", end="", flush=True)
+
+        def connectionLost(self, reason=None) -> None:
+            elapsed = time.perf_counter() - state["start"]
+            ok = state["received"].digest() == hashlib.sha256(payload).digest()
+            print(f"\n  {state['bytes']} bytes in {elapsed:.2f}s "
+                  f"({state['bytes'] / elapsed / 1e6:.1f} MB/s); sha256 "
+                  f"{'verified' if ok else 'MISMATCH'}")
+            state["status"] = 0 if ok else 1
+            reactor.callLater(0.2, reactor.stop)
+
+    class Source(Protocol):
+        def connectionMade(self) -> None:
+            self.transport.write(payload)
+            self.transport.loseConnection()
+
+    server = KwikServerEndpoint(reactor, 0, config=server_config(), interface="127.0.0.1")
+
+    def listening(port) -> None:
+        endpoint = KwikClientEndpoint(reactor, "127.0.0.1", port.getHost().port,
+                                      config=client_config())
+        endpoint.connect(Factory.forProtocol(Source)).addErrback(fail)
+
+    def fail(failure) -> None:
+        print(f"  failed: {failure.getErrorMessage()}")
+        reactor.stop()
+
+    server.listen(Factory.forProtocol(Sink)).addCallbacks(listening, fail)
+    reactor.callLater(60, reactor.stop)
+    reactor.run()
+    return state["status"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kwik_twisted.demo", description=__doc__)
+    parser.add_argument("--size", type=float, default=8, help="MiB to transfer (default 8)")
+    parser.add_argument("--rate", type=float, default=20, help="link Mbit/s (default 20)")
+    parser.add_argument("--rtt", type=float, default=30, help="round-trip ms (default 30)")
+    parser.add_argument("--loss", type=float, default=0.2, help="random loss in percent (default 0.2)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--loopback", action="store_true", help="use real UDP sockets instead")
+    args = parser.parse_args(argv)
+    size = int(args.size * MiB)
+    if args.loopback:
+        return loopback(size)
+    return simulated(size, args.rate * 1e6, args.rtt / 1000, args.loss / 100, args.seed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
