@@ -271,6 +271,8 @@ class Connection:
                 deadlines.append(path.ack.ack_deadline)
             if path.challenge_sent_at is not None:
                 deadlines.append(path.challenge_sent_at + 3 * path.recovery.rtt.pto_interval())
+            if path.pacing_deadline is not None:
+                deadlines.append(path.pacing_deadline)
         return min(deadlines)
 
     def handle_deadline(self, *, now: float) -> None:
@@ -422,7 +424,7 @@ class Connection:
             self._on_packet_acked(target, packet)
         if result.lost:
             self._on_packets_lost(target, result.lost)
-        if result.rtt_sample_taken:
+        if recovery.rtt.has_sample:
             target.pacer.update(cwnd=recovery.controller.cwnd, srtt=recovery.rtt.smoothed_rtt)
             self.streams.rtt = recovery.rtt.smoothed_rtt
 
@@ -613,7 +615,9 @@ class Connection:
         while sent < BURST_LIMIT:
             probe = path.probes_pending > 0
             cwnd_ok = probe or recovery.bytes_in_flight < controller.cwnd
-            paced_ok = probe or path.pacer.next_send_time(now=now) is None
+            pace_at = None if probe else path.pacer.next_send_time(now=now)
+            paced_ok = pace_at is None
+            path.pacing_deadline = pace_at if cwnd_ok and self.streams.has_data else None
             epoch = self._packet_epoch()
             allow_data = cwnd_ok and paced_ok and path.usable
             if not allow_data and not probe and not self._has_urgent():

@@ -164,6 +164,7 @@ class Path:
         "challenge", "challenge_sent_at", "challenges_sent", "responses", "dcid", "probes_pending",
         "packets_sent", "packets_received", "packets_lost", "packets_retransmitted",
         "bytes_acked", "last_activity", "created", "failed_at", "usable_time", "metrics",
+        "pacing_deadline",
     )
 
     def __init__(
@@ -208,6 +209,7 @@ class Path:
         self.failed_at: float | None = None
         self.usable_time = 0.0
         self.metrics = None
+        self.pacing_deadline: float | None = None
 
     @property
     def usable(self) -> bool:
