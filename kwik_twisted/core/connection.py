@@ -611,15 +611,18 @@ class Connection:
     def _send_on_path(self, path: Path, out: list, now: float) -> None:
         recovery = path.recovery
         controller = recovery.controller
+        pacer = path.pacer
+        streams = self.streams
+        usable = path.usable
         sent = 0
         while sent < BURST_LIMIT:
             probe = path.probes_pending > 0
             cwnd_ok = probe or recovery.bytes_in_flight < controller.cwnd
-            pace_at = None if probe else path.pacer.next_send_time(now=now)
+            pace_at = None if probe else pacer.next_send_time(now=now)
             paced_ok = pace_at is None
-            path.pacing_deadline = pace_at if cwnd_ok and self.streams.has_data else None
+            path.pacing_deadline = pace_at if cwnd_ok and streams.has_data else None
             epoch = self._packet_epoch()
-            allow_data = cwnd_ok and paced_ok and path.usable
+            allow_data = cwnd_ok and paced_ok and usable
             if not allow_data and not probe and not self._has_urgent():
                 break
             self._maybe_skip(recovery)
@@ -660,6 +663,8 @@ class Connection:
     def _packet_epoch(self) -> int:
         if self._app_send is None:
             return Epoch.INITIAL
+        if self._handshake_confirmed and not self.crypto_send.pending:
+            return Epoch.APPLICATION
         if self.handshake_epoch() == Epoch.INITIAL and self.crypto_send.pending:
             return Epoch.INITIAL
         return Epoch.APPLICATION

@@ -16,6 +16,7 @@ this module only decides what is in it.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from ..wire import (
@@ -69,6 +70,7 @@ class HandshakeRecord:
         self.length = length
 
 
+@functools.lru_cache(maxsize=256)
 def header_overhead(path_id: int, long: bool) -> int:
     """Bytes of envelope and path-packet header (with a 2-byte Total Length) plus the AEAD tag."""
     envelope = 2 + CID_LENGTH + (CID_LENGTH if long else 0) + varint_size(path_id)
@@ -132,7 +134,7 @@ def build_packet(
     """
     long = epoch == Epoch.INITIAL
     budget = conn.config.max_datagram_size - header_overhead(path.id, long)
-    room = path.amplification_room()
+    room = None if path.address_validated else path.amplification_room()
     if room is not None:
         budget = min(budget, room - header_overhead(path.id, long))
         if budget < CONTROL_HEADER + 8:
@@ -141,7 +143,7 @@ def build_packet(
     _add_acks(conn, builder, now, due_only=True)
     conn.add_control_frames(builder, path, now=now)
     _add_handshake(conn, builder, epoch)
-    if allow_data and epoch == Epoch.APPLICATION and not builder.full:
+    if allow_data and epoch == Epoch.APPLICATION and conn.streams.has_data:
         _add_stream_data(conn, builder)
     if probe and not builder.ack_eliciting:
         builder.add_control(PingFrame())
@@ -169,9 +171,9 @@ def _add_acks(conn: Connection, builder: PacketBuilder, now: float, *, due_only:
 
 
 def _add_handshake(conn: Connection, builder: PacketBuilder, epoch: int) -> None:
-    if conn.handshake_epoch() != epoch:
-        return
     send = conn.crypto_send
+    if not send.pending or conn.handshake_epoch() != epoch:
+        return
     while send.pending and builder.room > CONTROL_HEADER + 16:
         piece = send.next_frame(builder.room - CONTROL_HEADER - 1)
         if piece is None:
@@ -184,8 +186,10 @@ def _add_handshake(conn: Connection, builder: PacketBuilder, epoch: int) -> None
 
 def _add_stream_data(conn: Connection, builder: PacketBuilder) -> None:
     streams = conn.streams
-    while not builder.full and streams.has_data:
-        space = builder.room - STREAM_HEADER_MAX - 16  # 16: room for a QOS extension
+    buf = builder.buf
+    frames = builder.frames
+    while len(frames) < MAX_FRAMES:
+        space = builder.budget - len(buf) - STREAM_HEADER_MAX - 16  # 16: room for a QOS extension
         if space < 1:
             return
         out = streams.next_stream_frame(space)

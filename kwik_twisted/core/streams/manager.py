@@ -51,7 +51,7 @@ from ...wire import (
     StreamsBlockedFrame,
 )
 from .flow_control import ReceiveWindow, SendCredit
-from .state import RecvState, StreamEvent
+from .state import RecvState, SendState, StreamEvent
 from .stream import UNIDIRECTIONAL, Stream
 
 #: Spec defaults (protocol.rst, TRANSPORT_PARAMETERS): what a peer may assume before ours arrive.
@@ -185,7 +185,8 @@ class StreamManager:
         stream = self._local_stream(sid)
         if data:
             stream.send.write(data)
-            stream.send_state.process(StreamEvent.SEND_DATA)
+            if stream.send_state.state is not SendState.SEND:
+                stream.send_state.process(StreamEvent.SEND_DATA)
         if end_stream:
             stream.send.finish()
             stream.send_state.process(StreamEvent.SEND_FIN)
@@ -245,7 +246,9 @@ class StreamManager:
             self.received_total += end - before
             self.window.on_data(self.received_total)
         stream.recv.insert(frame.offset, frame.data, frame.fin)
-        stream.recv_state.process(StreamEvent.RECV_FIN if frame.fin else StreamEvent.RECV_DATA)
+        if frame.fin or stream.recv_state.state is not RecvState.RECV:
+            # RECV_DATA in RECV is the one transition taken per packet, and a no-op.
+            stream.recv_state.process(StreamEvent.RECV_FIN if frame.fin else StreamEvent.RECV_DATA)
         recv = stream.recv
         if (
             recv.final_size is not None
