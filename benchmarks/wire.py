@@ -2,7 +2,8 @@
 Microseconds to encode and to decode one 1350-byte Kwik data packet carrying one STREAM frame.
 
 Two figures each way: the codec alone (a stand-in seal that appends a 16-byte tag, so only the wire
-format is measured) and the whole datagram path with AES-128-GCM.  Run: ``python benchmarks/wire.py``.
+format is measured) and the whole datagram path with AES-128-GCM.  Run: ``python
+benchmarks/wire.py``.
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ def make_case(seal):
 
     def encode() -> bytes:
         payload = encode_payload([StreamFrame(4, 1 << 20, data)])
-        header = Header(DCID, 0, 1000, payload.packet_type, payload.frame_count, payload.compression)
+        header = Header(
+            DCID, 0, 1000, payload.packet_type, payload.frame_count, payload.compression
+        )
         return encode_packet(header, payload.plaintext, seal)
 
     return encode
@@ -67,8 +70,11 @@ def make_decode(datagram: bytes, open_):
         h = packet.header
         plaintext = open_(h.path_id, h.seq, packet.aad, packet.payload)
         return decode_payload(
-            plaintext, frame_count=h.frame_count, packet_type=h.packet_type,
-            compression=h.compression, epoch=h.epoch,
+            plaintext,
+            frame_count=h.frame_count,
+            packet_type=h.packet_type,
+            compression=h.compression,
+            epoch=h.epoch,
         )
 
     return decode
@@ -89,12 +95,17 @@ def main() -> dict:
     args = parser.parse_args()
     aead = PacketProtection(bytes(16), bytes(12))
     results = {}
-    for label, seal, open_ in (("codec", _fake_seal, _fake_open), ("aes-gcm", aead.seal, aead.open)):
+    for label, seal, open_ in (
+        ("codec", _fake_seal, _fake_open),
+        ("aes-gcm", aead.seal, aead.open),
+    ):
         encode = make_case(seal)
         datagram = encode()
         assert len(datagram) == DATAGRAM, len(datagram)
         results[f"encode_{label}_us"] = measure(encode, args.number, args.repeat)
-        results[f"decode_{label}_us"] = measure(make_decode(datagram, open_), args.number, args.repeat)
+        results[f"decode_{label}_us"] = measure(
+            make_decode(datagram, open_), args.number, args.repeat
+        )
     if args.json:
         print(json.dumps({k: v[0] for k, v in results.items()}))
     else:

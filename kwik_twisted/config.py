@@ -1,8 +1,8 @@
 """
 Settings of a Kwik connection, with their defaults and the reasons for them.
 
-One :class:`ConnectionConfig` is handed to each connection.  Endpoint strings and ``twistd kwik`` options
-map onto these fields (``docs/endpoints.rst``).
+One :class:`ConnectionConfig` is handed to each connection.  Endpoint strings and ``twistd kwik``
+options map onto these fields (``docs/endpoints.rst``).
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ class ConnectionConfig:
     :ivar tls: a :class:`kwik_twisted.core.crypto.handshake.TlsConfig`.
     :ivar congestion_control: a registered controller name (``"cubic"``, ``"newreno"``, ...).
     :ivar scheduler: a registered path scheduler name.
-    :ivar idle_timeout: seconds of silence after which the connection ends (the smaller of both sides').
+    :ivar idle_timeout: seconds of silence after which the connection ends (the smaller of both
+        sides').
     :ivar keep_alive: seconds between PINGs on an otherwise idle connection, or ``None``.
-    :ivar max_datagram_size: the largest UDP payload we send.  1350 fits every common path MTU with room
-        for IPv6 and tunnel headers.
-    :ivar initial_max_data: the connection receive window we start with; it grows (auto-tuning) up to
-        ``max_data_window`` when the application reads fast.
+    :ivar max_datagram_size: the largest UDP payload we send.  1350 fits every common path MTU with
+        room for IPv6 and tunnel headers.
+    :ivar initial_max_data: the connection receive window we start with; it grows (auto-tuning) up
+        to ``max_data_window`` when the application reads fast.
     :ivar initial_max_stream_data: the same, per stream, growing up to ``max_stream_data_window``.
     :ivar max_streams: how many streams the peer may have open at once.
     :ivar max_ack_delay: the longest we delay an acknowledgement.

@@ -2,10 +2,10 @@
 ``make demo``: a Kwik transfer you can watch.
 
 Runs the real Kwik core (TLS 1.3 handshake, AEAD on every packet, loss recovery, congestion control)
-through the project's deterministic network simulator: 8 MiB uploaded over a 20 Mbit/s link with 30 ms
-RTT and 0.2% random loss, in simulated time.  It prints a live progress line, then what happened, and
-checks the SHA-256 of what arrived.  ``--loopback`` runs the same over real UDP sockets on 127.0.0.1
-through the Twisted endpoints.
+through the project's deterministic network simulator: 8 MiB uploaded over a 20 Mbit/s link with 30
+ms RTT and 0.2% random loss, in simulated time.  It prints a live progress line, then what happened,
+and checks the SHA-256 of what arrived.  ``--loopback`` runs the same over real UDP sockets on
+127.0.0.1 through the Twisted endpoints.
 """
 
 from __future__ import annotations
@@ -23,10 +23,13 @@ MiB = 1 << 20
 
 def simulated(size: int, rate: float, rtt: float, loss: float, seed: int) -> int:
     """Run and report the simulated transfer; return a shell exit status."""
-    link = LinkConfig(delay=rtt / 2, rate_bps=rate, queue_bytes=int(rate * rtt / 8), loss=loss,
-                      max_loss_burst=3)
-    print(f"Kwik demo (simulated network): {size / MiB:.0f} MiB upload over {rate / 1e6:.0f} Mbit/s, "
-          f"{rtt * 1000:.0f} ms RTT, {loss:.0%} loss; real TLS 1.3, AES-128-GCM, CUBIC")
+    link = LinkConfig(
+        delay=rtt / 2, rate_bps=rate, queue_bytes=int(rate * rtt / 8), loss=loss, max_loss_burst=3
+    )
+    print(
+        f"Kwik demo (simulated network): {size / MiB:.0f} MiB upload over {rate / 1e6:.0f} Mbit/s, "
+        f"{rtt * 1000:.0f} ms RTT, {loss:.0%} loss; real TLS 1.3, AES-128-GCM, CUBIC"
+    )
     started = time.perf_counter()
     clients = []
 
@@ -34,8 +37,11 @@ def simulated(size: int, rate: float, rtt: float, loss: float, seed: int) -> int
         def tick() -> None:
             done = sum(c.streams.sent_total for c in clients)
             bar = "#" * int(30 * done / size)
-            print(f"\r  t={network.now:5.1f}s  [{bar:<30}] {done / MiB:5.1f} MiB sent", end="",
-                  flush=True)
+            print(
+                f"\r  t={network.now:5.1f}s  [{bar:<30}] {done / MiB:5.1f} MiB sent",
+                end="",
+                flush=True,
+            )
             if done < size:
                 network.at(network.now + 0.5, tick)
 
@@ -47,19 +53,29 @@ def simulated(size: int, rate: float, rtt: float, loss: float, seed: int) -> int
     client = result.clients[0]
     path = client.paths[0]
     rtt_est = path.recovery.rtt
-    print(f"  handshake + transfer finished at t={result.duration:.2f}s (simulated), "
-          f"{wall:.1f}s of real time")
-    print(f"  goodput {result.goodput_bps() / 1e6:.2f} Mbit/s of {rate / 1e6:.0f} "
-          f"({result.goodput_bps() / rate:.0%})")
-    print(f"  path 0: {path.packets_sent} packets sent, {path.packets_lost} declared lost and "
-          f"re-sent, smoothed RTT {rtt_est.smoothed_rtt * 1000:.1f} ms "
-          f"(min {rtt_est.min_rtt * 1000:.1f} ms), final cwnd {path.recovery.controller.cwnd} B")
+    print(
+        f"  handshake + transfer finished at t={result.duration:.2f}s (simulated), "
+        f"{wall:.1f}s of real time"
+    )
+    print(
+        f"  goodput {result.goodput_bps() / 1e6:.2f} Mbit/s of {rate / 1e6:.0f} "
+        f"({result.goodput_bps() / rate:.0%})"
+    )
+    print(
+        f"  path 0: {path.packets_sent} packets sent, {path.packets_lost} declared lost and "
+        f"re-sent, smoothed RTT {rtt_est.smoothed_rtt * 1000:.1f} ms "
+        f"(min {rtt_est.min_rtt * 1000:.1f} ms), final cwnd {path.recovery.controller.cwnd} B"
+    )
     stats = next(iter(result.network.stats().values()))
-    print(f"  link: {stats.sent} datagrams, {stats.lost_random} lost at random, "
-          f"{stats.lost_queue} dropped by the queue")
+    print(
+        f"  link: {stats.sent} datagrams, {stats.lost_random} lost at random, "
+        f"{stats.lost_queue} dropped by the queue"
+    )
     ok = result.all_intact
     digest = hashlib.sha256(make_payload(size, seed)).hexdigest()
-    print(f"  sha256 {digest[:16]}... {'verified: every byte arrived intact' if ok else 'MISMATCH'}")
+    print(
+        f"  sha256 {digest[:16]}... {'verified: every byte arrived intact' if ok else 'MISMATCH'}"
+    )
     return 0 if ok else 1
 
 
@@ -86,9 +102,11 @@ def loopback(size: int) -> int:
         def connectionLost(self, reason=None) -> None:
             elapsed = time.perf_counter() - state["start"]
             ok = state["received"].digest() == hashlib.sha256(payload).digest()
-            print(f"\n  {state['bytes']} bytes in {elapsed:.2f}s "
-                  f"({state['bytes'] / elapsed / 1e6:.1f} MB/s); sha256 "
-                  f"{'verified' if ok else 'MISMATCH'}")
+            print(
+                f"\n  {state['bytes']} bytes in {elapsed:.2f}s "
+                f"({state['bytes'] / elapsed / 1e6:.1f} MB/s); sha256 "
+                f"{'verified' if ok else 'MISMATCH'}"
+            )
             state["status"] = 0 if ok else 1
             reactor.callLater(0.2, reactor.stop)
 
@@ -100,8 +118,9 @@ def loopback(size: int) -> int:
     server = KwikServerEndpoint(reactor, 0, config=server_config(), interface="127.0.0.1")
 
     def listening(port) -> None:
-        endpoint = KwikClientEndpoint(reactor, "127.0.0.1", port.getHost().port,
-                                      config=client_config())
+        endpoint = KwikClientEndpoint(
+            reactor, "127.0.0.1", port.getHost().port, config=client_config()
+        )
         endpoint.connect(Factory.forProtocol(Source)).addErrback(fail)
 
     def fail(failure) -> None:
@@ -119,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=float, default=8, help="MiB to transfer (default 8)")
     parser.add_argument("--rate", type=float, default=20, help="link Mbit/s (default 20)")
     parser.add_argument("--rtt", type=float, default=30, help="round-trip ms (default 30)")
-    parser.add_argument("--loss", type=float, default=0.2, help="random loss in percent (default 0.2)")
+    parser.add_argument(
+        "--loss", type=float, default=0.2, help="random loss in percent (default 0.2)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--loopback", action="store_true", help="use real UDP sockets instead")
     args = parser.parse_args(argv)

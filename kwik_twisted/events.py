@@ -1,8 +1,9 @@
 """
 Events a Kwik connection reports to the layer above it.
 
-The sans-I/O connection never calls out: it queues these small frozen values, and the layer above (the
-Twisted glue, a test, the simulator) takes them with ``Connection.next_event()`` after each call in.
+The sans-I/O connection never calls out: it queues these small frozen values, and the layer above
+(the Twisted glue, a test, the simulator) takes them with ``Connection.next_event()`` after each
+call in.
 """
 
 from __future__ import annotations
@@ -124,7 +125,19 @@ class ConnectionTerminated(Event):
 
 
 __all__ = [
-    "ConnectionTerminated", "Event", "HandshakeCompleted", "PathAbandoned", "PathAdded",
-    "PathEvent", "PathFailed", "PathRecovered", "PathValidated", "StopSendingReceived",
-    "StreamClosed", "StreamDataReceived", "StreamOpened", "StreamReset", "StreamWritable",
+    "ConnectionTerminated",
+    "Event",
+    "HandshakeCompleted",
+    "PathAbandoned",
+    "PathAdded",
+    "PathEvent",
+    "PathFailed",
+    "PathRecovered",
+    "PathValidated",
+    "StopSendingReceived",
+    "StreamClosed",
+    "StreamDataReceived",
+    "StreamOpened",
+    "StreamReset",
+    "StreamWritable",
 ]

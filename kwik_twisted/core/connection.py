@@ -4,22 +4,26 @@ The Kwik connection: a sans-I/O state machine driven by datagrams, deadlines and
 Theory of operation.  The owner (the Twisted glue, the simulator, a test) calls in and then collects
 what the connection wants done:
 
-* :meth:`Connection.receive_datagram` when a datagram arrives, with the addresses it travelled between;
-* :meth:`Connection.datagrams_to_send` after every call in, to take the datagrams to put on the wire;
+* :meth:`Connection.receive_datagram` when a datagram arrives, with the addresses it travelled
+  between;
+* :meth:`Connection.datagrams_to_send` after every call in, to take the datagrams to put on the
+  wire;
 * :meth:`Connection.next_deadline` after every call in, to (re)arm its one timer, and
   :meth:`Connection.handle_deadline` when that timer fires;
 * :meth:`Connection.next_event` until it returns ``None``, to hand events to the application.
 
 Time is the ``now`` argument of each call (seconds, any epoch); randomness comes from the injected
-:class:`~kwik_twisted.core.entropy.Entropy`.  Errors: a :class:`~kwik_twisted.errors.DroppedPacket` is
+:class:`~kwik_twisted.core.entropy.Entropy`.  Errors: a :class:`~kwik_twisted.errors.DroppedPacket`
+    is
 counted and forgotten; a :class:`~kwik_twisted.errors.ProtocolError` is caught in exactly one place
 (:meth:`receive_datagram`), which sends CONNECTION_CLOSE with its code and emits
 :class:`~kwik_twisted.events.ConnectionTerminated`.
 
-Lifecycle (RFC 9000 §10 adapted): HANDSHAKE → ESTABLISHED → CLOSING (we closed) or DRAINING (the peer
-did) → CLOSED after three PTOs; an idle timeout goes straight to CLOSED.  The handshake is TLS 1.3 in
-HANDSHAKE frames (protocol.rst, "Handshake"); paths are :class:`~kwik_twisted.core.paths.path.Path`
-objects from the first line, path 0 being the handshake's.
+Lifecycle (RFC 9000 §10 adapted): HANDSHAKE → ESTABLISHED → CLOSING (we closed) or DRAINING (the
+peer did) → CLOSED after three PTOs; an idle timeout goes straight to CLOSED.  The handshake is TLS
+1.3 in HANDSHAKE frames (protocol.rst, "Handshake"); paths are
+:class:`~kwik_twisted.core.paths.path.Path` objects from the first line, path 0 being the
+handshake's.
 """
 
 from __future__ import annotations
@@ -164,8 +168,14 @@ class Connection:
 
     @classmethod
     def client(
-        cls, config: ConnectionConfig, *, local_addr: tuple, remote_addr: tuple, entropy: Entropy,
-        now: float, tls_factory=None,
+        cls,
+        config: ConnectionConfig,
+        *,
+        local_addr: tuple,
+        remote_addr: tuple,
+        entropy: Entropy,
+        now: float,
+        tls_factory=None,
     ) -> Connection:
         """A client connection; its ClientHello is ready in :meth:`datagrams_to_send`."""
         from .crypto.handshake import TlsSession
@@ -173,26 +183,48 @@ class Connection:
         tls = (tls_factory or TlsSession)(config.tls, is_client=True)
         original_dcid = entropy.random_bytes(CID_LENGTH)
         conn = cls(
-            config, is_client=True, entropy=entropy, tls=tls,
-            local_cid=entropy.random_bytes(CID_LENGTH), peer_cid=original_dcid,
-            original_dcid=original_dcid, local_addr=local_addr, remote_addr=remote_addr, now=now,
+            config,
+            is_client=True,
+            entropy=entropy,
+            tls=tls,
+            local_cid=entropy.random_bytes(CID_LENGTH),
+            peer_cid=original_dcid,
+            original_dcid=original_dcid,
+            local_addr=local_addr,
+            remote_addr=remote_addr,
+            now=now,
         )
         conn._start_handshake()
         return conn
 
     @classmethod
     def server(
-        cls, config: ConnectionConfig, *, original_dcid: bytes, peer_cid: bytes,
-        local_addr: tuple, remote_addr: tuple, entropy: Entropy, now: float, tls_factory=None,
+        cls,
+        config: ConnectionConfig,
+        *,
+        original_dcid: bytes,
+        peer_cid: bytes,
+        local_addr: tuple,
+        remote_addr: tuple,
+        entropy: Entropy,
+        now: float,
+        tls_factory=None,
     ) -> Connection:
         """A server connection for a client whose first datagram named these CIDs."""
         from .crypto.handshake import TlsSession
 
         tls = (tls_factory or TlsSession)(config.tls, is_client=False)
         return cls(
-            config, is_client=False, entropy=entropy, tls=tls,
-            local_cid=entropy.random_bytes(CID_LENGTH), peer_cid=peer_cid,
-            original_dcid=original_dcid, local_addr=local_addr, remote_addr=remote_addr, now=now,
+            config,
+            is_client=False,
+            entropy=entropy,
+            tls=tls,
+            local_cid=entropy.random_bytes(CID_LENGTH),
+            peer_cid=peer_cid,
+            original_dcid=original_dcid,
+            local_addr=local_addr,
+            remote_addr=remote_addr,
+            now=now,
         )
 
     def _start_handshake(self) -> None:
@@ -212,19 +244,28 @@ class Connection:
             cfg.congestion_control, max_datagram_size=cfg.max_datagram_size
         )
         rtt = RttEstimator(cfg.initial_rtt)
-        recovery = LossRecovery(controller, rtt, max_ack_delay=cfg.max_ack_delay,
-                                handshake_confirmed=False)
+        recovery = LossRecovery(
+            controller, rtt, max_ack_delay=cfg.max_ack_delay, handshake_confirmed=False
+        )
         pacer = Pacer(cwnd=controller.cwnd, srtt=0.0, max_datagram_size=cfg.max_datagram_size)
         path = Path(
-            path_id, local_addr, remote_addr, recovery=recovery, pacer=pacer,
-            max_ack_delay=cfg.max_ack_delay, validated=validated, now=now,
+            path_id,
+            local_addr,
+            remote_addr,
+            recovery=recovery,
+            pacer=pacer,
+            max_ack_delay=cfg.max_ack_delay,
+            validated=validated,
+            now=now,
         )
         self.paths[path_id] = path
         return path
 
     # -- public API: the owner's calls ---------------------------------------------------
 
-    def receive_datagram(self, data: bytes, local_addr: tuple, remote_addr: tuple, *, now: float) -> None:
+    def receive_datagram(
+        self, data: bytes, local_addr: tuple, remote_addr: tuple, *, now: float
+    ) -> None:
         """
         Process one datagram that arrived from ``remote_addr`` on ``local_addr``.
 
@@ -303,8 +344,9 @@ class Connection:
 
     # -- public API: the application's calls ----------------------------------------------
 
-    def open_stream(self, *, priority: int = 0, ordered: bool = True, compress: bool | None = None,
-                    qos=None) -> int:
+    def open_stream(
+        self, *, priority: int = 0, ordered: bool = True, compress: bool | None = None, qos=None
+    ) -> int:
         """Open a bidirectional stream and return its ID."""
         return self.streams.open(priority=priority, ordered=ordered, compress=compress, qos=qos)
 
@@ -368,8 +410,11 @@ class Connection:
             self._peer_cid_learned = True
         self._on_authenticated(path, len(data), remote_addr, header, now)
         frames = decode_payload(
-            plaintext, frame_count=header.frame_count, packet_type=header.packet_type,
-            compression=header.compression, epoch=header.epoch,
+            plaintext,
+            frame_count=header.frame_count,
+            packet_type=header.packet_type,
+            compression=header.compression,
+            epoch=header.epoch,
         )
         eliciting = False
         for frame in frames:
@@ -378,7 +423,9 @@ class Connection:
         if self.state is State.CLOSING:
             self._close_pending = True
 
-    def _on_authenticated(self, path: Path, size: int, remote_addr: tuple, header, now: float) -> None:
+    def _on_authenticated(
+        self, path: Path, size: int, remote_addr: tuple, header, now: float
+    ) -> None:
         self._last_received = now
         path.last_activity = now
         path.bytes_received += size
@@ -471,7 +518,9 @@ class Connection:
         self._handshake_confirmed = True
         self._confirm_recovery()
 
-    def _on_transport_parameters(self, frame: TransportParametersFrame, path: Path, now: float) -> None:
+    def _on_transport_parameters(
+        self, frame: TransportParametersFrame, path: Path, now: float
+    ) -> None:
         params = frame.parameters
         if self._peer_params is not None:
             if params != self._peer_params:
@@ -479,10 +528,14 @@ class Connection:
             return
         self._peer_params = params
         max_data = params.get(TransportParameter.INITIAL_MAX_DATA, DEFAULT_MAX_DATA)
-        stream_data = params.get(TransportParameter.INITIAL_MAX_STREAM_DATA, DEFAULT_MAX_STREAM_DATA)
+        stream_data = params.get(
+            TransportParameter.INITIAL_MAX_STREAM_DATA, DEFAULT_MAX_STREAM_DATA
+        )
         max_streams = params.get(TransportParameter.INITIAL_MAX_STREAMS, DEFAULT_MAX_STREAMS)
-        if max_data < DEFAULT_MAX_DATA or stream_data < DEFAULT_MAX_STREAM_DATA or (
-            max_streams < DEFAULT_MAX_STREAMS
+        if (
+            max_data < DEFAULT_MAX_DATA
+            or stream_data < DEFAULT_MAX_STREAM_DATA
+            or (max_streams < DEFAULT_MAX_STREAMS)
         ):
             raise TransportParameterError("flow-control parameters below the spec's minimums")
         self.streams.apply_peer_parameters(max_data, stream_data, max_streams)
@@ -513,8 +566,13 @@ class Connection:
             return
         self.state = State.DRAINING
         self._close_deadline = now + 3 * self._pto()
-        self._terminate(frame.error_code, frame.reason, by_peer=True,
-                        frame_type=frame.frame_type, application=frame.application)
+        self._terminate(
+            frame.error_code,
+            frame.reason,
+            by_peer=True,
+            frame_type=frame.frame_type,
+            application=frame.application,
+        )
 
     def _on_path_challenge(self, frame: PathChallengeFrame, path: Path, now: float) -> None:
         path.responses.append(frame.data)
@@ -626,7 +684,9 @@ class Connection:
             if not allow_data and not probe and not self._has_urgent():
                 break
             self._maybe_skip(recovery)
-            built = build_packet(self, path, now=now, epoch=epoch, allow_data=allow_data, probe=probe)
+            built = build_packet(
+                self, path, now=now, epoch=epoch, allow_data=allow_data, probe=probe
+            )
             if built is None:
                 break
             datagram, packet = built
@@ -645,7 +705,8 @@ class Connection:
             controller.on_app_limited(now=now)
 
     def _maybe_skip(self, recovery: LossRecovery) -> None:
-        """Now and then skip a sequence number: a peer acknowledging it is lying (optimistic ACK)."""
+        """Now and then skip a sequence number: a peer acknowledging it is lying (optimistic
+        ACK)."""
         self._skip_countdown -= 1
         if self._skip_countdown <= 0:
             recovery.skip_sequence_number()
@@ -730,14 +791,23 @@ class Connection:
         if epoch == Epoch.INITIAL and frame.application:
             frame = ConnectionCloseFrame(ErrorCode.APPLICATION_ERROR, "", application=False)
         long = epoch == Epoch.INITIAL
-        builder = PacketBuilder(self.config.max_datagram_size - header_overhead(path.id, long), epoch)
+        builder = PacketBuilder(
+            self.config.max_datagram_size - header_overhead(path.id, long), epoch
+        )
         builder.add_control(frame)
         datagram, packet = _seal(self, path, builder, now, long)
         path.recovery.on_packet_sent(packet)
         return [(datagram, path.local_addr, path.remote_addr)]
 
-    def _terminate(self, code: int, reason: str, *, by_peer: bool, frame_type: int | None = None,
-                   application: bool = False) -> None:
+    def _terminate(
+        self,
+        code: int,
+        reason: str,
+        *,
+        by_peer: bool,
+        frame_type: int | None = None,
+        application: bool = False,
+    ) -> None:
         self._events.append(ConnectionTerminated(code, reason, by_peer, frame_type, application))
 
 
@@ -771,6 +841,8 @@ def _check_config(config: ConnectionConfig) -> None:
     if config.initial_max_data < DEFAULT_MAX_DATA:
         raise ConfigurationError(f"initial_max_data must be at least {DEFAULT_MAX_DATA}")
     if config.initial_max_stream_data < DEFAULT_MAX_STREAM_DATA:
-        raise ConfigurationError(f"initial_max_stream_data must be at least {DEFAULT_MAX_STREAM_DATA}")
+        raise ConfigurationError(
+            f"initial_max_stream_data must be at least {DEFAULT_MAX_STREAM_DATA}"
+        )
     if config.max_streams < DEFAULT_MAX_STREAMS:
         raise ConfigurationError(f"max_streams must be at least {DEFAULT_MAX_STREAMS}")

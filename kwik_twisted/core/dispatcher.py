@@ -2,12 +2,13 @@
 Server-side demultiplexing: one object per listening socket that owns many connections.
 
 Theory of operation.  Every datagram names its destination connection ID in the envelope
-(protocol.rst, "Connection IDs and routing"), so a server finds the connection by CID alone, whatever
-address the datagram came from: that is what lets NAT rebinding and extra paths work.  A datagram for an
-unknown CID that is a client's first packet (initial keys, a source CID, at least 1200 bytes) creates a
-connection; anything else for an unknown CID is dropped and counted.  The dispatcher has the same
-sans-I/O shape as a connection (``receive_datagram``, ``datagrams_to_send``, ``next_deadline``,
-``handle_deadline``), so a simulator or a Twisted ``DatagramProtocol`` drives both the same way.
+(protocol.rst, "Connection IDs and routing"), so a server finds the connection by CID alone,
+whatever address the datagram came from: that is what lets NAT rebinding and extra paths work.  A
+datagram for an unknown CID that is a client's first packet (initial keys, a source CID, at least
+1200 bytes) creates a connection; anything else for an unknown CID is dropped and counted.  The
+dispatcher has the same sans-I/O shape as a connection (``receive_datagram``, ``datagrams_to_send``,
+``next_deadline``, ``handle_deadline``), so a simulator or a Twisted ``DatagramProtocol`` drives
+both the same way.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class ServerDispatcher:
     """
     Routes datagrams to server connections and creates new ones.
 
-    :param on_connection: called with each new :class:`Connection` before its first datagram is processed.
+    :param on_connection: called with each new :class:`Connection` before its first datagram is
+        processed.
     """
 
     def __init__(
@@ -50,9 +52,11 @@ class ServerDispatcher:
         self.connections: dict[bytes, Connection] = {}
         self.stats: Counter[str] = Counter()
 
-    def receive_datagram(self, data: bytes, local_addr: tuple, remote_addr: tuple, *, now: float) -> None:
+    def receive_datagram(
+        self, data: bytes, local_addr: tuple, remote_addr: tuple, *, now: float
+    ) -> None:
         """Route one datagram (see :meth:`Connection.receive_datagram`)."""
-        dcid = bytes(data[2:2 + CID_LENGTH])
+        dcid = bytes(data[2 : 2 + CID_LENGTH])
         conn = self.connections.get(dcid)
         if conn is None:
             conn = self._accept(data, local_addr, remote_addr, now)
@@ -60,7 +64,9 @@ class ServerDispatcher:
                 return
         conn.receive_datagram(data, local_addr, remote_addr, now=now)
 
-    def _accept(self, data: bytes, local_addr: tuple, remote_addr: tuple, now: float) -> Connection | None:
+    def _accept(
+        self, data: bytes, local_addr: tuple, remote_addr: tuple, now: float
+    ) -> Connection | None:
         if len(data) < MIN_INITIAL_DATAGRAM:
             self.stats["dropped_short_or_unknown"] += 1
             return None
@@ -76,8 +82,14 @@ class ServerDispatcher:
             self.stats["refused_too_many"] += 1
             return None
         conn = Connection.server(
-            self.config, original_dcid=header.dcid, peer_cid=header.scid, local_addr=local_addr,
-            remote_addr=remote_addr, entropy=self.entropy, now=now, tls_factory=self.tls_factory,
+            self.config,
+            original_dcid=header.dcid,
+            peer_cid=header.scid,
+            local_addr=local_addr,
+            remote_addr=remote_addr,
+            entropy=self.entropy,
+            now=now,
+            tls_factory=self.tls_factory,
         )
         self.connections[header.dcid] = conn
         self.connections[conn.local_cid] = conn

@@ -2,16 +2,16 @@
 Packet assembly: which frames go into the next datagram on a path, under which keys.
 
 Theory of operation.  :func:`build_packet` fills one datagram for one path, in this order: ACKs (for
-every path with one due: ACKs may travel on any path), CONNECTION_CLOSE, control frames (ours and the
-stream manager's flow-control frames), PATH_CHALLENGE / PATH_RESPONSE, handshake data, then stream data by
-priority, then a PING if the packet must elicit an ACK (a probe) and has nothing else.  Client packets under
-initial keys are padded to 1200 bytes (protocol.rst, "Handshake").  Every frame that must be delivered
-reliably leaves a *record* in the packet's :class:`~kwik_twisted.core.recovery.loss.SentPacket`, which the
-connection settles when the packet is acknowledged or declared lost (RFC 9000 §13.3: frames are re-sent,
-packets never are).
+every path with one due: ACKs may travel on any path), CONNECTION_CLOSE, control frames (ours and
+the stream manager's flow-control frames), PATH_CHALLENGE / PATH_RESPONSE, handshake data, then
+stream data by priority, then a PING if the packet must elicit an ACK (a probe) and has nothing
+else.  Client packets under initial keys are padded to 1200 bytes (protocol.rst, "Handshake").
+Every frame that must be delivered reliably leaves a *record* in the packet's
+:class:`~kwik_twisted.core.recovery.loss.SentPacket`, which the connection settles when the packet
+is acknowledged or declared lost (RFC 9000 §13.3: frames are re-sent, packets never are).
 
-The caller decides whether the congestion window, the pacer and the amplification budget allow a packet;
-this module only decides what is in it.
+The caller decides whether the congestion window, the pacer and the amplification budget allow a
+packet; this module only decides what is in it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 from ..wire import (
     CID_LENGTH,
     TAG_LENGTH,
-    AckFrame,
     ControlFrame,
     Epoch,
     HandshakeFrame,
@@ -130,7 +129,8 @@ def build_packet(
     conn: Connection, path: Path, *, now: float, epoch: int, allow_data: bool, probe: bool
 ) -> tuple[bytes, SentPacket] | None:
     """
-    Assemble, seal and record one datagram for ``path``, or return ``None`` if nothing is worth sending.
+    Assemble, seal and record one datagram for ``path``, or return ``None`` if nothing is worth
+    sending.
     """
     long = epoch == Epoch.INITIAL
     budget = conn.config.max_datagram_size - header_overhead(path.id, long)
@@ -179,7 +179,9 @@ def _add_handshake(conn: Connection, builder: PacketBuilder, epoch: int) -> None
         if piece is None:
             return
         offset, data, _fin, _retransmit = piece
-        if not builder.add_control(HandshakeFrame(offset, bytes(data)), HandshakeRecord(offset, len(data))):
+        if not builder.add_control(
+            HandshakeFrame(offset, bytes(data)), HandshakeRecord(offset, len(data))
+        ):
             send.on_lost(offset, len(data), False)
             return
 
@@ -219,8 +221,13 @@ def _seal(
     seq = recovery.next_sequence_number
     frames = builder.frames
     header = Header(
-        path.dcid or conn.peer_cid, path.id, seq, classify(frames), len(frames),
-        1 if builder.compressed else 0, Epoch.INITIAL if long else Epoch.APPLICATION,
+        path.dcid or conn.peer_cid,
+        path.id,
+        seq,
+        classify(frames),
+        len(frames),
+        1 if builder.compressed else 0,
+        Epoch.INITIAL if long else Epoch.APPLICATION,
         conn.local_cid if long else None,
     )
     keys = conn.send_keys(Epoch.INITIAL if long else Epoch.APPLICATION)

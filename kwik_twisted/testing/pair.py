@@ -1,10 +1,11 @@
 """
 A client and a server connection wired back to back in memory, for tests and demos.
 
-:class:`MemoryPair` moves datagrams between a client :class:`~kwik_twisted.core.connection.Connection`
-and a :class:`~kwik_twisted.core.dispatcher.ServerDispatcher` with no delay and no loss, in simulated time
-(``pair.now``), collecting each side's events.  For links with delay, loss and the rest, attach the same
-two objects to a :class:`~kwik_twisted.testing.simulator.Network` instead.
+:class:`MemoryPair` moves datagrams between a client
+    :class:`~kwik_twisted.core.connection.Connection`
+and a :class:`~kwik_twisted.core.dispatcher.ServerDispatcher` with no delay and no loss, in
+simulated time (``pair.now``), collecting each side's events.  For links with delay, loss and the
+rest, attach the same two objects to a :class:`~kwik_twisted.testing.simulator.Network` instead.
 
 :func:`forge` builds a datagram *as a given connection would send it* (its keys, its CIDs, its next
 sequence number) but with frames of the caller's choosing: the tool for hostile-peer tests.
@@ -38,7 +39,7 @@ class DevCertificates:
     key: bytes
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def dev_certificates(hostname: str = "localhost") -> DevCertificates:
     """Make (once per process) a CA and a server certificate signed by it."""
     from ..devcerts import certificate_pem, key_pem, make_ca, make_certificate
@@ -82,10 +83,15 @@ class MemoryPair:
         now: float = 1000.0,
     ) -> None:
         self.now = now
-        self.dispatcher = ServerDispatcher(server or server_config(), entropy=SeededEntropy(seed + 1))
+        self.dispatcher = ServerDispatcher(
+            server or server_config(), entropy=SeededEntropy(seed + 1)
+        )
         self.client = Connection.client(
-            client or client_config(), local_addr=CLIENT_ADDR, remote_addr=SERVER_ADDR,
-            entropy=SeededEntropy(seed), now=now,
+            client or client_config(),
+            local_addr=CLIENT_ADDR,
+            remote_addr=SERVER_ADDR,
+            entropy=SeededEntropy(seed),
+            now=now,
         )
         self.client_events: list[Event] = []
         self.server_events: list[Event] = []
@@ -127,7 +133,8 @@ class MemoryPair:
         while True:
             self.pump()
             deadlines = [
-                d for d in (self.client.next_deadline(), self.dispatcher.next_deadline())
+                d
+                for d in (self.client.next_deadline(), self.dispatcher.next_deadline())
                 if d is not None and d <= end
             ]
             if not deadlines:
@@ -157,7 +164,11 @@ class MemoryPair:
 
 
 def forge(
-    sender: Connection, frames: Iterable, *, epoch: int = Epoch.APPLICATION, path_id: int = 0,
+    sender: Connection,
+    frames: Iterable,
+    *,
+    epoch: int = Epoch.APPLICATION,
+    path_id: int = 0,
     now: float = 0.0,
 ) -> bytes:
     """
@@ -172,8 +183,14 @@ def forge(
     seq = path.recovery.next_sequence_number
     long = epoch == Epoch.INITIAL
     header = Header(
-        path.dcid or sender.peer_cid, path_id, seq, payload.packet_type, payload.frame_count,
-        payload.compression, epoch, sender.local_cid if long else None,
+        path.dcid or sender.peer_cid,
+        path_id,
+        seq,
+        payload.packet_type,
+        payload.frame_count,
+        payload.compression,
+        epoch,
+        sender.local_cid if long else None,
     )
     datagram = encode_packet(header, payload.plaintext, sender.send_keys(epoch).seal)
     path.recovery.on_packet_sent(SentPacket(seq, now, len(datagram), False, False))

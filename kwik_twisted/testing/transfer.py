@@ -1,7 +1,8 @@
 """
 Bulk transfers through the simulator: one call sets up a client and a server, links and files.
 
-:func:`run_transfers` is what the scenario tests, the demo and the simulated benchmarks share: N client
+:func:`run_transfers` is what the scenario tests, the demo and the simulated benchmarks share: N
+    client
 connections each upload a file to one server over simulated links, and the result says when each
 finished, whether every byte arrived intact (SHA-256), and what the links and connections counted.
 """
@@ -131,8 +132,9 @@ def run_transfers(
     """
     Upload ``size`` bytes on one stream from each of ``connections`` clients to one server.
 
-    Each client has its own address and its own pair of links (``link`` towards the server, ``reverse``
-    back, defaulting to ``link``).  ``setup`` may schedule events on the network (cut a link, ...).
+    Each client has its own address and its own pair of links (``link`` towards the server,
+    ``reverse`` back, defaulting to ``link``).  ``setup`` may schedule events on the network (cut a
+    link, ...).
     """
     network = Network(seed)
     result = TransferResult(network=network, size=size)
@@ -165,8 +167,11 @@ def run_transfers(
         index_of[addr] = i
         network.add_link(addr, SERVER_ADDR, ab=link, ba=reverse or link)
         conn = Connection.client(
-            client_config(**(client_options or {})), local_addr=addr, remote_addr=SERVER_ADDR,
-            entropy=SeededEntropy(seed * 1000 + 10 + i), now=0.0,
+            client_config(**(client_options or {})),
+            local_addr=addr,
+            remote_addr=SERVER_ADDR,
+            entropy=SeededEntropy(seed * 1000 + 10 + i),
+            now=0.0,
         )
         sid = conn.open_stream()
         conn.send_stream_data(sid, payload, end_stream=True)

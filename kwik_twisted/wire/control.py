@@ -1,14 +1,14 @@
 """
 Control frames (protocol.rst, "Control frames").
 
-Every frame on the wire has the seed's header (StreamID, Offset, Flags, Data Length, Checksum, Priority,
-Extensions).  A *control* frame is one whose Priority byte is 0xFF: its StreamID field then holds the
-control frame type from :class:`ControlType`, and its data is the body encoded here.
+Every frame on the wire has the seed's header (StreamID, Offset, Flags, Data Length, Checksum,
+Priority, Extensions).  A *control* frame is one whose Priority byte is 0xFF: its StreamID field
+then holds the control frame type from :class:`ControlType`, and its data is the body encoded here.
 
-Each class is a small frozen value with ``encode_body(buf)`` and ``decode_body(data, pos, end)``; the
-latter must consume exactly ``data[pos:end]`` and raises only :mod:`kwik_twisted.errors` errors.  The
-HANDSHAKE frame is the one control frame that uses the header's Offset field (its byte offset in the
-handshake stream); every other control frame requires Offset 0.
+Each class is a small frozen value with ``encode_body(buf)`` and ``decode_body(data, pos, end)``;
+the latter must consume exactly ``data[pos:end]`` and raises only :mod:`kwik_twisted.errors` errors.
+The HANDSHAKE frame is the one control frame that uses the header's Offset field (its byte offset in
+the handshake stream); every other control frame requires Offset 0.
 """
 
 from __future__ import annotations
@@ -194,8 +194,8 @@ class AckFrame(ControlFrame):
     """
     ACK of one path's sequence-number space.
 
-    ``ranges`` are inclusive ``(first, last)`` pairs, highest first, neither overlapping nor adjacent.
-    ``ack_delay`` is in microseconds.
+    ``ranges`` are inclusive ``(first, last)`` pairs, highest first, neither overlapping nor
+    adjacent. ``ack_delay`` is in microseconds.
     """
 
     path_id: int
@@ -461,17 +461,38 @@ def _parameter_value(data: memoryview, pos: int, stop: int, ident: int) -> int:
 CONTROL_FRAME_CLASSES: dict[int, type[ControlFrame]] = {
     cls.type: cls
     for cls in (
-        PaddingFrame, PingFrame, AckFrame, HandshakeFrame, ResetStreamFrame, StopSendingFrame,
-        MaxDataFrame, MaxStreamDataFrame, MaxStreamsFrame, DataBlockedFrame,
-        StreamDataBlockedFrame, StreamsBlockedFrame, NewConnectionIdFrame,
-        RetireConnectionIdFrame, PathChallengeFrame, PathResponseFrame, PathStatusFrame,
-        PathAbandonFrame, AddAddressFrame, ConnectionCloseFrame, HandshakeDoneFrame,
+        PaddingFrame,
+        PingFrame,
+        AckFrame,
+        HandshakeFrame,
+        ResetStreamFrame,
+        StopSendingFrame,
+        MaxDataFrame,
+        MaxStreamDataFrame,
+        MaxStreamsFrame,
+        DataBlockedFrame,
+        StreamDataBlockedFrame,
+        StreamsBlockedFrame,
+        NewConnectionIdFrame,
+        RetireConnectionIdFrame,
+        PathChallengeFrame,
+        PathResponseFrame,
+        PathStatusFrame,
+        PathAbandonFrame,
+        AddAddressFrame,
+        ConnectionCloseFrame,
+        HandshakeDoneFrame,
         TransportParametersFrame,
     )
 }
 
 #: Control types allowed in packets protected with initial (handshake) keys.
 INITIAL_EPOCH_TYPES = frozenset(
-    {ControlType.PADDING, ControlType.PING, ControlType.ACK, ControlType.HANDSHAKE,
-     ControlType.CONNECTION_CLOSE}
+    {
+        ControlType.PADDING,
+        ControlType.PING,
+        ControlType.ACK,
+        ControlType.HANDSHAKE,
+        ControlType.CONNECTION_CLOSE,
+    }
 )

@@ -3,24 +3,28 @@ Kwik v3 frames: the seed's frame header, stream frames, extensions and the paylo
 
 Every frame starts with the seed's header::
 
-    StreamID (varint) | Offset (64) | Flags (8) | Data Length (varint) | Checksum (32) | Priority (8)
+    StreamID (varint) | Offset (64) | Flags (8) | Data Length (varint) | Checksum (32) | Priority
+    (8)
     | Extensions Length (varint) | Extensions (TLV...) | Data (Data Length bytes)
 
-Priority 0x00-0x02 marks a stream frame (normal, high, critical); 0xFF marks a control frame whose StreamID
-field holds its :class:`~kwik_twisted.wire.control.ControlType`.  The checksum is CRC-32 of the frame's
-data *after decompression*: packets are already authenticated by the AEAD, so this check's job is to prove
-that decompression (and the implementation) reproduced exactly what the sender had.
+Priority 0x00-0x02 marks a stream frame (normal, high, critical); 0xFF marks a control frame whose
+StreamID field holds its :class:`~kwik_twisted.wire.control.ControlType`.  The checksum is CRC-32 of
+the frame's data *after decompression*: packets are already authenticated by the AEAD, so this
+check's job is to prove that decompression (and the implementation) reproduced exactly what the
+sender had.
 
-:func:`encode_payload` turns frames into a packet's plaintext and tells the packet header what to say
-(frame count, packet type, compression info); :func:`decode_payload` is its inverse and enforces every rule
-of protocol.rst that can be checked without connection state, raising only :mod:`kwik_twisted.errors`.
+:func:`encode_payload` turns frames into a packet's plaintext and tells the packet header what to
+    say
+(frame count, packet type, compression info); :func:`decode_payload` is its inverse and enforces
+every rule of protocol.rst that can be checked without connection state, raising only
+:mod:`kwik_twisted.errors`.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum, IntFlag
 from struct import Struct
-from typing import NamedTuple, Union
+from typing import NamedTuple
 from zlib import crc32
 
 import lz4.block
@@ -29,6 +33,7 @@ from ..errors import (
     ChecksumError,
     CompressionError,
     FrameEncodingError,
+    ProtocolError,
     ProtocolViolation,
     TruncatedInput,
     UnknownExtensionError,
@@ -117,13 +122,22 @@ class StreamFrame:
     """
     A piece of a stream.
 
-    ``data`` is always the uncompressed bytes.  On encoding, ``compress`` asks for lz4, which is used only
-    when it makes the frame smaller; on decoding, ``compressed`` says whether it arrived compressed.
+    ``data`` is always the uncompressed bytes.  On encoding, ``compress`` asks for lz4, which is
+    used only when it makes the frame smaller; on decoding, ``compressed`` says whether it arrived
+    compressed.
     """
 
     __slots__ = (
-        "stream_id", "offset", "data", "fin", "priority", "ordered", "retransmit", "compress",
-        "compressed", "qos",
+        "stream_id",
+        "offset",
+        "data",
+        "fin",
+        "priority",
+        "ordered",
+        "retransmit",
+        "compress",
+        "compressed",
+        "qos",
     )
 
     def __init__(
@@ -155,11 +169,23 @@ class StreamFrame:
         if not isinstance(other, StreamFrame):
             return NotImplemented
         return (
-            self.stream_id, self.offset, bytes(self.data), self.fin, self.priority, self.ordered,
-            self.retransmit, self.qos,
+            self.stream_id,
+            self.offset,
+            bytes(self.data),
+            self.fin,
+            self.priority,
+            self.ordered,
+            self.retransmit,
+            self.qos,
         ) == (
-            other.stream_id, other.offset, bytes(other.data), other.fin, other.priority,
-            other.ordered, other.retransmit, other.qos,
+            other.stream_id,
+            other.offset,
+            bytes(other.data),
+            other.fin,
+            other.priority,
+            other.ordered,
+            other.retransmit,
+            other.qos,
         )
 
     def __repr__(self) -> str:
@@ -170,7 +196,7 @@ class StreamFrame:
         )
 
 
-Frame = Union[StreamFrame, ControlFrame]
+Frame = StreamFrame | ControlFrame
 
 
 class Payload(NamedTuple):
@@ -191,11 +217,17 @@ _HEADER_LONG_LEN = Struct(">BQBHIBB")  # one-byte StreamID, two-byte Data Length
 
 
 def _push_header(
-    buf: bytearray, sid: int, offset: int, flags: int, data: bytes | memoryview, checksum: int,
-    priority: int, extensions: bytes,
+    buf: bytearray,
+    sid: int,
+    offset: int,
+    flags: int,
+    data: bytes | memoryview,
+    checksum: int,
+    priority: int,
+    extensions: bytes,
 ) -> None:
     n = len(data)
-    if sid < 0x40 and not extensions and 0 <= offset:
+    if 0 <= sid < 0x40 and not extensions and 0 <= offset:
         if n < 0x40:
             buf += _HEADER_SHORT_LEN.pack(sid, offset, flags, n, checksum, priority, 0)
             buf += data
@@ -243,6 +275,8 @@ def push_stream_frame(buf: bytearray, frame: StreamFrame, epoch: Epoch) -> bool:
         raise ProtocolViolation("stream data is never sent before application keys exist")
     data = frame.data
     end = frame.offset + len(data)
+    if frame.stream_id < 0 or frame.offset < 0:
+        raise FrameEncodingError("stream IDs and offsets are never negative")
     if frame.stream_id > VARINT_MAX or end > VARINT_MAX:
         raise FrameEncodingError("stream frame beyond the 2**62 limit")
     flags = _ENCRYPTED
@@ -279,9 +313,9 @@ def classify(frames: list[Frame]) -> PacketType:
     """
     The packet type a payload of ``frames`` must carry (protocol.rst, "Packet types").
 
-    In order: PRIORITY if a stream frame is high or critical; RETRANSMISSION if a stream frame is re-sent;
-    DATA if there is any stream frame; ACK if only ACK and PADDING frames; KEEP_ALIVE if PING with only ACK
-    and PADDING beside it; CONTROL otherwise.
+    In order: PRIORITY if a stream frame is high or critical; RETRANSMISSION if a stream frame is
+    re-sent; DATA if there is any stream frame; ACK if only ACK and PADDING frames; KEEP_ALIVE if
+    PING with only ACK and PADDING beside it; CONTROL otherwise.
     """
     has_stream = retransmit = False
     others = set()
@@ -397,18 +431,26 @@ def _decode_control(
     if cls is HandshakeFrame:
         return HandshakeFrame(offset, bytes(body))
     if offset:
-        raise FrameEncodingError("control frames other than HANDSHAKE have Offset 0", frame_type=ctype)
+        raise FrameEncodingError(
+            "control frames other than HANDSHAKE have Offset 0", frame_type=ctype
+        )
     try:
         return cls.decode_body(body, 0, len(body))
-    except FrameEncodingError as e:
+    except ProtocolError as e:
         if e.frame_type is None:
             e.frame_type = ctype
         raise
 
 
 def _decode_stream(
-    sid: int, offset: int, flags: int, body: memoryview, checksum: int, priority: int,
-    qos: QosPolicy | None, compression: int,
+    sid: int,
+    offset: int,
+    flags: int,
+    body: memoryview,
+    checksum: int,
+    priority: int,
+    qos: QosPolicy | None,
+    compression: int,
 ) -> tuple[StreamFrame, int]:
     compressed = bool(flags & _COMPRESSED)
     data = _decompress(body, compression) if compressed else body
@@ -417,16 +459,20 @@ def _decode_stream(
     if offset + len(data) > VARINT_MAX:
         raise FrameEncodingError(f"stream {sid} frame ends beyond the 2**62 limit")
     frame = StreamFrame(
-        sid, offset, data, bool(flags & _FIN), priority,
-        ordered=bool(flags & _ORDERED), retransmit=bool(flags & _RETRANSMIT),
-        compressed=compressed, qos=qos,
+        sid,
+        offset,
+        data,
+        bool(flags & _FIN),
+        priority,
+        ordered=bool(flags & _ORDERED),
+        retransmit=bool(flags & _RETRANSMIT),
+        compressed=compressed,
+        qos=qos,
     )
     return frame, len(data) if compressed else 0
 
 
-def pull_frame(
-    data: memoryview, pos: int, epoch: int, compression: int
-) -> tuple[Frame, int, int]:
+def pull_frame(data: memoryview, pos: int, epoch: int, compression: int) -> tuple[Frame, int, int]:
     """
     Decode the frame at ``data[pos]``.
 
@@ -485,8 +531,8 @@ def decode_payload(
     Decode a packet's plaintext into frames and check it against its header.
 
     :raises FrameEncodingError: malformed frames, or a Frame Count that disagrees with the frames.
-    :raises ProtocolViolation: an empty packet, a Packet Type that disagrees with the frames, or frames not
-        allowed under the packet's keys.
+    :raises ProtocolViolation: an empty packet, a Packet Type that disagrees with the frames, or
+        frames not allowed under the packet's keys.
     """
     if compression != 0 and compression != 1:
         raise FrameEncodingError(f"unknown Compression Info 0x{compression:02x}")

@@ -9,13 +9,14 @@ One UDP datagram carries exactly one packet::
                   | Total Length (varint) | Checksum (32) | Compression Info (8)
     Payload:      Total Length bytes: AEAD ciphertext of the frames, 16-byte tag included
 
-The envelope exists because the seed's header cannot route a datagram: a server needs the connection ID to
-find the connection whatever address the datagram came from, and the path ID to know which path's sequence
-space and keys' nonce it belongs to.
+The envelope exists because the seed's header cannot route a datagram: a server needs the connection
+ID to find the connection whatever address the datagram came from, and the path ID to know which
+path's sequence space and keys' nonce it belongs to.
 
-The checksum is CRC-32 (ISO-HDLC, as ``zlib.crc32``) over every byte of the datagram except the checksum
-field itself; it rejects corrupted datagrams before the AEAD is even tried.  The associated data of the AEAD
-is the header, again without the checksum field.  Nothing here decrypts: the caller passes ``seal`` to
+The checksum is CRC-32 (ISO-HDLC, as ``zlib.crc32``) over every byte of the datagram except the
+checksum field itself; it rejects corrupted datagrams before the AEAD is even tried.  The associated
+data of the AEAD is the header, again without the checksum field.  Nothing here decrypts: the caller
+passes ``seal`` to
 :func:`encode_packet` and opens :attr:`Packet.payload` itself, so the wire layer stays free of keys.
 Every error raised while decoding is a :class:`~kwik_twisted.errors.DroppedPacket`: nothing in an
 unauthenticated header can close a connection.
@@ -60,8 +61,16 @@ class Header:
     """The clear-text part of a packet: envelope and path-packet header."""
 
     __slots__ = (
-        "dcid", "path_id", "seq", "packet_type", "frame_count", "compression", "epoch", "scid",
-        "version", "total_length",
+        "dcid",
+        "path_id",
+        "seq",
+        "packet_type",
+        "frame_count",
+        "compression",
+        "epoch",
+        "scid",
+        "version",
+        "total_length",
     )
 
     def __init__(
@@ -115,7 +124,9 @@ class Packet:
 
 
 def _check_header(header: Header) -> None:
-    if len(header.dcid) != CID_LENGTH or (header.scid is not None and len(header.scid) != CID_LENGTH):
+    if len(header.dcid) != CID_LENGTH or (
+        header.scid is not None and len(header.scid) != CID_LENGTH
+    ):
         raise FrameEncodingError("connection IDs are 8 bytes")
     if (header.scid is not None) != (header.epoch == Epoch.INITIAL):
         raise FrameEncodingError("a source connection ID goes with initial keys, and only there")
@@ -134,7 +145,9 @@ def encode_header(header: Header, total_length: int) -> tuple[bytearray, int]:
     The checksum field is left as zero for :func:`encode_packet` to fill in.
     """
     _check_header(header)
-    buf = bytearray((header.version, (header.epoch << EPOCH_SHIFT) | (FLAG_LONG if header.long else 0)))
+    buf = bytearray(
+        (header.version, (header.epoch << EPOCH_SHIFT) | (FLAG_LONG if header.long else 0))
+    )
     buf += header.dcid
     if header.scid is not None:
         buf += header.scid
@@ -152,23 +165,30 @@ def encode_packet(header: Header, plaintext: bytes, seal: Seal) -> bytes:
     """
     Build a datagram: ``header``, then ``plaintext`` sealed by ``seal`` with the header as AAD.
 
-    ``header.total_length`` is ignored and computed; ``seal`` must add exactly :data:`TAG_LENGTH` bytes.
+    ``header.total_length`` is ignored and computed; ``seal`` must add exactly :data:`TAG_LENGTH`
+    bytes.
     """
     total = len(plaintext) + TAG_LENGTH
     if (
-        header.scid is None and header.path_id < 0x40 and header.frame_count < 0x40
-        and 0x40 <= total < 0x4000 and header.epoch == 1 and len(header.dcid) == CID_LENGTH
-        and 0 <= header.seq < 1 << 64 and header.version == VERSION
-        and header.compression in _COMPRESSION_BYTES and header.packet_type in _PACKET_TYPES
+        header.scid is None
+        and 0 <= header.path_id < 0x40
+        and 0 <= header.frame_count < 0x40
+        and 0x40 <= total < 0x4000
+        and header.epoch == 1
+        and len(header.dcid) == CID_LENGTH
+        and 0 <= header.seq < 1 << 64
+        and header.version == VERSION
+        and header.compression in _COMPRESSION_BYTES
+        and header.packet_type in _PACKET_TYPES
     ):
         return _encode_fast(header, total, plaintext, seal)
     buf, at = encode_header(header, total)
-    aad = bytes(buf[:at] + buf[at + 4:])
+    aad = bytes(buf[:at] + buf[at + 4 :])
     ciphertext = seal(header.path_id, header.seq, aad, plaintext)
     if len(ciphertext) != total:
         raise FrameEncodingError("the AEAD must add exactly a 16-byte tag")
     buf += ciphertext
-    checksum = crc32(memoryview(buf)[at + 4:], crc32(memoryview(buf)[:at]))
+    checksum = crc32(memoryview(buf)[at + 4 :], crc32(memoryview(buf)[:at]))
     _CHECKSUM.pack_into(buf, at, checksum)
     return bytes(buf)
 
@@ -180,8 +200,14 @@ _SHORT_APPLICATION_FLAGS = 1 << EPOCH_SHIFT
 def _encode_fast(header: Header, total: int, plaintext: bytes, seal: Seal) -> bytes:
     """The common shape: application keys, one-byte path ID and Frame Count, two-byte length."""
     prefix = _FAST_PREFIX.pack(
-        header.version, _SHORT_APPLICATION_FLAGS, header.dcid, header.path_id, header.seq,
-        header.packet_type, header.frame_count, total | 0x4000,
+        header.version,
+        _SHORT_APPLICATION_FLAGS,
+        header.dcid,
+        header.path_id,
+        header.seq,
+        header.packet_type,
+        header.frame_count,
+        total | 0x4000,
     )
     tail = _COMPRESSION_BYTES[header.compression]
     ciphertext = seal(header.path_id, header.seq, prefix + tail, plaintext)
@@ -192,7 +218,8 @@ def _encode_fast(header: Header, total: int, plaintext: bytes, seal: Seal) -> by
 
 
 def peek_dcid(data: bytes) -> bytes:
-    """Return the destination connection ID of a datagram, for routing, without decoding the rest."""
+    """Return the destination connection ID of a datagram, for routing, without decoding the
+    rest."""
     if len(data) < 2 + CID_LENGTH:
         raise MalformedPacket("datagram too short for an envelope")
     if data[0] != VERSION:
@@ -212,8 +239,8 @@ def decode_packet(data: bytes | memoryview) -> Packet:
     Decode a datagram's header and check its checksum; the payload stays protected.
 
     :raises UnsupportedVersion: the first byte is not 0x03.
-    :raises MalformedPacket: any field is truncated, reserved, out of range, or a length disagrees with
-        the datagram.
+    :raises MalformedPacket: any field is truncated, reserved, out of range, or a length disagrees
+        with the datagram.
     :raises ChecksumMismatch: the checksum does not match.
     """
     view = data if isinstance(data, memoryview) else memoryview(data)
@@ -236,17 +263,22 @@ def decode_packet(data: bytes | memoryview) -> Packet:
     if long:
         if len(view) < pos + CID_LENGTH:
             raise MalformedPacket("datagram ends inside the source connection ID")
-        scid = bytes(view[pos:pos + CID_LENGTH])
+        scid = bytes(view[pos : pos + CID_LENGTH])
         pos += CID_LENGTH
     return _decode_path_packet(view, pos, Header(dcid, 0, 0, epoch=epoch, scid=scid))
 
 
-_FAST_TAIL = Struct(">QBBHIB")  # seq, type, one-byte Frame Count, two-byte Total Length, checksum, CI
+_FAST_TAIL = Struct(
+    ">QBBHIB"
+)  # seq, type, one-byte Frame Count, two-byte Total Length, checksum, CI
 
 
 def _decode_path_packet(view: memoryview, pos: int, header: Header) -> Packet:
-    if len(view) >= pos + 18 and view[pos] < 0x40 and view[pos + 10] < 0x40 and (
-        view[pos + 11] & 0xC0 == 0x40
+    if (
+        len(view) >= pos + 18
+        and view[pos] < 0x40
+        and view[pos + 10] < 0x40
+        and (view[pos + 11] & 0xC0 == 0x40)
     ):
         return _decode_fast(view, pos, header)
     path_id, pos = _pull(view, pos)
@@ -272,7 +304,7 @@ def _decode_path_packet(view: memoryview, pos: int, header: Header) -> Packet:
         raise MalformedPacket("payload shorter than an AEAD tag and one byte")
     if frame_count == 0:
         raise MalformedPacket("Frame Count is zero")
-    if _CHECKSUM.unpack_from(view, at)[0] != crc32(view[at + 4:], crc32(view[:at])):
+    if _CHECKSUM.unpack_from(view, at)[0] != crc32(view[at + 4 :], crc32(view[:at])):
         raise ChecksumMismatch("packet checksum mismatch")
     header.path_id = path_id
     header.seq = seq
@@ -280,14 +312,16 @@ def _decode_path_packet(view: memoryview, pos: int, header: Header) -> Packet:
     header.frame_count = frame_count
     header.total_length = total
     header.compression = compression
-    aad = bytes(view[:at]) + bytes(view[at + 4:start])
+    aad = bytes(view[:at]) + bytes(view[at + 4 : start])
     return Packet(header, aad, view[start:])
 
 
 def _decode_fast(view: memoryview, pos: int, header: Header) -> Packet:
     """The common shape: one-byte path ID and Frame Count, two-byte Total Length."""
     path_id = view[pos]
-    seq, packet_type, frame_count, total, checksum, compression = _FAST_TAIL.unpack_from(view, pos + 1)
+    seq, packet_type, frame_count, total, checksum, compression = _FAST_TAIL.unpack_from(
+        view, pos + 1
+    )
     total &= 0x3FFF
     at = pos + 13
     start = pos + 18
@@ -301,7 +335,7 @@ def _decode_fast(view: memoryview, pos: int, header: Header) -> Packet:
         raise MalformedPacket(f"Total Length says {total}, the datagram holds {len(view) - start}")
     if frame_count == 0:
         raise MalformedPacket("Frame Count is zero")
-    if checksum != crc32(view[at + 4:], crc32(view[:at])):
+    if checksum != crc32(view[at + 4 :], crc32(view[:at])):
         raise ChecksumMismatch("packet checksum mismatch")
     header.path_id = path_id
     header.seq = seq
@@ -309,4 +343,4 @@ def _decode_fast(view: memoryview, pos: int, header: Header) -> Packet:
     header.frame_count = frame_count
     header.total_length = total
     header.compression = compression
-    return Packet(header, bytes(view[:at]) + bytes(view[at + 4:start]), view[start:])
+    return Packet(header, bytes(view[:at]) + bytes(view[at + 4 : start]), view[start:])

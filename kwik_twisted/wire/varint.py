@@ -1,15 +1,16 @@
 """
 Variable-length integers (protocol.rst, "Variable-length integers").
 
-The encoding is QUIC's (RFC 9000 §16): the two most significant bits of the first byte give the length
-(1, 2, 4 or 8 bytes) and the remaining bits, big-endian, the value, up to 2**62 - 1.  Unlike QUIC, Kwik
-requires the *shortest* encoding: a value that fits in fewer bytes but arrives in a longer form is a
-FRAME_ENCODING_ERROR.  Canonical encodings make every message have exactly one byte form, which is what
-lets the test vectors in the spec be checked byte for byte, and removes a malleability that nothing needs.
+The encoding is QUIC's (RFC 9000 §16): the two most significant bits of the first byte give the
+length (1, 2, 4 or 8 bytes) and the remaining bits, big-endian, the value, up to 2**62 - 1.  Unlike
+QUIC, Kwik requires the *shortest* encoding: a value that fits in fewer bytes but arrives in a
+longer form is a FRAME_ENCODING_ERROR.  Canonical encodings make every message have exactly one byte
+form, which is what lets the test vectors in the spec be checked byte for byte, and removes a
+malleability that nothing needs.
 
-Decoders take ``(data, pos)`` and return ``(value, new_pos)``: a tuple return is the cheapest shape for
-CPython's per-packet path.  They raise :class:`~kwik_twisted.errors.TruncatedInput` when the input ends
-inside the integer, never ``IndexError``.
+Decoders take ``(data, pos)`` and return ``(value, new_pos)``: a tuple return is the cheapest shape
+for CPython's per-packet path.  They raise :class:`~kwik_twisted.errors.TruncatedInput` when the
+input ends inside the integer, never ``IndexError``.
 """
 
 from __future__ import annotations
@@ -88,5 +89,7 @@ def pull_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
     else:
         value = _U64.unpack_from(data, pos)[0] & 0x3FFFFFFFFFFFFFFF
     if value < _MIN_FOR_LENGTH[length]:
-        raise FrameEncodingError(f"varint {value} is not in its shortest {varint_size(value)}-byte form")
+        raise FrameEncodingError(
+            f"varint {value} is not in its shortest {varint_size(value)}-byte form"
+        )
     return value, end

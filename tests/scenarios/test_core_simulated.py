@@ -2,8 +2,8 @@
 The connection core over simulated links (issue 3's acceptance scenarios), in simulated time.
 
 Every run is deterministic (fixed seeds).  The base link follows the QUIC interop runner's default
-shape scaled to the issue: 10 Mbit/s, 15 ms one way (30 ms RTT), a one-BDP (37.5 kB) drop-tail queue.
-See docs/testing.rst for where each number comes from.
+shape scaled to the issue: 10 Mbit/s, 15 ms one way (30 ms RTT), a one-BDP (37.5 kB) drop-tail
+queue. See docs/testing.rst for where each number comes from.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ class BulkTests(ScenarioMixin, SynchronousTestCase):
     """Throughput on a clean link."""
 
     def test_ten_mebibytes_reach_ninety_percent_of_the_link_rate(self):
-        """10 MiB over 10 Mbit/s, 30 ms RTT, one-BDP queue: byte-exact at >= 90% of the link rate."""
+        """10 MiB over 10 Mbit/s, 30 ms RTT, one-BDP queue: byte-exact at >= 90% of the link
+        rate."""
         result = run_transfers(size=10 * MiB, link=link())
         self.assertCleanAndIntact(result)
         self.assertGreaterEqual(result.goodput_bps(), 0.90 * RATE)
@@ -63,8 +64,12 @@ class ImpairmentTests(ScenarioMixin, SynchronousTestCase):
         """2% random loss, bursts capped at 3, both directions: the transfer completes intact."""
         result = run_transfers(size=2 * MiB, link=link(loss=0.02, max_loss_burst=3))
         self.assertCleanAndIntact(result)
-        self.assertGreater(result.network.link(result.clients[0].paths[0].local_addr,
-                                               ("10.0.0.1", 4433)).stats.lost_random, 0)
+        self.assertGreater(
+            result.network.link(
+                result.clients[0].paths[0].local_addr, ("10.0.0.1", 4433)
+            ).stats.lost_random,
+            0,
+        )
 
     def test_thirty_percent_loss_during_the_handshake_of_fifty_connections(self):
         """30% loss both ways: 50 connections each handshake and deliver a small file."""

@@ -4,9 +4,9 @@ A path: one (local address, remote address) pair of a connection, and everything
 Theory of operation.  Kwik gives each path its own sequence-number space (protocol.rst, "Path packet
 header"), so everything RFC 9002 keeps per packet-number space is kept here per path: the sender's
 :class:`~kwik_twisted.core.recovery.loss.LossRecovery` (with its RTT estimator and congestion
-controller), a pacer, and the receiver's :class:`AckTracker`.  Validation (PATH_CHALLENGE / PATH_RESPONSE,
-RFC 9000 §8.2) and the anti-amplification budget (§8.1) are per path too, as in the multipath QUIC draft.
-A single-path connection is a connection with one of these.
+controller), a pacer, and the receiver's :class:`AckTracker`.  Validation (PATH_CHALLENGE /
+PATH_RESPONSE, RFC 9000 §8.2) and the anti-amplification budget (§8.1) are per path too, as in the
+multipath QUIC draft. A single-path connection is a connection with one of these.
 """
 
 from __future__ import annotations
@@ -31,13 +31,20 @@ class AckTracker:
     """
     Which sequence numbers arrived on a path, and when an ACK is due.
 
-    Ranges are kept ascending as ``[first, last]`` lists, at most :data:`MAX_ACK_RANGES_TRACKED`; numbers
-    below ``floor`` count as received (they were forgotten, or acknowledged in an ACK the peer confirmed).
+    Ranges are kept ascending as ``[first, last]`` lists, at most :data:`MAX_ACK_RANGES_TRACKED`;
+    numbers below ``floor`` count as received (they were forgotten, or acknowledged in an ACK the
+    peer confirmed).
     """
 
     __slots__ = (
-        "ranges", "floor", "largest", "largest_time", "eliciting_since_ack", "ack_deadline",
-        "max_ack_delay", "immediate",
+        "ranges",
+        "floor",
+        "largest",
+        "largest_time",
+        "eliciting_since_ack",
+        "ack_deadline",
+        "max_ack_delay",
+        "immediate",
     )
 
     def __init__(self, max_ack_delay: float) -> None:
@@ -121,7 +128,8 @@ class AckTracker:
         """
         The peer confirmed an ACK whose largest was ``largest``: stop reporting ranges below it.
 
-        The range containing ``largest`` stays; everything older goes, and ``floor`` rises to its start.
+        The range containing ``largest`` stays; everything older goes, and ``floor`` rises to its
+        start.
         """
         ranges = self.ranges
         keep = 0
@@ -159,11 +167,35 @@ class Path:
     """
 
     __slots__ = (
-        "id", "local_addr", "remote_addr", "recovery", "pacer", "ack", "phase", "status",
-        "peer_status", "peer_status_seq", "address_validated", "bytes_received", "bytes_sent",
-        "challenge", "challenge_sent_at", "challenges_sent", "responses", "dcid", "probes_pending",
-        "packets_sent", "packets_received", "packets_lost", "packets_retransmitted",
-        "bytes_acked", "last_activity", "created", "failed_at", "usable_time", "metrics",
+        "id",
+        "local_addr",
+        "remote_addr",
+        "recovery",
+        "pacer",
+        "ack",
+        "phase",
+        "status",
+        "peer_status",
+        "peer_status_seq",
+        "address_validated",
+        "bytes_received",
+        "bytes_sent",
+        "challenge",
+        "challenge_sent_at",
+        "challenges_sent",
+        "responses",
+        "dcid",
+        "probes_pending",
+        "packets_sent",
+        "packets_received",
+        "packets_lost",
+        "packets_retransmitted",
+        "bytes_acked",
+        "last_activity",
+        "created",
+        "failed_at",
+        "usable_time",
+        "metrics",
         "pacing_deadline",
     )
 

@@ -3,19 +3,21 @@ The streams of one connection: opening, limits, flow control at both levels, pri
 
 Theory of operation (RFC 9000 §2-4 adapted by protocol.rst "Streams"):
 
-* IDs: each side opens streams 4n + (0 client | 1 server); a frame for a peer stream above the highest
-  seen opens every lower one implicitly; beyond the MAX_STREAMS we advertised it is a STREAM_LIMIT_ERROR.
-  As peer streams close, the limit is raised again (MAX_STREAMS) so the peer may keep ``max_streams``
-  open at once.
-* Flow control: per stream and per connection, with auto-tuned receive windows.  Data counts against the
-  connection window by the *highest offset* received per stream; the application's consumption reopens
-  both windows (MAX_STREAM_DATA / MAX_DATA).  The reassembler's buffer bound equals the stream window, so a
-  peer holding gaps open cannot make us buffer more than we granted.
+* IDs: each side opens streams 4n + (0 client | 1 server); a frame for a peer stream above the
+  highest seen opens every lower one implicitly; beyond the MAX_STREAMS we advertised it is a
+  STREAM_LIMIT_ERROR. As peer streams close, the limit is raised again (MAX_STREAMS) so the peer may
+  keep ``max_streams`` open at once.
+* Flow control: per stream and per connection, with auto-tuned receive windows.  Data counts against
+  the connection window by the *highest offset* received per stream; the application's consumption
+  reopens both windows (MAX_STREAM_DATA / MAX_DATA).  The reassembler's buffer bound equals the
+  stream window, so a peer holding gaps open cannot make us buffer more than we granted.
 * Priority: the seed's levels.  :meth:`next_stream_frame` serves critical, then high, then normal
-  streams, round-robin within a level; control frames (priority 0xFF) go before all of them, which is
-  the connection's business.
-* Retransmission: frames handed out are recorded by the caller with the packet; :meth:`on_frame_acked` /
-  :meth:`on_frame_lost` route the outcome back to the stream's send buffer or re-queue the control frame.
+  streams, round-robin within a level; control frames (priority 0xFF) go before all of them, which
+  is the connection's business.
+* Retransmission: frames handed out are recorded by the caller with the packet;
+  :meth:`on_frame_acked` /
+  :meth:`on_frame_lost` route the outcome back to the stream's send buffer or re-queue the control
+      frame.
 """
 
 from __future__ import annotations
@@ -116,7 +118,11 @@ class StreamManager:
         return self._next_local // 4 < self.local_limit
 
     def open(
-        self, *, priority: int = 0, ordered: bool = True, compress: bool | None = None,
+        self,
+        *,
+        priority: int = 0,
+        ordered: bool = True,
+        compress: bool | None = None,
         qos: QosPolicy | None = None,
     ) -> int:
         """
@@ -136,19 +142,31 @@ class StreamManager:
         return sid
 
     def _new_stream(
-        self, sid: int, local: bool, priority: int = 0, ordered: bool = True,
-        compress: bool = False, qos: QosPolicy | None = None,
+        self,
+        sid: int,
+        local: bool,
+        priority: int = 0,
+        ordered: bool = True,
+        compress: bool = False,
+        qos: QosPolicy | None = None,
     ) -> Stream:
         cfg = self._config
         return Stream(
-            sid, local=local, send_limit=cfg.stream_send_buffer,
+            sid,
+            local=local,
+            send_limit=cfg.stream_send_buffer,
             peer_max_stream_data=self.peer_max_stream_data,
-            initial_window=cfg.initial_max_stream_data, max_window=cfg.max_stream_data_window,
-            priority=priority, ordered=ordered, compress=compress, qos=qos,
+            initial_window=cfg.initial_max_stream_data,
+            max_window=cfg.max_stream_data_window,
+            priority=priority,
+            ordered=ordered,
+            compress=compress,
+            qos=qos,
         )
 
     def _peer_stream(self, sid: int) -> Stream | None:
-        """The stream a peer frame names, opening it (and lower ones) if new; None if long closed."""
+        """The stream a peer frame names, opening it (and lower ones) if new; None if long
+        closed."""
         stream = self.streams.get(sid)
         if stream is not None:
             return stream
@@ -371,8 +389,10 @@ class StreamManager:
     # -- sending -----------------------------------------------------------------------
 
     def _schedule(self, stream: Stream) -> None:
-        if not stream.queued and not stream.blocked and (
-            stream.send.pending or not stream.qos_sent
+        if (
+            not stream.queued
+            and not stream.blocked
+            and (stream.send.pending or not stream.qos_sent)
         ):
             stream.queued = True
             self._queues[stream.priority].append(stream)
@@ -398,7 +418,8 @@ class StreamManager:
 
     def next_stream_frame(self, max_data: int) -> tuple[StreamFrame, StreamRecord] | None:
         """
-        The next STREAM frame to send, at most ``max_data`` data bytes, by priority then round-robin.
+        The next STREAM frame to send, at most ``max_data`` data bytes, by priority then
+        round-robin.
 
         Returns the frame and the record to attach to the packet, or ``None``.
         """
@@ -432,8 +453,15 @@ class StreamManager:
         if not stream.qos_sent:
             qos, stream.qos_sent = stream.qos, True
         frame = StreamFrame(
-            stream.id, offset, data, fin, stream.priority, ordered=stream.ordered,
-            retransmit=retransmit, compress=stream.compress, qos=qos,
+            stream.id,
+            offset,
+            data,
+            fin,
+            stream.priority,
+            ordered=stream.ordered,
+            retransmit=retransmit,
+            compress=stream.compress,
+            qos=qos,
         )
         return frame, StreamRecord(stream, offset, len(data), fin)
 

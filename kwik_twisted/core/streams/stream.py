@@ -1,9 +1,9 @@
 """
 One stream: its send buffer, reassembler, windows and state machines in one place.
 
-A :class:`Stream` is plain state; the :class:`~kwik_twisted.core.streams.manager.StreamManager` drives
-it.  Stream IDs follow protocol.rst ("Streams"): the two low bits give the initiator and the type (v3 uses
-bidirectional streams only).
+A :class:`Stream` is plain state; the :class:`~kwik_twisted.core.streams.manager.StreamManager`
+drives it.  Stream IDs follow protocol.rst ("Streams"): the two low bits give the initiator and the
+type (v3 uses bidirectional streams only).
 """
 
 from __future__ import annotations
@@ -37,9 +37,26 @@ class Stream:
     """
 
     __slots__ = (
-        "id", "priority", "ordered", "compress", "qos", "qos_sent", "send", "recv", "credit",
-        "window", "send_state", "recv_state", "paused", "fin_delivered", "reset_pending",
-        "stop_sending_pending", "was_writable", "queued", "blocked", "local",
+        "id",
+        "priority",
+        "ordered",
+        "compress",
+        "qos",
+        "qos_sent",
+        "send",
+        "recv",
+        "credit",
+        "window",
+        "send_state",
+        "recv_state",
+        "paused",
+        "fin_delivered",
+        "reset_pending",
+        "stop_sending_pending",
+        "was_writable",
+        "queued",
+        "blocked",
+        "local",
     )
 
     def __init__(

@@ -1,0 +1,1 @@
+"""Tests for :mod:`kwik_twisted.wire`, the Kwik v3 codecs."""

@@ -1,0 +1,288 @@
+"""
+The test vectors of ``docs/protocol.rst``, checked byte for byte against the codecs.
+
+The spec holds each vector in a literal block of this form, ending at the first blank line::
+
+    # kwik-vector: NAME
+    0a 1b 2c ... (hex bytes, whitespace-separated, over one or more lines)
+
+:data:`VECTORS` says, for every name, the value the bytes encode.  Each vector gets its own test:
+encoding the value gives exactly the spec's bytes, and decoding the bytes gives back the value.  A
+further test requires the names in the spec and in the table to be the same, so that no vector goes
+unchecked and no check loses its vector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from ipaddress import ip_address
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from twisted.trial.unittest import SynchronousTestCase
+
+from kwik_twisted.wire import (
+    AckFrame,
+    AddAddressFrame,
+    ConnectionCloseFrame,
+    DataBlockedFrame,
+    Epoch,
+    HandshakeDoneFrame,
+    HandshakeFrame,
+    Header,
+    MaxDataFrame,
+    MaxStreamDataFrame,
+    MaxStreamsFrame,
+    NewConnectionIdFrame,
+    PaddingFrame,
+    PathAbandonFrame,
+    PathChallengeFrame,
+    PathResponseFrame,
+    PathState,
+    PathStatusFrame,
+    PingFrame,
+    Priority,
+    QosPolicy,
+    ResetStreamFrame,
+    RetireConnectionIdFrame,
+    StopSendingFrame,
+    StreamDataBlockedFrame,
+    StreamFrame,
+    StreamsBlockedFrame,
+    TransportParametersFrame,
+    classify,
+    decode_packet,
+    decode_payload,
+    encode_packet,
+    encode_payload,
+    encode_varint,
+    pull_varint,
+)
+
+SPEC = Path(__file__).parents[2] / "docs" / "protocol.rst"
+MARKER = "# kwik-vector:"
+
+
+class VectorFormatError(Exception):
+    """The spec's vector blocks do not follow the agreed form."""
+
+
+def parse_vectors(text: str) -> dict[str, bytes]:
+    """Return ``{name: bytes}`` for every ``# kwik-vector: NAME`` block in ``text``."""
+    vectors: dict[str, bytes] = {}
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].strip()
+        i += 1
+        if not line.startswith(MARKER):
+            continue
+        name = line[len(MARKER):].strip()
+        if not name or name in vectors:
+            raise VectorFormatError(f"line {i}: vector name {name!r} is empty or repeated")
+        tokens: list[str] = []
+        while i < len(lines) and lines[i].strip():
+            tokens += lines[i].split()
+            i += 1
+        vectors[name] = _hex_bytes(name, tokens)
+    return vectors
+
+
+def _hex_bytes(name: str, tokens: list[str]) -> bytes:
+    if not tokens:
+        raise VectorFormatError(f"vector {name!r} has no bytes")
+    for token in tokens:
+        if len(token) != 2 or any(c not in "0123456789abcdefABCDEF" for c in token):
+            raise VectorFormatError(f"vector {name!r}: {token!r} is not one hex byte")
+    return bytes.fromhex("".join(tokens))
+
+
+@cache
+def spec_vectors() -> dict[str, bytes]:
+    """The vectors of docs/protocol.rst (read once)."""
+    return parse_vectors(SPEC.read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------
+# What each vector encodes
+
+CID = bytes.fromhex("0102030405060708")
+CHALLENGE = bytes.fromhex("a1a2a3a4a5a6a7a8")
+PACKET_DCID = bytes.fromhex("0011223344556677")
+KEY = bytes(range(16))
+IV = bytes(range(16, 28))
+PACKET_FRAME = StreamFrame(4, 0, b"kwik", fin=True)
+
+#: Varint vectors: name -> value.
+VARINT_VECTORS = {
+    "varint-0": 0,
+    "varint-37": 37,
+    "varint-15293": 15293,
+    "varint-494878333": 494878333,
+    "varint-151288809941952652": 151288809941952652,
+}
+
+#: Frame vectors: name -> (frame, epoch); each frame is the whole plaintext of a packet.
+FRAME_VECTORS = {
+    "stream": (StreamFrame(4, 1024, b"hello kwik", fin=True), Epoch.APPLICATION),
+    "stream-critical-qos": (
+        StreamFrame(8, 0, b"urgent", priority=Priority.CRITICAL, qos=QosPolicy(1000, 50, 10, 1000)),
+        Epoch.APPLICATION,
+    ),
+    "stream-retransmit": (
+        StreamFrame(4, 0, b"again", retransmit=True, ordered=False), Epoch.APPLICATION
+    ),
+    "stream-compressed": (StreamFrame(0, 0, b"kwik " * 40, compress=True), Epoch.APPLICATION),
+    "padding": (PaddingFrame(4), Epoch.APPLICATION),
+    "ping": (PingFrame(), Epoch.APPLICATION),
+    "ack": (AckFrame(1, ((90, 100), (50, 80), (3, 10)), 2500), Epoch.APPLICATION),
+    "handshake": (HandshakeFrame(0, b"\x16\x03\x01\x00\x04test"), Epoch.INITIAL),
+    "reset-stream": (ResetStreamFrame(4, 16, 5000), Epoch.APPLICATION),
+    "stop-sending": (StopSendingFrame(4, 16), Epoch.APPLICATION),
+    "max-data": (MaxDataFrame(1048576), Epoch.APPLICATION),
+    "max-stream-data": (MaxStreamDataFrame(4, 262144), Epoch.APPLICATION),
+    "max-streams": (MaxStreamsFrame(100), Epoch.APPLICATION),
+    "data-blocked": (DataBlockedFrame(1048576), Epoch.APPLICATION),
+    "stream-data-blocked": (StreamDataBlockedFrame(4, 262144), Epoch.APPLICATION),
+    "streams-blocked": (StreamsBlockedFrame(100), Epoch.APPLICATION),
+    "new-connection-id": (NewConnectionIdFrame(1, 0, CID), Epoch.APPLICATION),
+    "retire-connection-id": (RetireConnectionIdFrame(0), Epoch.APPLICATION),
+    "path-challenge": (PathChallengeFrame(CHALLENGE), Epoch.APPLICATION),
+    "path-response": (PathResponseFrame(CHALLENGE), Epoch.APPLICATION),
+    "path-status": (PathStatusFrame(1, 1, PathState.BACKUP), Epoch.APPLICATION),
+    "path-abandon": (PathAbandonFrame(1, 0), Epoch.APPLICATION),
+    "add-address-v4": (AddAddressFrame(1, ip_address("192.0.2.7"), 4433), Epoch.APPLICATION),
+    "add-address-v6": (AddAddressFrame(2, ip_address("2001:db8::7"), 4433), Epoch.APPLICATION),
+    "connection-close": (ConnectionCloseFrame(0x0A, "bad ack", 0x02), Epoch.APPLICATION),
+    "handshake-done": (HandshakeDoneFrame(), Epoch.APPLICATION),
+    "transport-parameters": (
+        TransportParametersFrame({1: 30000, 2: 1048576, 3: 262144, 4: 100}), Epoch.APPLICATION
+    ),
+}
+
+PACKET_VECTORS = ("packet-application",)
+VECTORS = (*VARINT_VECTORS, *FRAME_VECTORS, *PACKET_VECTORS)
+
+
+def nonce(path_id: int, seq: int) -> bytes:
+    """protocol.rst: nonce = IV XOR (path_id as 4 bytes || sequence number as 8 bytes)."""
+    mask = path_id.to_bytes(4, "big") + seq.to_bytes(8, "big")
+    return bytes(a ^ b for a, b in zip(IV, mask))
+
+
+def aes_seal(path_id: int, seq: int, aad: bytes, plaintext: bytes) -> bytes:
+    """AES-128-GCM with the vector's key and the spec's nonce rule."""
+    return AESGCM(KEY).encrypt(nonce(path_id, seq), plaintext, aad)
+
+
+class VectorTests(SynchronousTestCase):
+    """Every vector of the spec, encoded and decoded (one generated test per vector)."""
+
+    def expected(self, name: str) -> bytes:
+        """The spec's bytes for ``name``; fails the test if the spec or the vector is missing."""
+        if not SPEC.exists():
+            self.fail(f"{SPEC} does not exist, so its test vectors cannot be checked")
+        vectors = spec_vectors()
+        if name not in vectors:
+            self.fail(f"vector {name!r} is missing from {SPEC.name}")
+        return vectors[name]
+
+    def check_varint(self, name: str) -> None:
+        """encode_varint gives the bytes; pull_varint reads the value and all the bytes back."""
+        value, data = VARINT_VECTORS[name], self.expected(name)
+        self.assertEqual(encode_varint(value).hex(" "), data.hex(" "))
+        self.assertEqual(pull_varint(data, 0), (value, len(data)))
+
+    def check_frame(self, name: str) -> None:
+        """encode_payload gives the bytes; decode_payload gives the frame back."""
+        frame, epoch = FRAME_VECTORS[name]
+        data = self.expected(name)
+        payload = encode_payload([frame], epoch)
+        self.assertEqual(payload.plaintext.hex(" "), data.hex(" "))
+        got = decode_payload(
+            data, frame_count=1, packet_type=classify([frame]), compression=payload.compression,
+            epoch=epoch,
+        )
+        self.assertEqual(got, [frame])
+        self.assertIs(type(got[0]), type(frame))
+        if isinstance(frame, StreamFrame):
+            self.assertEqual(got[0].compressed, frame.compress)
+
+    def check_packet(self, name: str) -> None:
+        """The datagram is built exactly, and it decodes, opens and parses back to its frame."""
+        data = self.expected(name)
+        payload = encode_payload([PACKET_FRAME])
+        header = Header(
+            PACKET_DCID, 1, 42, payload.packet_type, payload.frame_count, payload.compression,
+            Epoch.APPLICATION,
+        )
+        self.assertEqual(encode_packet(header, payload.plaintext, aes_seal).hex(" "), data.hex(" "))
+        packet = decode_packet(data)
+        header.total_length = len(payload.plaintext) + 16
+        self.assertEqual(packet.header, header)
+        opened = AESGCM(KEY).decrypt(nonce(1, 42), bytes(packet.payload), packet.aad)
+        h = packet.header
+        got = decode_payload(
+            opened, frame_count=h.frame_count, packet_type=h.packet_type,
+            compression=h.compression, epoch=h.epoch,
+        )
+        self.assertEqual(got, [PACKET_FRAME])
+
+    def check(self, name: str) -> None:
+        """Check vector ``name`` with the checker for its kind."""
+        if name in VARINT_VECTORS:
+            self.check_varint(name)
+        elif name in FRAME_VECTORS:
+            self.check_frame(name)
+        else:
+            self.check_packet(name)
+
+    def test_spec_and_table_name_the_same_vectors(self) -> None:
+        """Every vector in protocol.rst has a check here and every check has its vector there."""
+        if not SPEC.exists():
+            self.fail(f"{SPEC} does not exist, so its test vectors cannot be checked")
+        in_spec = set(spec_vectors())
+        self.assertEqual(sorted(in_spec - set(VECTORS)), [], "vectors in the spec with no check")
+        self.assertEqual(sorted(set(VECTORS) - in_spec), [], "checks with no vector in the spec")
+
+
+def _vector_test(name: str) -> Callable[[VectorTests], None]:
+    def test(self: VectorTests) -> None:
+        self.check(name)
+
+    test.__doc__ = (
+        f"Vector {name!r}: the codecs encode its value to exactly the spec's bytes, and decode the "
+        "bytes back to the value."
+    )
+    test.__name__ = "test_vector_" + name.replace("-", "_")
+    return test
+
+
+for _name in VECTORS:
+    _test = _vector_test(_name)
+    setattr(VectorTests, _test.__name__, _test)
+del _name, _test
+
+
+class ParserTests(SynchronousTestCase):
+    """The vector block parser itself."""
+
+    def test_blocks_are_read_up_to_the_first_blank_line(self) -> None:
+        """A block's hex bytes may span indented lines and end at the first blank line."""
+        text = (
+            "Intro::\n\n   # kwik-vector: one\n   0a 1B\n   ff\n\n   00 11\n"
+            "::\n\n   # kwik-vector: two\n   25\n"
+        )
+        self.assertEqual(parse_vectors(text), {"one": b"\x0a\x1b\xff", "two": b"\x25"})
+
+    def test_malformed_blocks_are_refused(self) -> None:
+        """A repeated or empty name, a block without bytes, or a token not one hex byte: refused."""
+        for text in (
+            "# kwik-vector: a\n00\n\n# kwik-vector: a\n01\n",
+            "# kwik-vector: a\n\n00\n",
+            "# kwik-vector: a\n0a1b\n",
+            "# kwik-vector: a\nzz\n",
+            "# kwik-vector:\n00\n",
+        ):
+            self.assertRaises(VectorFormatError, parse_vectors, text)
