@@ -162,7 +162,14 @@ FRAME_VECTORS = {
 }
 
 PACKET_VECTORS = ("packet-application",)
-VECTORS = (*VARINT_VECTORS, *FRAME_VECTORS, *PACKET_VECTORS)
+INITIAL_DCID = bytes.fromhex("8394c8f03e515708")
+#: Initial keys derived from INITIAL_DCID: name -> (is_client, what the bytes are).
+KEY_VECTORS = {
+    "initial-client-key-iv": (True, "key||iv"),
+    "initial-server-key-iv": (False, "key||iv"),
+    "initial-client-seal": (True, "seal"),
+}
+VECTORS = (*VARINT_VECTORS, *FRAME_VECTORS, *PACKET_VECTORS, *KEY_VECTORS)
 
 
 def nonce(path_id: int, seq: int) -> bytes:
@@ -229,9 +236,26 @@ class VectorTests(SynchronousTestCase):
         )
         self.assertEqual(got, [PACKET_FRAME])
 
+    def check_keys(self, name: str) -> None:
+        """The initial keys derived from the spec's DCID, and a seal under them, are exact."""
+        from kwik_twisted.core.crypto.protection import initial_keys, initial_protections
+
+        is_client, what = KEY_VECTORS[name]
+        data = self.expected(name)
+        if what == "key||iv":
+            key, iv = initial_keys(INITIAL_DCID, client=is_client)
+            self.assertEqual((key + iv).hex(" "), data.hex(" "))
+            return
+        send, _ = initial_protections(INITIAL_DCID, is_client=is_client)
+        self.assertEqual(send.seal(0, 0, b"", b"kwik").hex(" "), data.hex(" "))
+        _, receive = initial_protections(INITIAL_DCID, is_client=not is_client)
+        self.assertEqual(receive.open(0, 0, b"", data), b"kwik")
+
     def check(self, name: str) -> None:
         """Check vector ``name`` with the checker for its kind."""
-        if name in VARINT_VECTORS:
+        if name in KEY_VECTORS:
+            self.check_keys(name)
+        elif name in VARINT_VECTORS:
             self.check_varint(name)
         elif name in FRAME_VECTORS:
             self.check_frame(name)
