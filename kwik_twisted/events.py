@@ -34,11 +34,17 @@ class StreamOpened(Event):
 
 @dataclass(frozen=True, slots=True)
 class StreamDataReceived(Event):
-    """In-order bytes of a stream arrived; ``end_stream`` when the peer finished sending."""
+    """
+    Bytes of a stream arrived; ``end_stream`` when the peer finished sending.
+
+    ``offset`` is where ``data`` starts in the stream.  On ordered streams (the default) events come
+    in offset order; on unordered streams each piece comes as it arrives, at its own offset.
+    """
 
     stream_id: int
     data: bytes
     end_stream: bool
+    offset: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -502,8 +502,9 @@ class Connection:
             self._control.append(HandshakeDoneFrame())
             self.paths[0].address_validated = True
             self._confirm_recovery()
-        cert = getattr(self.tls, "peer_certificate_subject", None)
-        self._events.append(HandshakeCompleted(self.tls.alpn, self.tls.cipher, cert))
+        cert = self.tls.peer_certificate
+        subject = cert.subject.rfc4514_string() if cert is not None else None
+        self._events.append(HandshakeCompleted(self.tls.alpn, self.tls.cipher, subject))
         early, self._early = self._early, []
         for data, local_addr, remote_addr in early:
             self.receive_datagram(data, local_addr, remote_addr, now=now)
@@ -677,7 +678,7 @@ class Connection:
             probe = path.probes_pending > 0
             cwnd_ok = probe or recovery.bytes_in_flight < controller.cwnd
             pace_at = None if probe else pacer.next_send_time(now=now)
-            paced_ok = pace_at is None
+            paced_ok = pace_at is None or pace_at <= now
             path.pacing_deadline = pace_at if cwnd_ok and streams.has_data else None
             epoch = self._packet_epoch()
             allow_data = cwnd_ok and paced_ok and usable

@@ -20,6 +20,7 @@ from ..config import ConnectionConfig
 from ..errors import DroppedPacket
 from ..wire import CID_LENGTH, decode_packet
 from .connection import Connection
+from .crypto.protection import initial_protections
 from .entropy import Entropy
 from .sending import MIN_INITIAL_DATAGRAM
 
@@ -54,15 +55,25 @@ class ServerDispatcher:
 
     def receive_datagram(
         self, data: bytes, local_addr: tuple, remote_addr: tuple, *, now: float
-    ) -> None:
-        """Route one datagram (see :meth:`Connection.receive_datagram`)."""
+    ) -> Connection | None:
+        """
+        Route one datagram (see :meth:`Connection.receive_datagram`).
+
+        :returns: the connection it went to (possibly a new one), or ``None`` if it was dropped.
+        """
         dcid = bytes(data[2 : 2 + CID_LENGTH])
         conn = self.connections.get(dcid)
         if conn is None:
             conn = self._accept(data, local_addr, remote_addr, now)
             if conn is None:
-                return
+                return None
         conn.receive_datagram(data, local_addr, remote_addr, now=now)
+        return conn
+
+    def forget(self, conn: Connection) -> None:
+        """Stop routing to ``conn`` (the owner calls this once it has seen it close)."""
+        for cid in [cid for cid, c in self.connections.items() if c is conn]:
+            del self.connections[cid]
 
     def _accept(
         self, data: bytes, local_addr: tuple, remote_addr: tuple, now: float
@@ -71,12 +82,21 @@ class ServerDispatcher:
             self.stats["dropped_short_or_unknown"] += 1
             return None
         try:
-            header = decode_packet(data).header
+            packet = decode_packet(data)
+            header = packet.header
         except DroppedPacket as e:
             self.stats["dropped_" + type(e).__name__] += 1
             return None
         if header.scid is None or header.path_id != 0:
             self.stats["dropped_unknown_connection"] += 1
+            return None
+        _, receive = initial_protections(header.dcid, is_client=False)
+        try:
+            receive.open(header.path_id, header.seq, packet.aad, packet.payload)
+        except DroppedPacket:
+            # Anyone can fake an envelope; only a datagram sealed with the initial keys costs a
+            # connection (the keys are public, but garbage floods no longer create state).
+            self.stats["dropped_DecryptionFailed"] += 1
             return None
         if len(self._live()) >= self.max_connections:
             self.stats["refused_too_many"] += 1

@@ -83,8 +83,11 @@ class MemoryPair:
         now: float = 1000.0,
     ) -> None:
         self.now = now
+        self._servers: list[Connection] = []
         self.dispatcher = ServerDispatcher(
-            server or server_config(), entropy=SeededEntropy(seed + 1)
+            server or server_config(),
+            entropy=SeededEntropy(seed + 1),
+            on_connection=self._servers.append,
         )
         self.client = Connection.client(
             client or client_config(),
@@ -99,8 +102,15 @@ class MemoryPair:
 
     @property
     def server(self) -> Connection:
-        """The server side's connection (after the first datagram reached it)."""
-        return next(iter(self.dispatcher.connections.values()))
+        """
+        The server side's connection (after the first datagram reached it).
+
+        Kept from the dispatcher's ``on_connection`` callback: the dispatcher forgets closed
+        connections, and their last events must still be collected.
+        """
+        if not self._servers:
+            raise RuntimeError("no server connection yet")
+        return self._servers[0]
 
     def pump(self, max_rounds: int = 100000) -> None:
         """Exchange datagrams (no time passes) until neither side has anything to send."""
@@ -122,8 +132,8 @@ class MemoryPair:
     def _collect(self) -> None:
         while (event := self.client.next_event()) is not None:
             self.client_events.append(event)
-        if self.dispatcher.connections:
-            server = self.server
+        if self._servers:
+            server = self._servers[0]
             while (event := server.next_event()) is not None:
                 self.server_events.append(event)
 
@@ -142,6 +152,7 @@ class MemoryPair:
             self.now = max(self.now, min(deadlines))
             self.client.handle_deadline(now=self.now)
             self.dispatcher.handle_deadline(now=self.now)
+            self._collect()
         self.now = end
         self.pump()
 

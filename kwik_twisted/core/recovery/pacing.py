@@ -81,7 +81,9 @@ class Pacer:
         missing = self.max_datagram_size - self.tokens
         if missing <= _EPSILON or self.rate == float("inf"):
             return None
-        return now + missing / self.rate
+        when = now + missing / self.rate
+        # A wait below the clock's resolution would be a deadline that never lets the packet go.
+        return None if when <= now else when
 
     def on_packet_sent(self, size: int, *, now: float) -> float | None:
         """Take ``size`` bytes from the bucket; return when the next datagram may leave."""

@@ -138,7 +138,9 @@ class StreamManager:
         sid = self._next_local
         self._next_local += 4
         compress = self._config.compression if compress is None else compress
-        self.streams[sid] = self._new_stream(sid, True, priority, ordered, compress, qos)
+        stream = self._new_stream(sid, True, priority, ordered, compress, qos)
+        self.streams[sid] = stream
+        self._schedule(stream)
         return sid
 
     def _new_stream(
@@ -283,31 +285,33 @@ class StreamManager:
         stream.recv = UnorderedReassembler(stream.window.window)
 
     def _deliver(self, stream: Stream, now: float) -> None:
+        """Hand what can be read to the application, and credit the windows for it."""
         if stream.paused or stream.recv_state.is_reset:
             return
         recv = stream.recv
+        start = recv.read_offset
         if stream.ordered:
-            data = recv.read() if recv.readable else b""
+            pieces = [(start, recv.read())] if recv.readable else []
         else:
-            data = self._pop_unordered(recv)
-        if data:
-            self._consumed(stream, len(data), now)
-        if recv.finished and not stream.fin_delivered:
+            pieces = []
+            while (piece := recv.pop_any()) is not None:
+                pieces.append(piece)
+        # Credit follows the contiguous read offset: on unordered streams, bytes past a gap
+        # still occupy the window until the gap is filled.
+        advanced = recv.read_offset - start
+        if advanced:
+            self._consumed(stream, advanced, now)
+        finished = recv.finished and not stream.fin_delivered
+        if finished:
             stream.fin_delivered = True
-            self._emit(StreamDataReceived(stream.id, data, True))
+            if not pieces:
+                pieces.append((recv.read_offset, b""))
+        last = len(pieces) - 1
+        for i, (offset, data) in enumerate(pieces):
+            self._emit(StreamDataReceived(stream.id, data, finished and i == last, offset))
+        if finished:
             stream.recv_state.process(StreamEvent.APP_READ_ALL)
             self._maybe_close(stream)
-        elif data:
-            self._emit(StreamDataReceived(stream.id, data, False))
-
-    @staticmethod
-    def _pop_unordered(recv) -> bytes:
-        parts = []
-        while True:
-            piece = recv.pop_any()
-            if piece is None:
-                return b"".join(parts)
-            parts.append(piece[1])
 
     def _consumed(self, stream: Stream, n: int, now: float) -> None:
         stream.window.on_consumed(n, now=now, rtt=self.rtt)
@@ -392,7 +396,7 @@ class StreamManager:
         if (
             not stream.queued
             and not stream.blocked
-            and (stream.send.pending or not stream.qos_sent)
+            and (stream.send.pending or not stream.qos_sent or stream.announce)
         ):
             stream.queued = True
             self._queues[stream.priority].append(stream)
@@ -445,8 +449,13 @@ class StreamManager:
         before = send.sent_offset
         piece = send.next_frame(max_data, limit)
         if piece is None:
+            if stream.announce and not send.is_reset:
+                stream.announce = False
+                frame = StreamFrame(stream.id, 0, b"", False, stream.priority, ordered=stream.ordered)
+                return frame, StreamRecord(stream, 0, 0, False)
             self._note_blocked(stream, conn_room)
             return None
+        stream.announce = False
         offset, data, fin, retransmit = piece
         self.sent_total += send.sent_offset - before
         qos = None
@@ -514,6 +523,10 @@ class StreamManager:
         """A packet carrying ``record`` was declared lost: queue the range again."""
         stream = record.stream
         if stream.send.is_reset or stream.send_state.terminal:
+            return
+        if record.length == 0 and not record.fin:  # a lost announcement
+            stream.announce = stream.send.sent_offset == 0 and not stream.send.fin_sent
+            self._schedule(stream)
             return
         stream.send.on_lost(record.offset, record.length, record.fin)
         if stream.blocked:

@@ -57,6 +57,7 @@ class Stream:
         "queued",
         "blocked",
         "local",
+        "announce",
     )
 
     def __init__(
@@ -97,6 +98,9 @@ class Stream:
         self.was_writable = True
         self.queued = False
         self.blocked = False
+        #: A stream we opened is announced to the peer with an empty frame if no data goes first,
+        #: so a peer that speaks first (a server greeting) learns of it at once.
+        self.announce = local
 
     @property
     def closed(self) -> bool:
