@@ -1,0 +1,470 @@
+"""
+Kwik endpoints: ``IStreamServerEndpoint`` and ``IStreamClientEndpoint`` over Kwik streams.
+
+Theory of operation.  A server endpoint listens on one UDP port (:class:`KwikServerProtocol`);
+every stream a client opens becomes a protocol built by the listening factory, whose ``doStart``
+runs on listen and ``doStop`` on ``stopListening``.  Stopping the port closes its connections at
+once.
+
+A client endpoint's ``connect()`` opens a *stream*, not a connection: streams to the same server
+(``host``, ``port``, TLS server name and an equal :class:`~kwik_twisted.config.ConnectionConfig`)
+share one live Kwik connection from a per-reactor pool, unless ``reuse=False``.  The Deferred fires
+with the protocol, already connected, once the handshake completed; it fails with
+``DNSLookupError``, ``ConnectionRefusedError`` (ICMP port unreachable), :class:`KwikHandshakeError`
+(a ``ConnectError`` carrying the TLS reason), ``TimeoutError`` after ``timeout`` seconds, or
+``ConnectingCancelledError`` when cancelled.  As with Twisted's endpoints, the factory's
+``doStart`` runs when connecting and ``doStop`` when the attempt fails or the stream's protocol
+lost its connection.
+
+A pooled connection with no streams left lingers :data:`POOL_LINGER` seconds for reuse, then
+closes. :func:`closeClientConnections` closes every client connection of a reactor and fires when
+their UDP ports are stopped (tests call it to leave the reactor clean).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from weakref import WeakKeyDictionary
+
+from twisted.internet import defer, error
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint, IStreamServerEndpoint
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from .config import ConnectionConfig
+from .entropy import SystemEntropy
+from .errors import KwikError
+from .protocol import KwikClientProtocol, KwikHandshakeError, KwikServerProtocol, ip_address
+
+#: Seconds an unused pooled client connection stays open for reuse.
+POOL_LINGER = 2.0
+#: The largest datagram our UDP ports read.
+MAX_DATAGRAM = 65535
+
+log = Logger()
+
+
+# -- server ---------------------------------------------------------------------------------
+
+
+@implementer(IStreamServerEndpoint)
+class KwikServerEndpoint:
+    """
+    Listen for Kwik connections on a UDP port.
+
+    :param port: the UDP port (0 picks a free one; ``getHost()`` of the listening port tells which).
+    :param config: a server :class:`ConnectionConfig` (certificate and key in ``config.tls``).
+    :param interface: the local address to bind (``""``: every IPv4 address; ``"::"``: IPv6).
+    :param entropy: a randomness source (default: the OS's CSPRNG).
+    """
+
+    def __init__(self, reactor, port: int, *, config: ConnectionConfig, interface: str = "",
+                 entropy=None) -> None:
+        self._reactor = reactor
+        self._port = port
+        self._config = config
+        self._interface = interface
+        self._entropy = entropy or SystemEntropy()
+
+    def listen(self, protocolFactory) -> defer.Deferred:
+        """Listen; the Deferred fires with a :class:`KwikListeningPort` (or CannotListenError)."""
+        return defer.execute(self._listen, protocolFactory)
+
+    def _listen(self, factory) -> KwikListeningPort:
+        port = KwikListeningPort(self._reactor, self._port, self._interface, self._config, factory,
+                                 self._entropy)
+        port.startListening()
+        return port
+
+    def __repr__(self) -> str:
+        return f"<KwikServerEndpoint {self._interface or '*'}:{self._port}>"
+
+
+@implementer(IListeningPort)
+class KwikListeningPort:
+    """A listening Kwik server: a UDP port and the connections on it."""
+
+    def __init__(self, reactor, port: int, interface: str, config, factory, entropy) -> None:
+        self._reactor = reactor
+        self._portNumber = port
+        self._interface = interface
+        self._config = config
+        self.factory = factory
+        self._entropy = entropy
+        self._udp = None
+        self.protocol: KwikServerProtocol | None = None
+
+    def startListening(self) -> None:
+        """Bind the UDP port (no-op when listening).  :raises CannotListenError: it is in use."""
+        if self._udp is not None:
+            return
+        proto = KwikServerProtocol(self._reactor, self._config, self.factory, entropy=self._entropy)
+        self._udp = self._reactor.listenUDP(self._portNumber, proto, interface=self._interface,
+                                            maxPacketSize=MAX_DATAGRAM)
+        self.protocol = proto
+        self._portNumber = self._udp.getHost().port  # listen again on the same port if restarted
+        self.factory.doStart()
+        log.info("Kwik server listening on {address}", address=self._udp.getHost())
+
+    def stopListening(self) -> defer.Deferred:
+        """Close every connection at once, stop the UDP port, then ``factory.doStop()``."""
+        udp, self._udp = self._udp, None
+        if udp is None:
+            return defer.succeed(None)
+        self.protocol.shutdown()
+        d = defer.maybeDeferred(udp.stopListening)
+        d.addBoth(self._stopped)
+        return d
+
+    def _stopped(self, result):
+        self.factory.doStop()
+        return result
+
+    def getHost(self):
+        """The bound UDP address (the real port number when 0 was asked for)."""
+        if self._udp is not None:
+            return self._udp.getHost()
+        return ip_address((self._interface or "0.0.0.0", self._portNumber))
+
+    def __repr__(self) -> str:
+        return f"<KwikListeningPort {self.getHost()}>"
+
+
+# -- client ---------------------------------------------------------------------------------
+
+#: reactor -> {key: [entries]}: the pooled client connections of each reactor.
+_pools: WeakKeyDictionary = WeakKeyDictionary()
+#: reactor -> set of every client connection (pooled or not), for closeClientConnections.
+_all: WeakKeyDictionary = WeakKeyDictionary()
+
+
+def _registry(table: WeakKeyDictionary, reactor, default):
+    try:
+        return table.setdefault(reactor, default)
+    except TypeError:  # a reactor that cannot be weakly referenced: pool on the object itself
+        name = "_kwik_pool_" + str(id(table))
+        if not hasattr(reactor, name):
+            setattr(reactor, name, default)
+        return getattr(reactor, name)
+
+
+def closeClientConnections(reactor) -> defer.Deferred:
+    """Close every Kwik client connection of ``reactor``; fire when their ports are stopped."""
+    entries = list(_registry(_all, reactor, set()))
+    return defer.gatherResults([entry.shutdown() for entry in entries], consumeErrors=True)
+
+
+@implementer(IStreamClientEndpoint)
+class KwikClientEndpoint:
+    """
+    Open Kwik streams to ``host``:``port``.
+
+    :param host: a host name (resolved with ``reactor.resolve``) or an IPv4/IPv6 literal.
+    :param config: a client :class:`ConnectionConfig`; when ``config.tls.server_name`` is unset the
+        certificate is checked against ``host``.
+    :param timeout: seconds before a connection attempt fails with ``TimeoutError``.
+    :param bindAddress: ``(host, port)`` to bind the client's UDP port to.
+    :param reuse: share a live connection to the same server with other endpoints.
+    """
+
+    def __init__(self, reactor, host: str, port: int, *, config: ConnectionConfig,
+                 timeout: float = 30.0, bindAddress: tuple | None = None, reuse: bool = True,
+                 entropy=None) -> None:
+        self._reactor = reactor
+        self._host = host
+        self._port = port
+        tls = config.tls
+        if tls is not None and getattr(tls, "server_name", "") is None:
+            config = dataclasses.replace(config, tls=dataclasses.replace(tls, server_name=host))
+        self._config = config
+        self._timeout = timeout
+        self._bindAddress = bindAddress
+        self._reuse = reuse
+        self._entropy = entropy or SystemEntropy()
+
+    def connect(self, protocolFactory) -> defer.Deferred:
+        """Open a stream; fires with the connected protocol."""
+        entry = self._entry()
+        protocolFactory.doStart()
+        attempt = _Attempt(self._reactor, protocolFactory, entry, self._timeout)
+        entry.addAttempt(attempt)
+        if entry.state == "new":
+            entry.start()
+        return attempt.deferred
+
+    def _entry(self) -> _ClientConnection:
+        key = (self._host, self._port, getattr(self._config.tls, "server_name", None))
+        pool = _registry(_pools, self._reactor, {})
+        if self._reuse:
+            for entry in pool.get(key, ()):
+                if entry.reusable and entry.config == self._config:
+                    return entry
+        entry = _ClientConnection(self._reactor, self._host, self._port, self._config,
+                                  self._bindAddress, self._entropy, key if self._reuse else None)
+        if self._reuse:
+            pool.setdefault(key, []).append(entry)
+        _registry(_all, self._reactor, set()).add(entry)
+        return entry
+
+    def __repr__(self) -> str:
+        return f"<KwikClientEndpoint {self._host}:{self._port}>"
+
+
+class _Attempt:
+    """One ``connect()`` call: its Deferred, its timeout, its factory."""
+
+    def __init__(self, reactor, factory, entry: _ClientConnection, timeout: float) -> None:
+        self.factory = factory
+        self.entry = entry
+        self.deferred = defer.Deferred(self._cancel)
+        self._timer = reactor.callLater(timeout, self._timedOut) if timeout else None
+        self._timeout = timeout
+
+    def _finish(self) -> bool:
+        if self.deferred.called:
+            return False
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        return True
+
+    def ready(self, conn) -> None:
+        """The connection is up: open our stream and fire."""
+        if not self._finish():
+            return
+        addr = self.entry.peerAddress()
+        try:
+            protocol = self.factory.buildProtocol(addr)
+            if protocol is None:
+                raise error.NoProtocol()
+            conn.openStream(protocol, onLost=self.factory.doStop)
+        except KwikError as e:
+            self.factory.doStop()
+            self.deferred.errback(error.ConnectError(string=f"cannot open a stream: {e}"))
+        except BaseException:
+            self.factory.doStop()
+            self.deferred.errback(Failure())
+        else:
+            self.deferred.callback(protocol)
+
+    def fail(self, failure: Failure) -> None:
+        """The connection attempt failed."""
+        if self._finish():
+            self.factory.doStop()
+            self.deferred.errback(failure)
+
+    def _timedOut(self) -> None:
+        self._timer = None
+        self.entry.removeAttempt(self)
+        self.fail(Failure(error.TimeoutError(
+            string=f"no Kwik handshake with {self.entry.host}:{self.entry.port} "
+                   f"within {self._timeout} seconds")))
+
+    def _cancel(self, deferred) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self.entry.removeAttempt(self)
+        self.factory.doStop()
+        deferred.errback(error.ConnectingCancelledError(self.entry.peerAddress()))
+
+
+class _ClientConnection:
+    """
+    One client Kwik connection: resolution, UDP port, handshake, then streams until it closes.
+
+    ``state`` goes new → resolving → handshaking → ready → closing → dead.
+    """
+
+    def __init__(self, reactor, host, port, config, bindAddress, entropy, key) -> None:
+        self.reactor = reactor
+        self.host = host
+        self.port = port
+        self.config = config
+        self.bindAddress = bindAddress
+        self.entropy = entropy
+        self.key = key
+        self.state = "new"
+        self.address: str | None = host if (isIPAddress(host) or isIPv6Address(host)) else None
+        self.attempts: list[_Attempt] = []
+        self.proto: KwikClientProtocol | None = None
+        self._udp = None
+        self._resolving: defer.Deferred | None = None
+        self._linger = None
+        self._closed: list[defer.Deferred] = []
+
+    @property
+    def reusable(self) -> bool:
+        """Whether new streams may join this connection."""
+        return self.state in ("new", "resolving", "handshaking", "ready")
+
+    def peerAddress(self):
+        """The server's address (the host as given until it is resolved)."""
+        return ip_address((self.address or self.host, self.port))
+
+    # -- attempts --------------------------------------------------------------------
+
+    def addAttempt(self, attempt: _Attempt) -> None:
+        """Serve ``attempt`` now if the connection is up, else when it is."""
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
+        self._linger = None
+        if self.state == "ready":
+            attempt.ready(self.proto.connection)
+        else:
+            self.attempts.append(attempt)
+
+    def removeAttempt(self, attempt: _Attempt) -> None:
+        """An attempt gave up (timeout, cancel); a connection nobody waits for is abandoned."""
+        if attempt in self.attempts:
+            self.attempts.remove(attempt)
+        if not self.attempts and self.state in ("new", "resolving", "handshaking"):
+            self._teardown("connection attempt abandoned")
+
+    # -- setting up ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Resolve the host (unless it is an IP literal), then connect."""
+        if self.address is not None:
+            self._resolved(self.address)
+            return
+        self.state = "resolving"
+        d = self._resolving = self.reactor.resolve(self.host)
+        d.addCallbacks(self._resolved, self._resolveFailed)
+
+    def _resolveFailed(self, failure: Failure) -> None:
+        self._resolving = None
+        if self.state != "resolving":
+            return
+        if not failure.check(error.DNSLookupError):
+            failure = Failure(error.DNSLookupError(f"{self.host}: {failure.getErrorMessage()}"))
+        self._fail(failure)
+
+    def _resolved(self, address: str) -> None:
+        self._resolving = None
+        if self.state not in ("new", "resolving"):
+            return
+        self.address = address
+        self.state = "handshaking"
+        interface, port = self.bindAddress or ("::" if isIPv6Address(address) else "", 0)
+        proto = KwikClientProtocol(self.reactor, self.config, (address, self.port),
+                                   entropy=self.entropy, owner=self)
+        try:
+            self._udp = self.reactor.listenUDP(port, proto, interface=interface,
+                                               maxPacketSize=MAX_DATAGRAM)
+            self.proto = proto
+            proto.start()
+        except Exception:
+            self._fail(Failure())
+
+    # -- the client protocol's owner interface --------------------------------------------
+
+    def handshakeCompleted(self) -> None:
+        """Serve every waiting attempt."""
+        self.state = "ready"
+        attempts, self.attempts = self.attempts, []
+        for attempt in attempts:
+            attempt.ready(self.proto.connection)
+        if not self.proto.connection.liveStreams:
+            self.idle()
+
+    def connectionFailed(self, failure: Failure) -> None:
+        """The handshake failed."""
+        self._fail(failure)
+
+    def terminated(self) -> None:
+        """The connection ended after its handshake: no new streams join it."""
+        self._leavePool()
+        if self.state == "ready":
+            self.state = "closing"
+
+    def idle(self) -> None:
+        """No streams left: linger for reuse, then close."""
+        if self.state != "ready" or self._linger is not None:
+            return
+        self._linger = self.reactor.callLater(POOL_LINGER, self._lingered)
+
+    def _lingered(self) -> None:
+        self._linger = None
+        if self.state == "ready" and not self.proto.connection.liveStreams:
+            self._leavePool()
+            self.state = "closing"
+            self.proto.connection.close(0, "idle")
+
+    def gone(self) -> None:
+        """The core state is gone: stop the UDP port."""
+        self._teardown("connection gone")
+        self._stopPort()
+
+    # -- ending ----------------------------------------------------------------------
+
+    def _fail(self, failure: Failure) -> None:
+        attempts, self.attempts = self.attempts, []
+        self._teardown(failure.getErrorMessage())
+        for attempt in attempts:
+            attempt.fail(failure)
+
+    def _leavePool(self) -> None:
+        if self.key is None:
+            return
+        pool = _registry(_pools, self.reactor, {})
+        entries = pool.get(self.key, [])
+        if self in entries:
+            entries.remove(self)
+        if not entries:
+            pool.pop(self.key, None)
+
+    def _teardown(self, reason: str) -> None:
+        """Give the connection up; the port stops once the core connection is gone."""
+        if self.state == "dead":
+            return
+        self.state = "dead"
+        self._leavePool()
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
+        self._linger = None
+        if self._resolving is not None:
+            self._resolving.cancel()
+        conn = self.proto.connection if self.proto is not None else None
+        if conn is not None and not conn.dead:
+            conn.abandon(reason)  # its connectionGone stops the port (maybe after this service)
+            return
+        self._stopPort()
+
+    def _stopPort(self) -> None:
+        udp, self._udp = self._udp, None
+        d = defer.maybeDeferred(udp.stopListening) if udp is not None else defer.succeed(None)
+        d.addBoth(self._portStopped)
+
+    def _portStopped(self, result) -> None:
+        _registry(_all, self.reactor, set()).discard(self)
+        waiting, self._closed = self._closed, []
+        for d in waiting:
+            d.callback(None)
+
+    def shutdown(self) -> defer.Deferred:
+        """Close gracefully (draining) and fire when the UDP port is stopped."""
+        d = defer.Deferred()
+        if self.state == "dead" and self._udp is None:
+            if self in _registry(_all, self.reactor, set()):
+                self._closed.append(d)
+            else:
+                d.callback(None)
+            return d
+        self._closed.append(d)
+        if self.state == "ready":
+            self._leavePool()
+            self.state = "closing"
+            if self._linger is not None and self._linger.active():
+                self._linger.cancel()
+            self._linger = None
+            self.proto.connection.close(0, "client closing")
+        elif self.state != "closing":
+            self._fail(Failure(error.ConnectError(string="Kwik client connections closed")))
+        return d
+
+
+__all__ = [
+    "KwikClientEndpoint", "KwikHandshakeError", "KwikListeningPort", "KwikServerEndpoint",
+    "POOL_LINGER", "closeClientConnections",
+]

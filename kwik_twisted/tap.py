@@ -1,0 +1,215 @@
+"""
+``twistd kwik``: a tunnel between any two Twisted endpoints, usually TCP on one side and Kwik on
+the other, or an echo server to try a ``kwik:`` endpoint with.
+
+Each ``--listen`` endpoint becomes one
+:class:`~twisted.application.internet.StreamServerEndpointService`, built with
+:func:`twisted.application.strports.service` so that a port that cannot be bound stops ``twistd``
+instead of being merely logged.  They all share one factory: a
+:class:`~kwik_twisted.forwarding.ForwardingFactory` for ``--forward`` or an
+:class:`~kwik_twisted.forwarding.EchoFactory` for ``--echo``.  Every endpoint string is parsed
+while the options are checked, so a typo is a usage error, not a traceback at startup.
+``--make-certificates`` writes a development CA and server certificate and prints the endpoint
+strings that use them.  Recipes are in ``docs/twistd.rst``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shlex
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+from twisted.application import strports
+from twisted.application.service import IService, MultiService
+from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.python import usage
+
+from kwik_twisted.forwarding import EchoFactory, ForwardingFactory
+
+#: The Kwik port the printed examples use.
+EXAMPLE_PORT = 4433
+DEFAULT_CERTIFICATE_NAMES = ("localhost", "127.0.0.1", "::1")
+_ENDPOINT_ERRORS = (ValueError, TypeError, KeyError, OSError)
+
+
+def quote_endpoint_value(value: str) -> str:
+    """Escape ``value`` for an endpoint string (``\\`` and ``:`` get a backslash)."""
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+class Options(usage.Options):
+    """Command line of ``twistd kwik``."""
+
+    synopsis = (
+        "--listen ENDPOINT [--listen ENDPOINT ...] (--forward ENDPOINT | --echo)\n"
+        "   or: twistd [options] kwik --make-certificates DIR [--hostname NAME ...]"
+    )
+    longdesc = (
+        "Accept connections on every --listen endpoint and relay each one to a new connection "
+        "made with the --forward endpoint (or, with --echo, send every byte back).  Endpoints "
+        "are Twisted endpoint strings: tcp:8080, tcp:port=8080:interface=127.0.0.1, "
+        "kwik:4433:privateKey=server.key:certKey=server.pem, "
+        "kwik:host=example.com:port=4433:trustRoots=ca.pem, ... (see docs/endpoints.rst).  "
+        "Back-pressure works both ways, so a slow side slows the other instead of filling "
+        "memory.  Example, a TCP port 8080 tunnelled over Kwik to a web server on the far host: "
+        "here `twistd -n kwik --listen tcp:8080 --forward kwik:host=far.example:port=4433:"
+        "trustRoots=ca.pem`, there `twistd -n kwik --listen kwik:4433:privateKey=server.key:"
+        "certKey=server.pem --forward tcp:127.0.0.1:80`.  Start with --make-certificates to "
+        "get a development CA and server certificate."
+    )
+    optFlags = [
+        ["echo", None, "Echo every accepted connection back (to test an endpoint)."],
+    ]
+    optParameters = [
+        [
+            "forward",
+            None,
+            None,
+            "Client endpoint string to relay every accepted connection to, e.g. tcp:host=...:"
+            "port=... or kwik:host=...:port=...:trustRoots=ca.pem.",
+        ],
+        [
+            "make-certificates",
+            None,
+            None,
+            "Write a development CA (ca.pem), a server certificate (server.pem) and its key "
+            "(server.key) into DIR, print the endpoint strings that use them, and exit.  Not for "
+            "production.",
+        ],
+    ]
+
+    def __init__(self, reactor: Any = None, stdout: IO[str] | None = None) -> None:
+        super().__init__()
+        self.reactor = reactor
+        self.stdout = stdout
+        self["listen"] = []
+        self["hostname"] = []
+
+    def opt_listen(self, description: str) -> None:
+        self["listen"].append(description)
+
+    def opt_hostname(self, name: str) -> None:
+        self["hostname"].append(name)
+
+    # usage.Options shows these docstrings as --help text, so each is one line of words.
+    opt_listen.__doc__ = (
+        "Server endpoint string to accept connections on (repeatable), e.g. tcp:8080 or "
+        "kwik:4433:privateKey=server.key:certKey=server.pem."
+    )
+    opt_hostname.__doc__ = (
+        "With --make-certificates: a host name or IP address the server certificate is for "
+        "(repeatable; default: localhost, 127.0.0.1 and ::1)."
+    )
+
+    def postOptions(self) -> None:
+        """Check the combination of options and parse every endpoint string."""
+        if self["make-certificates"] is not None:
+            self._refuseWith("--make-certificates", ("listen", "forward", "echo"))
+            self.makeCertificates(self["make-certificates"])
+            raise SystemExit(0)
+        if self["hostname"]:
+            raise usage.UsageError("--hostname only goes with --make-certificates")
+        if not self["listen"]:
+            raise usage.UsageError("give at least one --listen ENDPOINT")
+        if len(set(self["listen"])) != len(self["listen"]):
+            raise usage.UsageError("the same --listen endpoint is given twice")
+        if self["echo"] == (self["forward"] is not None):
+            raise usage.UsageError("give exactly one of --forward ENDPOINT and --echo")
+        self._checkEndpoints()
+
+    def _refuseWith(self, option: str, others: tuple[str, ...]) -> None:
+        for other in others:
+            if self[other]:
+                raise usage.UsageError(f"{option} does not go with --{other}")
+
+    def getReactor(self) -> Any:
+        """The reactor given to the constructor, else the global one."""
+        if self.reactor is None:
+            from twisted.internet import reactor
+
+            self.reactor = reactor
+        return self.reactor
+
+    def _checkEndpoints(self) -> None:
+        reactor = self.getReactor()
+        for description in self["listen"]:
+            try:
+                serverFromString(reactor, description)
+            except _ENDPOINT_ERRORS as e:
+                raise usage.UsageError(f"--listen {description!r}: {e}") from None
+        if self["forward"] is not None:
+            try:
+                clientFromString(reactor, self["forward"])
+            except _ENDPOINT_ERRORS as e:
+                raise usage.UsageError(f"--forward {self['forward']!r}: {e}") from None
+
+    def makeCertificates(self, directory: str) -> None:
+        """Write the development CA, certificate and key; print how to use them."""
+        from kwik_twisted import devcerts
+
+        target = Path(directory).absolute()
+        for name in ("ca.pem", "server.pem", "server.key"):
+            if (target / name).exists():
+                raise usage.UsageError(f"{target / name} already exists; not overwriting it")
+        names = self["hostname"] or list(DEFAULT_CERTIFICATE_NAMES)
+        hostnames, ips = _split_names(names)
+        try:
+            paths = devcerts.write_pem_files(target, hostnames, ips)
+        except OSError as e:
+            raise usage.UsageError(f"--make-certificates {directory!r}: {e}") from None
+        out = self.stdout if self.stdout is not None else sys.stdout
+        out.write(certificate_instructions(paths, hostnames[0] if hostnames else ips[0]))
+
+
+def _split_names(names: list[str]) -> tuple[list[str], list[str]]:
+    hostnames, ips = [], []
+    for name in names:
+        try:
+            ips.append(str(ipaddress.ip_address(name)))
+        except ValueError:
+            hostnames.append(name)
+    return hostnames, ips
+
+
+def certificate_instructions(paths: Any, host: str) -> str:
+    """The text ``--make-certificates`` prints: what was written and the endpoint strings."""
+    key, chain, ca = (quote_endpoint_value(str(p)) for p in (paths.key, paths.chain, paths.ca))
+    server = f"kwik:{EXAMPLE_PORT}:privateKey={key}:certKey={chain}"
+    client = f"kwik:host={quote_endpoint_value(host)}:port={EXAMPLE_PORT}:trustRoots={ca}"
+    return "\n".join(
+        [
+            f"Wrote {paths.ca} (the development CA: clients trust it with trustRoots=),",
+            f"      {paths.chain} (the server certificate, then the CA),",
+            f"      {paths.key} (the server's private key, mode 0600).",
+            "These are for development only.",
+            "",
+            f"Server endpoint: {server}",
+            f"Client endpoint: {client}",
+            "",
+            "For example, serve an echo on Kwik and tunnel TCP port 8080 to it:",
+            f"  twistd -n kwik --listen {shlex.quote(server)} --echo",
+            f"  twistd -n kwik --listen tcp:8080 --forward {shlex.quote(client)}",
+            "",
+        ]
+    )
+
+
+def makeService(options: Options) -> IService:
+    """One StreamServerEndpointService per ``--listen``, sharing the echo or forwarding factory."""
+    reactor = options.getReactor()
+    if options["echo"]:
+        factory: Any = EchoFactory()
+    else:
+        forward = options["forward"]
+        factory = ForwardingFactory(clientFromString(reactor, forward), forward)
+    top = MultiService()
+    for description in options["listen"]:
+        service = strports.service(description, factory, reactor=reactor)
+        service.setName(description)
+        service.setServiceParent(top)
+    return top
+
+
+__all__ = ["Options", "certificate_instructions", "makeService", "quote_endpoint_value"]

@@ -1,0 +1,1 @@
+"""Tests of the Twisted glue: stream transports, endpoints, conformance, applications."""
