@@ -80,44 +80,76 @@ def simulated(size: int, rate: float, rtt: float, loss: float, seed: int) -> int
 
 
 def loopback(size: int) -> int:
-    """The same transfer over real UDP on 127.0.0.1 through the Twisted endpoints."""
+    """A real transfer over UDP on 127.0.0.1 through the ``kwik:`` endpoints; return an exit status."""
     from twisted.internet import reactor
+    from twisted.internet.protocol import Factory, Protocol
 
-    from .endpoints import KwikClientEndpoint, KwikServerEndpoint  # noqa: F401
+    from .endpoints import KwikClientEndpoint, KwikServerEndpoint, closeClientConnections
     from .testing.pair import client_config, server_config
 
     payload = make_payload(size, 7)
-    print(f"Kwik demo (loopback UDP): {size / MiB:.0f} MiB over 127.0.0.1 through kwik: endpoints")
-    from twisted.internet.protocol import Factory, Protocol
-
-    state = {"received": hashlib.sha256(), "bytes": 0, "start": time.perf_counter(), "status": 1}
+    expected = hashlib.sha256(payload).digest()
+    print(f"Kwik demo: {size / MiB:.0f} MiB from a client to a server over UDP on 127.0.0.1,")
+    print("through kwik: endpoints (TLS 1.3, AES-128-GCM on every packet, CUBIC)")
+    state = {"digest": hashlib.sha256(), "bytes": 0, "start": None, "status": 1, "sink": None}
 
     class Sink(Protocol):
+        def connectionMade(self) -> None:
+            state["sink"] = self
+
         def dataReceived(self, data: bytes) -> None:
-            state["received"].update(data)
+            if state["start"] is None:
+                state["start"] = time.perf_counter()
+            state["digest"].update(data)
             state["bytes"] += len(data)
-            bar = "#" * int(30 * state["bytes"] / size)
-            print(f"\r  [{bar:<30}] {state['bytes'] / MiB:6.1f} MiB received", end="", flush=True)
+            done = state["bytes"]
+            if done == size or done // (size // 40 or 1) != (done - len(data)) // (size // 40 or 1):
+                bar = "#" * int(30 * done / size)
+                elapsed = time.perf_counter() - state["start"]
+                rate = done / elapsed / 1e6 if elapsed else 0.0
+                print(f"\r  [{bar:<30}] {done / MiB:6.1f} MiB  {rate:6.1f} MB/s", end="", flush=True)
 
         def connectionLost(self, reason=None) -> None:
-            elapsed = time.perf_counter() - state["start"]
-            ok = state["received"].digest() == hashlib.sha256(payload).digest()
-            print(
-                f"\n  {state['bytes']} bytes in {elapsed:.2f}s "
-                f"({state['bytes'] / elapsed / 1e6:.1f} MB/s); sha256 "
-                f"{'verified' if ok else 'MISMATCH'}"
-            )
+            elapsed = time.perf_counter() - (state["start"] or time.perf_counter())
+            print()
+            report(self.transport, elapsed)
+            ok = state["digest"].digest() == expected and state["bytes"] == size
+            print(f"  sha256 {expected.hex()[:16]}... "
+                  f"{'verified: every byte arrived intact' if ok else 'MISMATCH'}")
             state["status"] = 0 if ok else 1
-            reactor.callLater(0.2, reactor.stop)
+            reactor.callLater(0, shutdown)
+
+    def report(transport, elapsed: float) -> None:
+        core = transport.kwikConnection.core
+        print(f"  {state['bytes']} bytes in {elapsed:.2f} s: "
+              f"{state['bytes'] / elapsed / 1e6 if elapsed else 0:.1f} MB/s of application data")
+        for path in core.paths.values():
+            rtt = path.recovery.rtt
+            print(f"  path {path.id} {path.local_addr[0]}:{path.local_addr[1]} <- "
+                  f"{path.remote_addr[0]}:{path.remote_addr[1]}: {path.packets_received} packets "
+                  f"received, smoothed RTT {rtt.smoothed_rtt * 1000:.2f} ms")
 
     class Source(Protocol):
         def connectionMade(self) -> None:
             self.transport.write(payload)
             self.transport.loseConnection()
 
-    server = KwikServerEndpoint(reactor, 0, config=server_config(), interface="127.0.0.1")
+        def connectionLost(self, reason=None) -> None:
+            core = self.transport.kwikConnection.core
+            for path in core.paths.values():
+                print(f"  sender path {path.id}: {path.packets_sent} packets sent, "
+                      f"{path.packets_lost} declared lost and re-sent, "
+                      f"final cwnd {path.recovery.controller.cwnd} bytes")
+
+    def shutdown() -> None:
+        closeClientConnections(reactor).addBoth(lambda _: listening_port[0].stopListening()).addBoth(
+            lambda _: reactor.stop()
+        )
+
+    listening_port = []
 
     def listening(port) -> None:
+        listening_port.append(port)
         endpoint = KwikClientEndpoint(
             reactor, "127.0.0.1", port.getHost().port, config=client_config()
         )
@@ -127,27 +159,37 @@ def loopback(size: int) -> int:
         print(f"  failed: {failure.getErrorMessage()}")
         reactor.stop()
 
+    def too_slow() -> None:
+        print("\n  gave up after 60 s")
+        reactor.stop()
+
+    server = KwikServerEndpoint(reactor, 0, config=server_config(), interface="127.0.0.1")
     server.listen(Factory.forProtocol(Sink)).addCallbacks(listening, fail)
-    reactor.callLater(60, reactor.stop)
+    timeout = reactor.callLater(60, too_slow)
     reactor.run()
+    if timeout.active():
+        timeout.cancel()
     return state["status"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kwik_twisted.demo", description=__doc__)
-    parser.add_argument("--size", type=float, default=8, help="MiB to transfer (default 8)")
+    parser.add_argument("--size", type=float, default=32, help="MiB to transfer (default 32)")
     parser.add_argument("--rate", type=float, default=20, help="link Mbit/s (default 20)")
     parser.add_argument("--rtt", type=float, default=30, help="round-trip ms (default 30)")
     parser.add_argument(
         "--loss", type=float, default=0.2, help="random loss in percent (default 0.2)"
     )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--loopback", action="store_true", help="use real UDP sockets instead")
+    parser.add_argument(
+        "--simulated", action="store_true",
+        help="run through the deterministic network simulator (uses --rate, --rtt, --loss, --seed)",
+    )
     args = parser.parse_args(argv)
     size = int(args.size * MiB)
-    if args.loopback:
-        return loopback(size)
-    return simulated(size, args.rate * 1e6, args.rtt / 1000, args.loss / 100, args.seed)
+    if args.simulated:
+        return simulated(size, args.rate * 1e6, args.rtt / 1000, args.loss / 100, args.seed)
+    return loopback(size)
 
 
 if __name__ == "__main__":

@@ -135,6 +135,16 @@ class KwikStreamTransport:
         self._maybeSendFin()
         self._conn.scheduleTurn()
 
+    @property
+    def kwikConnection(self):
+        """
+        The Kwik connection this stream belongs to (a :class:`kwik_twisted.protocol.KwikConnection`).
+
+        Its ``core`` attribute is the sans-I/O :class:`~kwik_twisted.core.connection.Connection`, whose
+        ``paths`` and ``stats`` an application may read to observe the transport.
+        """
+        return self._conn
+
     def getPeer(self):
         """The peer's UDP address (``IPv4Address`` or ``IPv6Address``)."""
         return self._peer
