@@ -80,7 +80,8 @@ def simulated(size: int, rate: float, rtt: float, loss: float, seed: int) -> int
 
 
 def loopback(size: int) -> int:
-    """A real transfer over UDP on 127.0.0.1 through the ``kwik:`` endpoints; return an exit status."""
+    """A real transfer over UDP on 127.0.0.1 through the ``kwik:`` endpoints; return an exit
+    status."""
     from twisted.internet import reactor
     from twisted.internet.protocol import Factory, Protocol
 
@@ -107,27 +108,35 @@ def loopback(size: int) -> int:
                 bar = "#" * int(30 * done / size)
                 elapsed = time.perf_counter() - state["start"]
                 rate = done / elapsed / 1e6 if elapsed else 0.0
-                print(f"\r  [{bar:<30}] {done / MiB:6.1f} MiB  {rate:6.1f} MB/s", end="", flush=True)
+                print(
+                    f"\r  [{bar:<30}] {done / MiB:6.1f} MiB  {rate:6.1f} MB/s", end="", flush=True
+                )
 
         def connectionLost(self, reason=None) -> None:
             elapsed = time.perf_counter() - (state["start"] or time.perf_counter())
             print()
             report(self.transport, elapsed)
             ok = state["digest"].digest() == expected and state["bytes"] == size
-            print(f"  sha256 {expected.hex()[:16]}... "
-                  f"{'verified: every byte arrived intact' if ok else 'MISMATCH'}")
+            print(
+                f"  sha256 {expected.hex()[:16]}... "
+                f"{'verified: every byte arrived intact' if ok else 'MISMATCH'}"
+            )
             state["status"] = 0 if ok else 1
             reactor.callLater(0, shutdown)
 
     def report(transport, elapsed: float) -> None:
         core = transport.kwikConnection.core
-        print(f"  {state['bytes']} bytes in {elapsed:.2f} s: "
-              f"{state['bytes'] / elapsed / 1e6 if elapsed else 0:.1f} MB/s of application data")
+        print(
+            f"  {state['bytes']} bytes in {elapsed:.2f} s: "
+            f"{state['bytes'] / elapsed / 1e6 if elapsed else 0:.1f} MB/s of application data"
+        )
         for path in core.paths.values():
             rtt = path.recovery.rtt
-            print(f"  path {path.id} {path.local_addr[0]}:{path.local_addr[1]} <- "
-                  f"{path.remote_addr[0]}:{path.remote_addr[1]}: {path.packets_received} packets "
-                  f"received, smoothed RTT {rtt.smoothed_rtt * 1000:.2f} ms")
+            print(
+                f"  path {path.id} {path.local_addr[0]}:{path.local_addr[1]} <- "
+                f"{path.remote_addr[0]}:{path.remote_addr[1]}: {path.packets_received} packets "
+                f"received, smoothed RTT {rtt.smoothed_rtt * 1000:.2f} ms"
+            )
 
     class Source(Protocol):
         def connectionMade(self) -> None:
@@ -137,14 +146,16 @@ def loopback(size: int) -> int:
         def connectionLost(self, reason=None) -> None:
             core = self.transport.kwikConnection.core
             for path in core.paths.values():
-                print(f"  sender path {path.id}: {path.packets_sent} packets sent, "
-                      f"{path.packets_lost} declared lost and re-sent, "
-                      f"final cwnd {path.recovery.controller.cwnd} bytes")
+                print(
+                    f"  sender path {path.id}: {path.packets_sent} packets sent, "
+                    f"{path.packets_lost} declared lost and re-sent, "
+                    f"final cwnd {path.recovery.controller.cwnd} bytes"
+                )
 
     def shutdown() -> None:
-        closeClientConnections(reactor).addBoth(lambda _: listening_port[0].stopListening()).addBoth(
-            lambda _: reactor.stop()
-        )
+        closeClientConnections(reactor).addBoth(
+            lambda _: listening_port[0].stopListening()
+        ).addBoth(lambda _: reactor.stop())
 
     listening_port = []
 
@@ -182,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
-        "--simulated", action="store_true",
+        "--simulated",
+        action="store_true",
         help="run through the deterministic network simulator (uses --rate, --rtt, --loss, --seed)",
     )
     args = parser.parse_args(argv)

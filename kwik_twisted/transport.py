@@ -138,10 +138,11 @@ class KwikStreamTransport:
     @property
     def kwikConnection(self):
         """
-        The Kwik connection this stream belongs to (a :class:`kwik_twisted.protocol.KwikConnection`).
+        The Kwik connection this stream belongs to (a
+        :class:`kwik_twisted.protocol.KwikConnection`).
 
-        Its ``core`` attribute is the sans-I/O :class:`~kwik_twisted.core.connection.Connection`, whose
-        ``paths`` and ``stats`` an application may read to observe the transport.
+        Its ``core`` attribute is the sans-I/O :class:`~kwik_twisted.core.connection.Connection`,
+        whose ``paths`` and ``stats`` an application may read to observe the transport.
         """
         return self._conn
 
