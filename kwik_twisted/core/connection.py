@@ -49,7 +49,6 @@ from ..events import (
     ConnectionTerminated,
     Event,
     HandshakeCompleted,
-    PathValidated,
 )
 from ..wire import (
     CID_LENGTH,
@@ -69,8 +68,10 @@ from ..wire import (
     decode_payload,
 )
 from .congestion import create as create_controller
+from .congestion.coupled import CoupledGroup
 from .crypto.protection import PacketProtection, initial_protections
 from .entropy import Entropy, random_below
+from .paths.manager import PathManager
 from .paths.path import Path, PathPhase
 from .recovery.loss import LossRecovery, SentPacket
 from .recovery.pacing import Pacer
@@ -92,6 +93,8 @@ MAX_HANDSHAKE_BUFFER = 64 * 1024
 MAX_EARLY_PACKETS = 16
 #: One in this many packets skips a sequence number (optimistic-ACK defence).
 SKIP_ONE_IN = 256
+#: Controllers that couple the paths of a connection (they share a group).
+COUPLED = frozenset({"lia", "olia"})
 #: Packets sent in one go per path before the owner gets control back.
 BURST_LIMIT = 64
 
@@ -161,6 +164,8 @@ class Connection:
         self._close_deadline: float | None = None
         self._now = now
         self._skip_countdown = 1 + random_below(entropy, 2 * SKIP_ONE_IN)
+        self._coupled_group = CoupledGroup()
+        self.path_manager = PathManager(self)
         path = self._add_path(0, local_addr, remote_addr, validated=True, now=now)
         path.address_validated = is_client  # a server must not amplify before the handshake
 
@@ -240,10 +245,12 @@ class Connection:
         self, path_id: int, local_addr: tuple, remote_addr: tuple, *, validated: bool, now: float
     ) -> Path:
         cfg = self.config
-        controller = create_controller(
-            cfg.congestion_control, max_datagram_size=cfg.max_datagram_size
-        )
-        rtt = RttEstimator(cfg.initial_rtt)
+        controller = self._new_controller()
+        # A new path of a running connection starts from the best RTT the connection knows.
+        known = [
+            p.recovery.rtt.smoothed_rtt for p in self.paths.values() if p.recovery.rtt.has_sample
+        ]
+        rtt = RttEstimator(min(known) if known else cfg.initial_rtt)
         recovery = LossRecovery(
             controller, rtt, max_ack_delay=cfg.max_ack_delay, handshake_confirmed=False
         )
@@ -260,6 +267,21 @@ class Connection:
         )
         self.paths[path_id] = path
         return path
+
+    def _new_controller(self):
+        cfg = self.config
+        extra = {"group": self._coupled_group} if cfg.congestion_control in COUPLED else {}
+        return create_controller(
+            cfg.congestion_control, max_datagram_size=cfg.max_datagram_size, **extra
+        )
+
+    def _reset_congestion(self, path: Path) -> None:
+        """Fresh congestion state for a path that came back from failure."""
+        leave = getattr(path.recovery.controller, "leave", None)
+        if leave is not None:
+            leave()
+        path.recovery.controller = self._new_controller()
+        path.pacer.update(cwnd=path.recovery.controller.cwnd, srtt=path.recovery.rtt.smoothed_rtt)
 
     # -- public API: the owner's calls ---------------------------------------------------
 
@@ -289,8 +311,13 @@ class Connection:
         if self.state is State.CLOSING:
             return self._send_close(now)
         out: list[tuple[bytes, tuple, tuple]] = []
-        for path in list(self.paths.values()):
-            self._send_on_path(path, out, now)
+        paths = self.paths
+        if len(paths) == 1:
+            for path in paths.values():
+                self._send_on_path(path, out, now)
+            return out
+        live = [p for p in paths.values() if p.phase is not PathPhase.ABANDONED]
+        self._send_multipath(live, out, now)
         return out
 
     def next_deadline(self) -> float | None:
@@ -314,6 +341,8 @@ class Connection:
                 deadlines.append(path.challenge_sent_at + 3 * path.recovery.rtt.pto_interval())
             if path.pacing_deadline is not None:
                 deadlines.append(path.pacing_deadline)
+            if path.phase is PathPhase.FAILED:
+                deadlines.append(path.next_probe)
         return min(deadlines)
 
     def handle_deadline(self, *, now: float) -> None:
@@ -336,7 +365,8 @@ class Connection:
                     if path.usable:
                         path.probes_pending = max(path.probes_pending, 1)
         for path in list(self.paths.values()):
-            self._path_timers(path, now)
+            if path.phase is not PathPhase.ABANDONED:
+                self._path_timers(path, now)
 
     def next_event(self) -> Event | None:
         """The next event for the application, or ``None``."""
@@ -379,6 +409,23 @@ class Connection:
         )
         self._terminate(error_code, reason, by_peer=False, application=application)
 
+    def open_path(self, local_addr: tuple, remote_addr: tuple) -> int:
+        """Open another path (client only); it carries data once validated. Returns its ID."""
+        return self.path_manager.open(local_addr, remote_addr, now=self._now)
+
+    def set_path_backup(self, path_id: int, backup: bool = True) -> None:
+        """Mark a path as a backup (used only while no other path is usable), or not."""
+        self.path_manager.set_backup(path_id, backup)
+
+    def abandon_path(self, path_id: int, error_code: int = 0) -> None:
+        """Stop using a path for good."""
+        self.path_manager.abandon(path_id, error_code, now=self._now)
+
+    @property
+    def handshake_confirmed(self) -> bool:
+        """Whether the handshake is confirmed (HANDSHAKE_DONE sent or received)."""
+        return self._handshake_confirmed
+
     @property
     def handshake_complete(self) -> bool:
         """Whether application keys exist."""
@@ -394,14 +441,15 @@ class Connection:
     def _receive(self, data: bytes, local_addr: tuple, remote_addr: tuple, now: float) -> None:
         packet = decode_packet(data)
         header = packet.header
-        path = self.paths.get(header.path_id)
-        if path is None:
-            raise MalformedPacket(f"unknown path {header.path_id}")
         keys = self._initial_recv if header.epoch == Epoch.INITIAL else self._app_recv
         if keys is None:
+            # The client's first application packets (on any path) can overtake its Finished.
             if not self.is_client and len(self._early) < MAX_EARLY_PACKETS:
                 self._early.append((data, local_addr, remote_addr))
             raise DecryptionFailed("no application keys yet")
+        path = self.paths.get(header.path_id)
+        if path is None:
+            path = self._new_peer_path(packet, keys, local_addr, remote_addr, now)
         if path.ack.is_duplicate(header.seq):
             raise DroppedPacket("duplicate or replayed packet")
         plaintext = keys.open(header.path_id, header.seq, packet.aad, packet.payload)
@@ -422,6 +470,17 @@ class Connection:
         path.ack.on_received(header.seq, eliciting, now=now)
         if self.state is State.CLOSING:
             self._close_pending = True
+
+    def _new_peer_path(self, packet, keys, local_addr: tuple, remote_addr: tuple, now: float):
+        """A packet names a path we do not know: accept it if it authenticates (server side)."""
+        header = packet.header
+        if keys is None or header.epoch != Epoch.APPLICATION or self.is_client:
+            raise MalformedPacket(f"unknown path {header.path_id}")
+        keys.open(header.path_id, header.seq, packet.aad, packet.payload)  # raises if forged
+        path = self.path_manager.accept(header.path_id, local_addr, remote_addr, now=now)
+        if path is None:
+            raise MalformedPacket(f"path {header.path_id} refused")
+        return path
 
     def _on_authenticated(
         self, path: Path, size: int, remote_addr: tuple, header, now: float
@@ -502,6 +561,7 @@ class Connection:
             self._control.append(HandshakeDoneFrame())
             self.paths[0].address_validated = True
             self._confirm_recovery()
+        self.path_manager.start_pending(now=now)
         cert = self.tls.peer_certificate
         subject = cert.subject.rfc4514_string() if cert is not None else None
         self._events.append(HandshakeCompleted(self.tls.alpn, self.tls.cipher, subject))
@@ -583,10 +643,7 @@ class Connection:
             return  # stale or forged: ignore
         path.challenge = None
         path.challenge_sent_at = None
-        path.address_validated = True
-        if path.phase is not PathPhase.ACTIVE:
-            path.phase = PathPhase.ACTIVE
-            self._events.append(PathValidated(path.id, path.local_addr, path.remote_addr))
+        self.path_manager.on_validated(path, now=now)
 
     def _ignore(self, frame, path: Path, now: float) -> None:
         """Frames with nothing to do (PING, PADDING) or not yet used in single-path mode."""
@@ -595,6 +652,8 @@ class Connection:
 
     def _on_packet_acked(self, path: Path, packet: SentPacket) -> None:
         path.bytes_acked += packet.size
+        if path.phase is PathPhase.FAILED:
+            self.path_manager.on_acked(path, now=self._now)
         for record in packet.frames:
             if isinstance(record, StreamRecord):
                 self.streams.on_record_acked(record)
@@ -611,6 +670,12 @@ class Connection:
         for packet in packets:
             path.packets_lost += 1
             self.stats["packets_lost"] += 1
+            for record in packet.frames:
+                self._requeue(record)
+
+    def _requeue_packets(self, path: Path, packets: list[SentPacket]) -> None:
+        """Send the frames of ``packets`` again (their path failed or was abandoned)."""
+        for packet in packets:
             for record in packet.frames:
                 self._requeue(record)
 
@@ -667,43 +732,90 @@ class Connection:
             if builder.full or not builder.add_control(frame, frame):
                 self.streams.control.append(frame)
 
-    def _send_on_path(self, path: Path, out: list, now: float) -> None:
+    def _send_on_path(self, path: Path, out: list, now: float, *, data: bool = True) -> None:
+        """Send what ``path`` may send now; stream data only if ``data``."""
         recovery = path.recovery
         controller = recovery.controller
         pacer = path.pacer
         streams = self.streams
-        usable = path.usable
+        usable = data and path.usable
         sent = 0
         while sent < BURST_LIMIT:
             probe = path.probes_pending > 0
             cwnd_ok = probe or recovery.bytes_in_flight < controller.cwnd
             pace_at = None if probe else pacer.next_send_time(now=now)
             paced_ok = pace_at is None or pace_at <= now
-            path.pacing_deadline = pace_at if cwnd_ok and streams.has_data else None
-            epoch = self._packet_epoch()
+            path.pacing_deadline = pace_at if cwnd_ok and usable and streams.has_data else None
             allow_data = cwnd_ok and paced_ok and usable
-            if not allow_data and not probe and not self._has_urgent():
+            if not allow_data and not probe and not self._has_urgent(path):
                 break
-            self._maybe_skip(recovery)
-            built = build_packet(
-                self, path, now=now, epoch=epoch, allow_data=allow_data, probe=probe
-            )
-            if built is None:
+            if not self._send_one(path, out, now, allow_data=allow_data, probe=probe):
                 break
-            datagram, packet = built
-            packet.is_probe = probe
-            if probe:
-                path.probes_pending -= 1
-            recovery.on_packet_sent(packet)
-            if packet.in_flight:
-                path.pacer.on_packet_sent(packet.size, now=now)
-            path.bytes_sent += packet.size
-            path.packets_sent += 1
-            self._last_sent = now
-            out.append((datagram, path.local_addr, path.remote_addr))
             sent += 1
-        if path.usable and not self.streams.has_data and recovery.bytes_in_flight < controller.cwnd:
+        if usable and not streams.has_data and recovery.bytes_in_flight < controller.cwnd:
             controller.on_app_limited(now=now)
+
+    def _send_one(
+        self, path: Path, out: list, now: float, *, allow_data: bool, probe: bool
+    ) -> bool:
+        """Build, seal and record one packet on ``path``; return whether one was sent."""
+        recovery = path.recovery
+        epoch = self._packet_epoch()
+        if epoch == Epoch.INITIAL and path.id != 0:
+            return False  # only the handshake path carries initial-key packets
+        self._maybe_skip(recovery)
+        built = build_packet(self, path, now=now, epoch=epoch, allow_data=allow_data, probe=probe)
+        if built is None:
+            return False
+        datagram, packet = built
+        packet.is_probe = probe
+        if probe:
+            path.probes_pending -= 1
+        recovery.on_packet_sent(packet)
+        if packet.in_flight:
+            path.pacer.on_packet_sent(packet.size, now=now)
+        path.bytes_sent += packet.size
+        path.packets_sent += 1
+        self._last_sent = now
+        out.append((datagram, path.local_addr, path.remote_addr))
+        return True
+
+    def _send_multipath(self, live: list[Path], out: list, now: float) -> None:
+        """Control, ACKs and probes on every path; then stream data wherever the scheduler says."""
+        for path in live:
+            self._send_on_path(path, out, now, data=False)
+        streams = self.streams
+        budget = BURST_LIMIT * len(live)
+        while streams.has_data and budget > 0:
+            candidates = [p for p in live if p.usable and self._can_send_data(p, now)]
+            if not candidates:
+                break
+            path = self._select_path(candidates, now)
+            if path is None or not self._send_one(path, out, now, allow_data=True, probe=False):
+                break
+            budget -= 1
+        for path in live:
+            recovery = path.recovery
+            if path.usable and not streams.has_data:
+                if recovery.bytes_in_flight < recovery.controller.cwnd:
+                    recovery.controller.on_app_limited(now=now)
+
+    def _can_send_data(self, path: Path, now: float) -> bool:
+        recovery = path.recovery
+        if recovery.bytes_in_flight >= recovery.controller.cwnd:
+            path.pacing_deadline = None
+            return False
+        pace_at = path.pacer.next_send_time(now=now)
+        path.pacing_deadline = pace_at
+        return pace_at is None or pace_at <= now
+
+    def _select_path(self, candidates: list[Path], now: float) -> Path | None:
+        """The path for the next packet of stream data: lowest smoothed RTT, backups last."""
+        if any(p.usable and not p.is_backup for p in self.paths.values()):
+            candidates = [p for p in candidates if not p.is_backup]
+            if not candidates:
+                return None
+        return min(candidates, key=_smoothed_rtt)
 
     def _maybe_skip(self, recovery: LossRecovery) -> None:
         """Now and then skip a sequence number: a peer acknowledging it is lying (optimistic
@@ -713,14 +825,13 @@ class Connection:
             recovery.skip_sequence_number()
             self._skip_countdown = 1 + random_below(self.entropy, 2 * SKIP_ONE_IN)
 
-    def _has_urgent(self) -> bool:
-        """Whether an ACK is due now (ACKs are not limited by congestion control)."""
-        now = self._now
-        for p in self.paths.values():
-            deadline = p.ack.ack_deadline
-            if deadline is not None and (p.ack.immediate or deadline <= now):
-                return True
-        return False
+    def _has_urgent(self, path: Path) -> bool:
+        """Whether an ACK or path validation waits on ``path`` (not limited by congestion
+        control)."""
+        if path.responses or (path.challenge is not None and path.challenge_sent_at is None):
+            return True
+        ack = path.ack
+        return ack.ack_deadline is not None and (ack.immediate or ack.ack_deadline <= self._now)
 
     def _packet_epoch(self) -> int:
         if self._app_send is None:
@@ -748,6 +859,8 @@ class Connection:
             if result.probes:
                 path.probes_pending = result.probes
                 self._queue_probe_data(path)
+                self.path_manager.on_probe_timeout(path, now=now)
+        self.path_manager.on_probe_due(path, now=now)
         if path.ack.ack_deadline is not None and now >= path.ack.ack_deadline:
             path.ack.immediate = True
         if path.challenge_sent_at is not None:
@@ -829,13 +942,17 @@ _HANDLERS = {
     ControlType.RETIRE_CONNECTION_ID: Connection._ignore,
     ControlType.PATH_CHALLENGE: Connection._on_path_challenge,
     ControlType.PATH_RESPONSE: Connection._on_path_response,
-    ControlType.PATH_STATUS: Connection._ignore,
-    ControlType.PATH_ABANDON: Connection._ignore,
+    ControlType.PATH_STATUS: lambda c, f, p, now: c.path_manager.on_status(f),
+    ControlType.PATH_ABANDON: lambda c, f, p, now: c.path_manager.on_abandon(f, now=now),
     ControlType.ADD_ADDRESS: Connection._ignore,
     ControlType.CONNECTION_CLOSE: Connection._on_connection_close,
     ControlType.HANDSHAKE_DONE: Connection._on_handshake_done,
     ControlType.TRANSPORT_PARAMETERS: Connection._on_transport_parameters,
 }
+
+
+def _smoothed_rtt(path: Path) -> float:
+    return path.recovery.rtt.smoothed_rtt
 
 
 def _check_config(config: ConnectionConfig) -> None:

@@ -140,7 +140,7 @@ def build_packet(
         if budget < CONTROL_HEADER + 8:
             return None
     builder = PacketBuilder(budget, epoch)
-    _add_acks(conn, builder, now, due_only=True)
+    _add_acks(conn, builder, path, now, due_only=True)
     conn.add_control_frames(builder, path, now=now)
     _add_handshake(conn, builder, epoch)
     if allow_data and epoch == Epoch.APPLICATION and conn.streams.has_data:
@@ -148,7 +148,7 @@ def build_packet(
     if probe and not builder.ack_eliciting:
         builder.add_control(PingFrame())
     if builder.ack_eliciting:
-        _add_acks(conn, builder, now, due_only=False)  # piggyback ACKs not yet due
+        _add_acks(conn, builder, path, now, due_only=False)  # piggyback an ACK not yet due
     if not builder.frames:
         return None
     if not builder.ack_eliciting and not conn.ack_only_allowed(builder):
@@ -158,16 +158,22 @@ def build_packet(
     return _seal(conn, path, builder, now, long)
 
 
-def _add_acks(conn: Connection, builder: PacketBuilder, now: float, *, due_only: bool) -> None:
-    """ACKs for every path whose tracker has one due (or, with ``due_only`` false, any pending)."""
-    for other in conn.paths.values():
-        tracker = other.ack
-        deadline = tracker.ack_deadline
-        if deadline is None or (due_only and not tracker.immediate and deadline > now):
-            continue
-        frame = tracker.build_ack(other.id, now=now)
-        if frame is not None and builder.add_control(frame, AckRecord(other.id, frame.largest)):
-            tracker.on_ack_sent()
+def _add_acks(
+    conn: Connection, builder: PacketBuilder, path: Path, now: float, *, due_only: bool
+) -> None:
+    """
+    The ACK for ``path`` if one is due (or, with ``due_only`` false, pending).
+
+    Each path is acknowledged on itself: an ACK sent on another path would die with that path, and
+    the sender would then take a working path for a dead one.
+    """
+    tracker = path.ack
+    deadline = tracker.ack_deadline
+    if deadline is None or (due_only and not tracker.immediate and deadline > now):
+        return
+    frame = tracker.build_ack(path.id, now=now)
+    if frame is not None and builder.add_control(frame, AckRecord(path.id, frame.largest)):
+        tracker.on_ack_sent()
 
 
 def _add_handshake(conn: Connection, builder: PacketBuilder, epoch: int) -> None:

@@ -47,6 +47,7 @@ class TransferResult:
     network: Network | None = None
     size: int = 0
     start: float = 0.0
+    backup_requests: list = field(default_factory=list)
 
     @property
     def all_intact(self) -> bool:
@@ -128,6 +129,8 @@ def run_transfers(
     server_options: dict | None = None,
     setup: Callable[[Network], None] | None = None,
     on_start: Callable[[list[Connection]], None] | None = None,
+    extra_paths: list[tuple[LinkConfig, LinkConfig | None]] = (),
+    backup: tuple[int, ...] = (),
 ) -> TransferResult:
     """
     Upload ``size`` bytes on one stream from each of ``connections`` clients to one server.
@@ -166,6 +169,11 @@ def run_transfers(
         addr = (f"10.1.{i // 250}.{i % 250 + 1}", 50000 + i)
         index_of[addr] = i
         network.add_link(addr, SERVER_ADDR, ab=link, ba=reverse or link)
+        addresses = [addr]
+        for k, (up, down) in enumerate(extra_paths, start=2):
+            extra = (f"10.{k}.{i // 250}.{i % 250 + 1}", 50000 + i)
+            network.add_link(extra, SERVER_ADDR, ab=up, ba=down or up)
+            addresses.append(extra)
         conn = Connection.client(
             client_config(**(client_options or {})),
             local_addr=addr,
@@ -173,10 +181,16 @@ def run_transfers(
             entropy=SeededEntropy(seed * 1000 + 10 + i),
             now=0.0,
         )
+        for extra in addresses[1:]:
+            path_id = conn.open_path(extra, SERVER_ADDR)
+            if path_id in backup:
+                result.backup_requests.append((conn, path_id))
+        if 0 in backup:
+            result.backup_requests.append((conn, 0))
         sid = conn.open_stream()
         conn.send_stream_data(sid, payload, end_stream=True)
         result.clients.append(conn)
-        network.attach(_Client(conn, on_client_event), [addr])
+        network.attach(_Client(conn, on_client_event), addresses)
     if on_start is not None:
         on_start(result.clients)
     if setup is not None:

@@ -197,6 +197,7 @@ class Path:
         "usable_time",
         "metrics",
         "pacing_deadline",
+        "next_probe",
     )
 
     def __init__(
@@ -242,6 +243,7 @@ class Path:
         self.usable_time = 0.0
         self.metrics = None
         self.pacing_deadline: float | None = None
+        self.next_probe = 0.0
 
     @property
     def usable(self) -> bool:

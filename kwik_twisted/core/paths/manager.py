@@ -1,0 +1,193 @@
+"""
+Path management: opening, validating, failing over, recovering, backup status and abandonment.
+
+Theory of operation (after the multipath QUIC draft, draft-ietf-quic-multipath, and RFC 9000 §8-9):
+
+* Only the client opens paths.  :meth:`PathManager.open` gives a new path the next path ID and
+  queues a PATH_CHALLENGE on it; the server learns of it from the first authenticated packet
+  carrying the new path ID (the ID is in the AEAD nonce, so only the key holder can make one),
+  answers the challenge and challenges back.  A path carries stream data once its own challenge was
+  answered; until the server has validated the client's address on a path it also keeps to the 3x
+  amplification budget.
+* Failover: a path whose probe timer fired :data:`FAILURE_PTOS` times in a row while another path is
+  usable is *failed*: its in-flight frames go back to the send queues at once (and so out on the
+  remaining paths), and it is probed with a PING every :data:`PROBE_INTERVAL` seconds (or its PTO,
+  if longer).  An acknowledgement of anything sent on it brings it back (fresh congestion state).
+* Backup: PATH_STATUS marks a path a backup; schedulers use backups only while no other path is
+  usable.
+* PATH_ABANDON ends a path for good; its in-flight frames move to the other paths.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ...events import PathAbandoned, PathAdded, PathFailed, PathRecovered, PathValidated
+from ...wire import PathAbandonFrame, PathState, PathStatusFrame
+from .path import Path, PathPhase
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..connection import Connection
+
+#: Consecutive probe timeouts after which a path is declared failed (if another path is usable).
+FAILURE_PTOS = 2
+#: Seconds between probes of a failed path (at least its PTO).
+PROBE_INTERVAL = 1.0
+
+
+class PathManager:
+    """The paths of one connection beyond their per-path state."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.next_path_id = 1
+        self.status_sequence = 0
+        self.pending: list[tuple[int, tuple, tuple]] = []
+
+    # -- opening --------------------------------------------------------------------
+
+    def open(self, local_addr: tuple, remote_addr: tuple, *, now: float) -> int:
+        """
+        Open a path (client only) and return its ID; it carries data once validated.
+
+        Before the handshake completes the path is only reserved; it starts when keys exist.
+        """
+        conn = self.conn
+        if not conn.is_client:
+            raise ValueError("only the client opens paths")
+        if len(conn.paths) + len(self.pending) >= conn.config.max_paths:
+            raise ValueError(
+                f"already {len(conn.paths)} paths; max_paths is {conn.config.max_paths}"
+            )
+        path_id = self.next_path_id
+        self.next_path_id += 1
+        if not conn.handshake_complete:
+            self.pending.append((path_id, local_addr, remote_addr))
+            return path_id
+        self._start(path_id, local_addr, remote_addr, now=now)
+        return path_id
+
+    def start_pending(self, *, now: float) -> None:
+        """The handshake completed: start the paths opened before it."""
+        pending, self.pending = self.pending, []
+        for path_id, local_addr, remote_addr in pending:
+            self._start(path_id, local_addr, remote_addr, now=now)
+
+    def _start(self, path_id: int, local_addr: tuple, remote_addr: tuple, *, now: float) -> None:
+        conn = self.conn
+        path = conn._add_path(path_id, local_addr, remote_addr, validated=False, now=now)
+        path.address_validated = True  # we chose the server's address; no amplification concern
+        path.recovery.handshake_confirmed = conn.handshake_confirmed
+        conn._challenge(path)
+        conn._events.append(PathAdded(path_id, local_addr, remote_addr))
+
+    def accept(
+        self, path_id: int, local_addr: tuple, remote_addr: tuple, *, now: float
+    ) -> Path | None:
+        """
+        A packet for an unknown path ID authenticated: the client opened a path (server side).
+
+        Returns the new path, or ``None`` if we refuse it (too many paths, or we are the client).
+        """
+        conn = self.conn
+        if conn.is_client or len(self.live()) >= conn.config.max_paths:
+            conn.stats["paths_refused"] += 1
+            return None
+        path = conn._add_path(path_id, local_addr, remote_addr, validated=False, now=now)
+        path.recovery.handshake_confirmed = True
+        conn._challenge(path)
+        conn._events.append(PathAdded(path_id, local_addr, remote_addr))
+        return path
+
+    def live(self) -> list[Path]:
+        """Paths not abandoned."""
+        return [p for p in self.conn.paths.values() if p.phase is not PathPhase.ABANDONED]
+
+    def on_validated(self, path: Path, *, now: float) -> None:
+        """Its challenge was answered."""
+        path.address_validated = True
+        if path.phase is PathPhase.VALIDATING:
+            path.phase = PathPhase.ACTIVE
+            self.conn._events.append(PathValidated(path.id, path.local_addr, path.remote_addr))
+
+    # -- failure and recovery -------------------------------------------------------------
+
+    def on_probe_timeout(self, path: Path, *, now: float) -> None:
+        """A PTO fired on ``path``: fail it if it keeps timing out and another path can take
+        over."""
+        if path.phase is not PathPhase.ACTIVE or path.recovery.pto_count < FAILURE_PTOS:
+            return
+        others = [p for p in self.conn.paths.values() if p is not path and p.usable]
+        if not others:
+            return
+        self.fail(path, now=now)
+
+    def fail(self, path: Path, *, now: float) -> None:
+        """Declare ``path`` failed and move its in-flight frames to the other paths."""
+        path.phase = PathPhase.FAILED
+        path.failed_at = now
+        path.next_probe = now + self._probe_interval(path)
+        self.conn._requeue_packets(path, path.recovery.abandon())
+        self.conn.stats["paths_failed"] += 1
+        self.conn._events.append(PathFailed(path.id, path.local_addr, path.remote_addr))
+
+    def _probe_interval(self, path: Path) -> float:
+        return max(PROBE_INTERVAL, path.recovery.rtt.pto_interval())
+
+    def probe_deadline(self, path: Path) -> float | None:
+        """When a failed path is probed next."""
+        return path.next_probe if path.phase is PathPhase.FAILED else None
+
+    def on_probe_due(self, path: Path, *, now: float) -> None:
+        """Time to probe a failed path."""
+        if path.phase is PathPhase.FAILED and now >= path.next_probe:
+            path.probes_pending = 1
+            path.next_probe = now + self._probe_interval(path)
+
+    def on_acked(self, path: Path, *, now: float) -> None:
+        """Something sent on ``path`` was acknowledged: a failed path is back."""
+        if path.phase is not PathPhase.FAILED:
+            return
+        path.phase = PathPhase.ACTIVE
+        path.failed_at = None
+        path.recovery.pto_count = 0
+        self.conn._reset_congestion(path)
+        self.conn.stats["paths_recovered"] += 1
+        self.conn._events.append(PathRecovered(path.id, path.local_addr, path.remote_addr))
+
+    # -- status and abandonment -------------------------------------------------------------
+
+    def set_backup(self, path_id: int, backup: bool) -> None:
+        """Mark a path backup (or available) and tell the peer with PATH_STATUS."""
+        path = self.conn.paths[path_id]
+        path.status = PathState.BACKUP if backup else PathState.AVAILABLE
+        self.status_sequence += 1
+        self.conn._control.append(PathStatusFrame(path_id, self.status_sequence, path.status))
+
+    def on_status(self, frame: PathStatusFrame) -> None:
+        """The peer's PATH_STATUS."""
+        path = self.conn.paths.get(frame.path_id)
+        if path is None or frame.sequence <= path.peer_status_seq:
+            return
+        path.peer_status_seq = frame.sequence
+        path.peer_status = frame.status
+
+    def abandon(
+        self, path_id: int, error_code: int = 0, *, now: float, notify: bool = True
+    ) -> None:
+        """Stop using a path for good; its in-flight frames move to the other paths."""
+        path = self.conn.paths.get(path_id)
+        if path is None or path.phase is PathPhase.ABANDONED:
+            return
+        if notify:
+            self.conn._control.append(PathAbandonFrame(path_id, error_code))
+        path.phase = PathPhase.ABANDONED
+        self.conn._requeue_packets(path, path.recovery.abandon())
+        leave = getattr(path.recovery.controller, "leave", None)
+        if leave is not None:
+            leave()
+        self.conn._events.append(PathAbandoned(path.id, path.local_addr, path.remote_addr))
+
+    def on_abandon(self, frame: PathAbandonFrame, *, now: float) -> None:
+        """The peer abandoned a path."""
+        self.abandon(frame.path_id, frame.error_code, now=now, notify=False)

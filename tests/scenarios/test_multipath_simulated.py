@@ -1,0 +1,173 @@
+"""
+Multipath scenarios (issue 5's acceptance), in simulated time with the deterministic simulator.
+
+The client has two addresses, each with its own pair of links to the one server address; the server
+learns of the second path from its first authenticated packet.  Figures: see docs/testing.rst.
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from kwik_twisted.core.paths.path import PathPhase
+from kwik_twisted.testing import LinkConfig
+from kwik_twisted.testing.transfer import run_transfers
+
+from .test_core_simulated import ScenarioMixin
+
+MiB = 1 << 20
+SERVER = ("10.0.0.1", 4433)
+
+
+def link(rate: float = 10e6, delay: float = 0.015, **overrides) -> LinkConfig:
+    """A link with a one-BDP drop-tail queue."""
+    settings = dict(delay=delay, rate_bps=rate, queue_bytes=max(15000, int(rate * 2 * delay / 8)))
+    settings.update(overrides)
+    return LinkConfig(**settings)
+
+
+def bytes_on(result, path_id: int) -> int:
+    """Bytes the client's path ``path_id`` carried towards the server (link counters)."""
+    client = result.clients[0]
+    src = client.paths[path_id].local_addr
+    return result.network.link(src, SERVER).stats.bytes_delivered
+
+
+class AggregationTests(ScenarioMixin, SynchronousTestCase):
+    """Two paths add up."""
+
+    def test_two_equal_paths_beat_the_mptcp_selftest_bound(self):
+        """2 x 10 Mbit/s, 30 ms RTT each: 16 MiB completes within 7.5 s (line rate 6.7 s)."""
+        result = run_transfers(size=16 * MiB, link=link(), extra_paths=[(link(), None)])
+        self.assertCleanAndIntact(result)
+        self.assertLessEqual(result.duration, 7.5)
+        share = bytes_on(result, 1) / (bytes_on(result, 0) + bytes_on(result, 1))
+        self.assertGreater(share, 0.4)
+
+    def test_unequal_paths_reach_the_scaled_bound(self):
+        """10 Mbit/s at 1 ms plus 3 Mbit/s at 25 ms: within size x 8 x 1.05 / 13 Mbit/s + 0.4 s."""
+        size = 8 * MiB
+        result = run_transfers(
+            size=size, link=link(10e6, 0.001), extra_paths=[(link(3e6, 0.025), None)]
+        )
+        self.assertCleanAndIntact(result)
+        self.assertLessEqual(result.duration, size * 8 * 1.05 / 13e6 + 0.4)
+
+    def test_coupled_lia_takes_both_paths_too(self):
+        """With LIA selected by name the two-path transfer still completes within 7.5 s."""
+        options = {"congestion_control": "lia"}
+        result = run_transfers(
+            size=16 * MiB,
+            link=link(),
+            extra_paths=[(link(), None)],
+            client_options=options,
+            server_options=options,
+        )
+        self.assertCleanAndIntact(result)
+        self.assertLessEqual(result.duration, 7.5)
+
+
+class FailoverTests(ScenarioMixin, SynchronousTestCase):
+    """A path dies; the other takes over."""
+
+    def test_cutting_the_busier_path_at_one_third_loses_little(self):
+        """
+        Two 10 Mbit/s paths; 10 MiB; both directions of path 0 die when a third has arrived.
+
+        The transfer completes byte-exact, and takes at most one PTO plus one RTT longer than the
+        ideal (a third at 20 Mbit/s, the rest at 10 Mbit/s), plus the handshake and slow start
+        margin measured on the uncut run.
+        """
+        size = 10 * MiB
+        cut = {}
+
+        def setup(network):
+            def watch():
+                delivered = sum(
+                    s.bytes_delivered for (src, dst), s in network.stats().items() if dst == SERVER
+                )
+                if delivered >= size / 3:
+                    client_addr = result_holder[0].paths[0].local_addr
+                    network.set_link_up(client_addr, SERVER, False)
+                    cut["at"] = network.now
+                    return
+                network.at(network.now + 0.01, watch)
+
+            network.at(0.01, watch)
+
+        result_holder = []
+        result = run_transfers(
+            size=size,
+            link=link(),
+            extra_paths=[(link(), None)],
+            setup=setup,
+            on_start=result_holder.extend,
+        )
+        self.assertCleanAndIntact(result)
+        self.assertIn("at", cut)
+        client = result.clients[0]
+        self.assertIs(client.paths[0].phase, PathPhase.FAILED)
+        ideal_rest = (size * 2 / 3) * 8 / 10e6
+        rtt = 0.030
+        pto = client.paths[1].recovery.rtt.pto_interval()
+        lost_time = result.duration - cut["at"] - ideal_rest
+        self.assertLessEqual(lost_time, pto + rtt + 0.35, f"lost {lost_time:.2f} s at failover")
+
+    def test_backup_path_is_idle_until_the_primary_fails(self):
+        """A backup path carries ~0% while the primary works, and takes over when it dies."""
+        size = 4 * MiB
+
+        def setup(network):
+            def backup():
+                client = holder[0]
+                if client.handshake_complete and 1 in client.paths:
+                    client.set_path_backup(1, True)
+                    return
+                network.at(network.now + 0.001, backup)
+
+            network.at(0.0, backup)
+
+        holder = []
+        result = run_transfers(
+            size=size,
+            link=link(),
+            extra_paths=[(link(), None)],
+            setup=setup,
+            on_start=holder.extend,
+        )
+        self.assertCleanAndIntact(result)
+        share = bytes_on(result, 1) / (bytes_on(result, 0) + bytes_on(result, 1))
+        self.assertLess(share, 0.05)
+
+        def cut_primary(network):
+            setup(network)
+            network.at(
+                1.0, lambda: network.set_link_up(holder2[0].paths[0].local_addr, SERVER, False)
+            )
+
+        holder2 = []
+
+        def both(network):
+            holder.clear()
+            holder.extend(holder2)
+            cut_primary(network)
+
+        result = run_transfers(
+            size=size,
+            link=link(),
+            extra_paths=[(link(), None)],
+            setup=both,
+            on_start=holder2.extend,
+        )
+        self.assertCleanAndIntact(result)
+        self.assertGreater(bytes_on(result, 1), size / 2)
+
+
+class LossyPathsTests(ScenarioMixin, SynchronousTestCase):
+    """Both paths badly lossy."""
+
+    def test_both_paths_at_thirty_percent_loss(self):
+        """Two paths at 30% random loss each way: 5 MiB completes byte-exact."""
+        lossy = link(loss=0.30)
+        result = run_transfers(size=5 * MiB, link=lossy, extra_paths=[(lossy, None)], timeout=3000)
+        self.assertCleanAndIntact(result)
