@@ -171,3 +171,62 @@ class LossyPathsTests(ScenarioMixin, SynchronousTestCase):
         lossy = link(loss=0.30)
         result = run_transfers(size=5 * MiB, link=lossy, extra_paths=[(lossy, None)], timeout=3000)
         self.assertCleanAndIntact(result)
+
+
+class HeadOfLineTests(SynchronousTestCase):
+    """A slow path must not hold back a stream that the fast path can carry."""
+
+    def test_slow_path_does_not_delay_a_one_megabit_stream(self):
+        """
+        Paths of 10 ms and 100 ms RTT (10 Mbit/s each), the application writing 1 Mbit/s in 1 kB
+        chunks: the 99th percentile of write-to-delivery delay is under 1.5x the fast one-way delay.
+        """
+        from kwik_twisted.core.connection import Connection
+        from kwik_twisted.core.dispatcher import ServerDispatcher
+        from kwik_twisted.core.entropy import SeededEntropy
+        from kwik_twisted.events import StreamDataReceived
+        from kwik_twisted.testing import Network
+        from kwik_twisted.testing.pair import client_config, server_config
+        from kwik_twisted.testing.transfer import _Client, _Server
+
+        network = Network(3)
+        fast, slow = ("10.1.0.1", 5000), ("10.2.0.1", 5000)
+        network.add_link(fast, SERVER, ab=link(10e6, 0.005), ba=link(10e6, 0.005))
+        network.add_link(slow, SERVER, ab=link(10e6, 0.050), ba=link(10e6, 0.050))
+        delays: list[float] = []
+        sent_at: dict[int, float] = {}
+        received = bytearray()
+
+        def on_server(conn, event):
+            if isinstance(event, StreamDataReceived):
+                received.extend(event.data)
+                while len(received) >= 1000:
+                    chunk = bytes(received[:1000])
+                    del received[:1000]
+                    index = int.from_bytes(chunk[:4], "big")
+                    delays.append(network.now - sent_at[index])
+
+        dispatcher = ServerDispatcher(server_config(), entropy=SeededEntropy(11))
+        network.attach(_Server(dispatcher, on_server), [SERVER])
+        client = Connection.client(
+            client_config(), local_addr=fast, remote_addr=SERVER, entropy=SeededEntropy(12),
+            now=0.0,
+        )
+        client.open_path(slow, SERVER)
+        sid = client.open_stream()
+        network.attach(_Client(client, lambda c, e: None), [fast, slow])
+        chunks = 600  # 1 kB every 8 ms: 1 Mbit/s for 4.8 s
+
+        def write(index: int) -> None:
+            sent_at[index] = network.now
+            client.send_stream_data(sid, index.to_bytes(4, "big") + bytes(996))
+            if index + 1 < chunks:
+                network.at(network.now + 0.008, lambda: write(index + 1))
+
+        network.at(0.5, lambda: write(0))  # after the handshake and path validation
+        network.run(until=10.0, stop=lambda: len(delays) == chunks)
+        self.assertEqual(len(delays), chunks)
+        self.assertTrue(client.paths[1].usable, "the slow path never came up")
+        delays.sort()
+        p99 = delays[int(0.99 * len(delays)) - 1]
+        self.assertLess(p99, 1.5 * 0.005, f"p99 write-to-delivery {p99 * 1000:.2f} ms")
