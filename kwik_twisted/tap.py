@@ -24,6 +24,7 @@ from typing import IO, Any
 from twisted.application import strports
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
 from kwik_twisted.forwarding import EchoFactory, ForwardingFactory
@@ -204,12 +205,32 @@ def makeService(options: Options) -> IService:
     else:
         forward = options["forward"]
         factory = ForwardingFactory(clientFromString(reactor, forward), forward)
-    top = MultiService()
+    top = _ListeningServices()
     for description in options["listen"]:
         service = strports.service(description, factory, reactor=reactor)
         service.setName(description)
         service.setServiceParent(top)
     return top
+
+
+class _ListeningServices(MultiService):
+    """
+    The listening services; a port that cannot be bound ends ``twistd`` with one clear line.
+
+    (twistd would otherwise print the whole traceback of the ``CannotListenError``.)
+    """
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            raise SystemExit(f"twistd kwik: {e}") from None
+
+    def startService(self) -> None:
+        try:
+            super().startService()
+        except CannotListenError as e:
+            raise SystemExit(f"twistd kwik: {e}") from None
 
 
 __all__ = ["Options", "certificate_instructions", "makeService", "quote_endpoint_value"]
