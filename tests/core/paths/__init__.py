@@ -1,0 +1,1 @@
+"""Tests for kwik_twisted.core.paths: path metrics, schedulers and congestion detection."""

@@ -1,0 +1,531 @@
+"""Tests for kwik_twisted.core.paths.scheduler: the shared rules, ECF, and each scheduler."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from kwik_twisted.core.paths.metrics import PathMetricsTracker
+from kwik_twisted.core.paths.scheduler import (
+    CRITICAL,
+    DEFAULT_CRITERIA,
+    DEFAULT_SCHEDULER,
+    HIGH,
+    NORMAL,
+    CompletionTimeGate,
+    CriteriaWeights,
+    FrameRequirements,
+    LowestRtt,
+    MultiCriteria,
+    Redundant,
+    Scheduler,
+    WeightedRoundRobin,
+    available_schedulers,
+    create,
+    criteria_score,
+    register,
+    unregister,
+    would_arrive_later,
+)
+from kwik_twisted.errors import ConfigurationError
+
+MSS = 1350
+SCHEDULERS = ("lowest-rtt", "multi-criteria", "redundant", "wrr")
+
+
+@dataclass
+class FakeRtt:
+    """The RTT figures a scheduler reads."""
+
+    smoothed_rtt: float
+    rttvar: float
+    min_rtt: float
+    latest_rtt: float
+    jitter: float = 0.0
+
+
+@dataclass
+class FakeController:
+    """A congestion controller reduced to its window."""
+
+    cwnd: int
+
+
+@dataclass
+class FakeRecovery:
+    """Loss recovery reduced to what schedulers read."""
+
+    rtt: FakeRtt
+    controller: FakeController
+    bytes_in_flight: int = 0
+
+
+@dataclass
+class FakeMetrics:
+    """Fixed path metrics."""
+
+    bandwidth: float = 0.0
+    loss_rate: float = 0.0
+    cost: float = 0.0
+
+
+@dataclass
+class FakePath:
+    """A path as schedulers see it."""
+
+    id: int
+    recovery: FakeRecovery
+    usable: bool = True
+    is_backup: bool = False
+    metrics: object = field(default_factory=FakeMetrics)
+    pacing_deadline: float | None = None
+
+
+def make_path(
+    path_id: int,
+    srtt: float,
+    *,
+    cwnd: int = 10 * MSS,
+    full: bool = False,
+    rttvar: float | None = None,
+    jitter: float = 0.0,
+    bandwidth: float = 0.0,
+    loss: float = 0.0,
+    cost: float = 0.0,
+    backup: bool = False,
+    usable: bool = True,
+) -> FakePath:
+    """A fake path; ``full`` fills its congestion window."""
+    rtt = FakeRtt(srtt, srtt / 10 if rttvar is None else rttvar, srtt, srtt, jitter)
+    recovery = FakeRecovery(rtt, FakeController(cwnd), cwnd if full else 0)
+    metrics = FakeMetrics(bandwidth, loss, cost)
+    return FakePath(path_id, recovery, usable, backup, metrics)
+
+
+def normal(size: int = MSS, backlog: int = 0) -> FrameRequirements:
+    """Requirements of normal-priority data."""
+    return FrameRequirements(priority=NORMAL, size=size, backlog=backlog)
+
+
+class RegistryTests(SynchronousTestCase):
+    """Schedulers are found by name."""
+
+    def test_the_four_schedulers_are_listed_sorted(self) -> None:
+        """available_schedulers() names every built-in scheduler, sorted."""
+        names = available_schedulers()
+        for name in SCHEDULERS:
+            self.assertIn(name, names)
+        self.assertEqual(names, sorted(names))
+
+    def test_create_by_name_case_insensitively(self) -> None:
+        """create() makes the class registered under the name, ignoring case."""
+        self.assertIsInstance(create("lowest-rtt"), LowestRtt)
+        self.assertIsInstance(create("WRR"), WeightedRoundRobin)
+        self.assertIsInstance(create("redundant"), Redundant)
+        self.assertIsInstance(create("Multi-Criteria"), MultiCriteria)
+        self.assertEqual(create("wrr").name, "wrr")
+
+    def test_the_default_is_lowest_rtt(self) -> None:
+        """Without a name, create() makes the lowest-RTT scheduler."""
+        self.assertEqual(DEFAULT_SCHEDULER, "lowest-rtt")
+        self.assertIsInstance(create(), LowestRtt)
+
+    def test_unknown_name_is_a_configuration_error_listing_known_names(self) -> None:
+        """An unknown name raises ConfigurationError that names every known scheduler."""
+        error = self.assertRaises(ConfigurationError, create, "fastest-please")
+        self.assertIn("fastest-please", str(error))
+        for name in available_schedulers():
+            self.assertIn(name, str(error))
+
+    def test_bad_options_are_a_configuration_error(self) -> None:
+        """Unknown or out-of-range options raise ConfigurationError."""
+        self.assertRaises(ConfigurationError, create, "lowest-rtt", colour="blue")
+        self.assertRaises(ConfigurationError, create, "wrr", adaptation_rate=0.0)
+        self.assertRaises(ConfigurationError, create, "wrr", min_weight=1.5)
+        self.assertRaises(ConfigurationError, create, "lowest-rtt", beta=-1.0)
+
+    def test_register_and_unregister(self) -> None:
+        """A registered class is created by name until it is unregistered; names are unique."""
+
+        @register("test-first")
+        class First(LowestRtt):
+            """Always the first ready path."""
+
+            def choose(self, ready, requirements, *, now):  # type: ignore[no-untyped-def]
+                """The first ready path."""
+                return ready[0]
+
+        self.addCleanup(unregister, "test-first")
+        self.assertIsInstance(create("test-first"), First)
+
+        class Other(LowestRtt):
+            """A second class wanting the same name."""
+
+        self.assertRaises(ConfigurationError, register("test-first"), Other)
+        unregister("test-first")
+        self.assertNotIn("test-first", available_schedulers())
+
+
+class SharedRuleTests(SynchronousTestCase):
+    """Rules every scheduler applies around its own choice."""
+
+    def test_backup_is_not_used_while_a_primary_is_usable(self) -> None:
+        """A faster backup path is ignored while a non-backup path is usable."""
+        primary = make_path(1, 0.050, bandwidth=1e6)
+        backup = make_path(2, 0.010, backup=True, bandwidth=1e7)
+        for name in SCHEDULERS:
+            chosen = create(name).select([backup, primary], normal(), now=0.0)
+            self.assertIs(chosen, primary, name)
+
+    def test_backup_is_not_used_when_the_primary_is_only_window_limited(self) -> None:
+        """A usable primary with a full window still excludes backups: nothing is sent."""
+        primary = make_path(1, 0.050, full=True)
+        backup = make_path(2, 0.010, backup=True)
+        for name in SCHEDULERS:
+            self.assertIsNone(create(name).select([primary, backup], normal(), now=0.0), name)
+
+    def test_backup_is_used_when_no_primary_is_usable(self) -> None:
+        """When every non-backup path is unusable, a backup path carries the data."""
+        primary = make_path(1, 0.010, usable=False)
+        backup = make_path(2, 0.050, backup=True)
+        for name in SCHEDULERS:
+            self.assertIs(create(name).select([primary, backup], normal(), now=0.0), backup, name)
+
+    def test_unusable_paths_are_never_chosen(self) -> None:
+        """A path that is not usable is skipped even if it is the only one."""
+        dead = make_path(1, 0.010, usable=False)
+        for name in SCHEDULERS:
+            self.assertIsNone(create(name).select([dead], normal(), now=0.0), name)
+            self.assertIsNone(create(name).select([], normal(), now=0.0), name)
+
+    def test_paths_without_window_room_are_skipped(self) -> None:
+        """A path whose bytes in flight reach its window is never chosen."""
+        full = make_path(1, 0.010, full=True, bandwidth=1e8)
+        room = make_path(2, 0.012, bandwidth=1e6)
+        for name in SCHEDULERS:
+            scheduler = create(name, ecf=False)
+            for _ in range(5):
+                self.assertIs(scheduler.select([full, room], normal(), now=0.0), room, name)
+
+    def test_nothing_is_chosen_when_every_window_is_full(self) -> None:
+        """With no window room anywhere, select answers None."""
+        paths = [make_path(1, 0.010, full=True), make_path(2, 0.020, full=True)]
+        for name in SCHEDULERS:
+            self.assertIsNone(create(name).select(paths, normal(), now=0.0), name)
+
+
+class CompletionTimeTests(SynchronousTestCase):
+    """The ECF rule: wait for the fast path when that completes earlier."""
+
+    def setUp(self) -> None:
+        """A 10 ms fast path with a full window and a 100 ms slow path with room."""
+        self.fast = make_path(1, 0.010, rttvar=0.001, full=True)
+        self.slow = make_path(2, 0.100, rttvar=0.005)
+        self.cwnd = self.fast.recovery.controller.cwnd
+
+    def test_small_backlog_waits_for_the_fast_path(self) -> None:
+        """One packet arrives later on the slow path than after the fast path's window opens."""
+        self.assertTrue(would_arrive_later(self.slow, self.fast, MSS, now=0.0))
+
+    def test_large_backlog_uses_the_slow_path(self) -> None:
+        """When the fast path is saturated for longer than the slow path's RTT, use the slow one."""
+        self.assertFalse(would_arrive_later(self.slow, self.fast, 100 * self.cwnd, now=0.0))
+
+    def test_comparable_paths_do_not_wait(self) -> None:
+        """A path barely slower than the full fast one is used at once."""
+        near = make_path(3, 0.012, rttvar=0.001)
+        self.assertFalse(would_arrive_later(near, self.fast, MSS, now=0.0))
+
+    def test_the_boundary_follows_the_ecf_inequality(self) -> None:
+        """The first condition flips where (1 + k/cwnd_f) * srtt_f crosses srtt_s + delta."""
+        # n * 0.010 < 0.105  <=>  n < 10.5  <=>  k / cwnd < 9.5
+        self.assertTrue(would_arrive_later(self.slow, self.fast, 9 * self.cwnd, now=0.0))
+        self.assertFalse(would_arrive_later(self.slow, self.fast, 10 * self.cwnd, now=0.0))
+
+    def test_hysteresis_keeps_waiting_until_the_slow_path_is_clearly_better(self) -> None:
+        """After a decision to wait, the slow path must look better by beta before it is used."""
+        borderline = 11 * self.cwnd  # n * srtt_f = 0.120: above 0.105, below 1.25 * 0.105
+        fresh = CompletionTimeGate()
+        self.assertFalse(fresh.should_wait(self.slow, self.fast, borderline, now=0.0))
+        self.assertFalse(fresh.waiting)
+        gate = CompletionTimeGate()
+        self.assertTrue(gate.should_wait(self.slow, self.fast, MSS, now=0.0))
+        self.assertTrue(gate.waiting)
+        self.assertTrue(gate.should_wait(self.slow, self.fast, borderline, now=0.0))
+        self.assertFalse(gate.should_wait(self.slow, self.fast, 100 * self.cwnd, now=0.0))
+        self.assertFalse(gate.waiting)
+        self.assertFalse(gate.should_wait(self.slow, self.fast, borderline, now=0.0))
+
+    def test_stateless_test_takes_the_hysteresis_state(self) -> None:
+        """would_arrive_later with waiting=True applies the (1 + beta) margin."""
+        borderline = 11 * self.cwnd
+        self.assertFalse(would_arrive_later(self.slow, self.fast, borderline, now=0.0))
+        self.assertTrue(
+            would_arrive_later(self.slow, self.fast, borderline, now=0.0, waiting=True)
+        )
+
+    def test_fast_path_pacing_delay_counts(self) -> None:
+        """A fast path held by its pacer for longer than the slow RTT does not win."""
+        self.fast.pacing_deadline = 5.0
+        self.assertFalse(would_arrive_later(self.slow, self.fast, MSS, now=4.5))
+        self.assertTrue(would_arrive_later(self.slow, self.fast, MSS, now=5.0))
+
+    def test_scheduler_refuses_the_slow_path_and_then_allows_it(self) -> None:
+        """select answers None for a short backlog and the slow path for a long one."""
+        scheduler = create("lowest-rtt")
+        paths = [self.fast, self.slow]
+        self.assertIsNone(scheduler.select(paths, normal(), now=0.0))
+        long = normal(backlog=100 * self.cwnd)
+        self.assertIs(scheduler.select(paths, long, now=0.0), self.slow)
+
+    def test_gate_is_not_consulted_when_the_fast_path_has_room(self) -> None:
+        """ECF only arbitrates when the fastest path is window-limited."""
+        self.fast.recovery.bytes_in_flight = 0
+        self.assertIs(create("lowest-rtt").select([self.slow, self.fast], normal(), now=0.0),
+                      self.fast)  # fmt: skip
+
+    def test_ecf_can_be_switched_off(self) -> None:
+        """With ecf=False the slow path is used whenever the fast one is full."""
+        scheduler = create("lowest-rtt", ecf=False)
+        self.assertIsNone(scheduler.gate)
+        self.assertIs(scheduler.select([self.fast, self.slow], normal(), now=0.0), self.slow)
+
+
+class LowestRttTests(SynchronousTestCase):
+    """The default scheduler."""
+
+    def test_picks_the_faster_path(self) -> None:
+        """Of two paths with room, the one with the lower smoothed RTT is chosen."""
+        slow, fast = make_path(1, 0.080), make_path(2, 0.020)
+        scheduler = create("lowest-rtt")
+        for _ in range(3):
+            self.assertIs(scheduler.select([slow, fast], normal(), now=0.0), fast)
+
+    def test_select_all_is_the_selected_path(self) -> None:
+        """select_all of a non-duplicating scheduler is the one selected path, or nothing."""
+        fast = make_path(1, 0.020)
+        scheduler = create("lowest-rtt")
+        req = FrameRequirements(priority=CRITICAL, size=MSS)
+        self.assertEqual(scheduler.select_all([fast], req, now=0.0), [fast])
+        self.assertEqual(scheduler.select_all([], req, now=0.0), [])
+
+
+class RedundantTests(SynchronousTestCase):
+    """Critical data is duplicated on the two best paths."""
+
+    def setUp(self) -> None:
+        """Three paths of distinct RTTs."""
+        self.paths = [make_path(1, 0.050), make_path(2, 0.010), make_path(3, 0.030)]
+        self.scheduler = create("redundant")
+
+    def test_critical_data_goes_on_the_two_fastest_paths(self) -> None:
+        """select_all of critical data answers the fastest and the second-fastest path."""
+        req = FrameRequirements(priority=CRITICAL, size=MSS)
+        chosen = self.scheduler.select_all(self.paths, req, now=0.0)
+        self.assertEqual([p.id for p in chosen], [2, 3])
+        self.assertIs(self.scheduler.select(self.paths, req, now=0.0), self.paths[1])
+
+    def test_normal_and_high_data_are_not_duplicated(self) -> None:
+        """Below critical priority the data goes on the fastest path only."""
+        for priority in (NORMAL, HIGH):
+            req = FrameRequirements(priority=priority, size=MSS)
+            chosen = self.scheduler.select_all(self.paths, req, now=0.0)
+            self.assertEqual([p.id for p in chosen], [2])
+
+    def test_the_redundant_flag_asks_for_duplication(self) -> None:
+        """Normal data flagged redundant is duplicated too."""
+        req = FrameRequirements(priority=NORMAL, size=MSS, redundant=True)
+        self.assertEqual(len(self.scheduler.select_all(self.paths, req, now=0.0)), 2)
+
+    def test_the_duplicate_needs_window_room(self) -> None:
+        """A second path without room is not used; with one path there is no duplicate."""
+        req = FrameRequirements(priority=CRITICAL, size=MSS)
+        fast, full = make_path(1, 0.010), make_path(2, 0.020, full=True)
+        self.assertEqual(self.scheduler.select_all([fast, full], req, now=0.0), [fast])
+        self.assertEqual(self.scheduler.select_all([fast], req, now=0.0), [fast])
+
+    def test_the_duplicate_is_never_a_backup_while_a_primary_is_usable(self) -> None:
+        """Duplication does not bring a backup path into use."""
+        req = FrameRequirements(priority=CRITICAL, size=MSS)
+        fast, backup = make_path(1, 0.010), make_path(2, 0.020, backup=True)
+        self.assertEqual(self.scheduler.select_all([fast, backup], req, now=0.0), [fast])
+
+
+class WeightedRoundRobinTests(SynchronousTestCase):
+    """Smooth WRR over weights adapted to bandwidth shares."""
+
+    def test_weights_converge_to_capacity_ratio_from_bandwidth_samples(self) -> None:
+        """Fed noisy ACKs of 8 and 2 MB/s links, the weights settle within 10% of 0.8 / 0.2."""
+        rng = random.Random(7)
+        capacities = {1: 8e6, 2: 2e6}
+        paths = []
+        for path_id in capacities:
+            path = make_path(path_id, 0.020)
+            path.metrics = PathMetricsTracker(now=0.0, usable=True)
+            paths.append(path)
+        scheduler = WeightedRoundRobin(adapt_interval=0.02)
+        next_ack = {1: 0.0, 2: 0.0}
+        now = 0.0
+        for _ in range(200):  # 4 seconds in 20 ms steps
+            now += 0.02
+            for path in paths:
+                while next_ack[path.id] < now:
+                    next_ack[path.id] += MSS / capacities[path.id] * rng.uniform(0.6, 1.4)
+                    path.metrics.on_ack(MSS, now=next_ack[path.id], smoothed_rtt=0.020)
+            scheduler.adapt(paths, now=now)
+        weights = scheduler.weights
+        ratio = weights[1] / weights[2]
+        self.assertApproximates(weights[1], 0.8, 0.08)
+        self.assertApproximates(weights[2], 0.2, 0.02)
+        self.assertApproximates(ratio, 4.0, 0.4)
+
+    def test_weights_follow_the_seed_moving_average(self) -> None:
+        """One adaptation moves each weight from 1/n by a * (share - w)."""
+        paths = [make_path(1, 0.01, bandwidth=3e6), make_path(2, 0.01, bandwidth=1e6)]
+        scheduler = WeightedRoundRobin(adaptation_rate=0.5)
+        scheduler.adapt(paths, now=0.0)
+        self.assertAlmostEqual(scheduler.weights[1], 0.5 * 0.5 + 0.5 * 0.75)
+        self.assertAlmostEqual(scheduler.weights[2], 0.5 * 0.5 + 0.5 * 0.25)
+
+    def test_minimum_weight_keeps_a_path_in_use(self) -> None:
+        """A path with a negligible share keeps the minimum weight and is still chosen."""
+        paths = [make_path(1, 0.01, bandwidth=1e9), make_path(2, 0.01, bandwidth=1.0)]
+        scheduler = WeightedRoundRobin(adaptation_rate=1.0, min_weight=0.1, adapt_interval=1e9)
+        scheduler.adapt(paths, now=0.0)
+        self.assertAlmostEqual(scheduler.weights[2], 0.1)
+        chosen = [scheduler.select(paths, normal(), now=1.0).id for _ in range(100)]
+        self.assertGreater(chosen.count(2), 5)
+
+    def test_selection_shares_follow_the_weights_smoothly(self) -> None:
+        """With weights 2:1 the sequence is A B A, repeated: never three of one path in a row."""
+        paths = [make_path(1, 0.01, bandwidth=2e6), make_path(2, 0.01, bandwidth=1e6)]
+        scheduler = WeightedRoundRobin(adaptation_rate=1.0, adapt_interval=1e9)
+        chosen = [scheduler.select(paths, normal(), now=0.0).id for _ in range(30)]
+        self.assertEqual(chosen.count(1), 20)
+        self.assertEqual(chosen[:3], [1, 2, 1])
+        for i in range(len(chosen) - 2):
+            self.assertNotEqual(len(set(chosen[i : i + 3])), 1)
+
+    def test_adaptation_is_due_once_per_fastest_rtt_by_default(self) -> None:
+        """select re-adapts the weights only after the fastest path's smoothed RTT has passed."""
+        paths = [make_path(1, 0.01, bandwidth=1e6), make_path(2, 0.01, bandwidth=1e6)]
+        scheduler = WeightedRoundRobin(adaptation_rate=1.0)
+        scheduler.select(paths, normal(), now=0.0)
+        paths[0].metrics.bandwidth = 3e6
+        scheduler.select(paths, normal(), now=0.005)
+        self.assertAlmostEqual(scheduler.weights[1], 0.5)
+        scheduler.select(paths, normal(), now=0.010)
+        self.assertAlmostEqual(scheduler.weights[1], 0.75)
+
+    def test_vanished_paths_are_forgotten(self) -> None:
+        """A path absent from an adaptation loses its weight."""
+        paths = [make_path(1, 0.01, bandwidth=1e6), make_path(2, 0.01, bandwidth=1e6)]
+        scheduler = WeightedRoundRobin()
+        scheduler.adapt(paths, now=0.0)
+        scheduler.adapt(paths[:1], now=1.0)
+        self.assertEqual(set(scheduler.weights), {1})
+
+    def test_without_metrics_the_window_rate_is_the_bandwidth(self) -> None:
+        """A path without a metrics tracker is weighted by cwnd / srtt."""
+        fast, slow = make_path(1, 0.010), make_path(2, 0.030)
+        fast.metrics = slow.metrics = None
+        scheduler = WeightedRoundRobin(adaptation_rate=1.0)
+        scheduler.adapt([fast, slow], now=0.0)
+        self.assertAlmostEqual(scheduler.weights[1], 0.75)
+
+
+class MultiCriteriaTests(SynchronousTestCase):
+    """The seed's EnhancedScheduler: a weighted score per priority."""
+
+    def setUp(self) -> None:
+        """A low-latency narrow path and a high-latency wide one."""
+        self.quick = make_path(1, 0.010, bandwidth=1e6)
+        self.wide = make_path(2, 0.080, bandwidth=1e7)
+        self.scheduler = create("multi-criteria")
+
+    def test_critical_data_prefers_low_latency(self) -> None:
+        """Critical frames go on the low-latency path."""
+        req = FrameRequirements(priority=CRITICAL, size=MSS)
+        self.assertIs(self.scheduler.select([self.wide, self.quick], req, now=0.0), self.quick)
+
+    def test_normal_data_prefers_high_bandwidth(self) -> None:
+        """Normal frames go on the high-bandwidth path."""
+        self.assertIs(self.scheduler.select([self.quick, self.wide], normal(), now=0.0), self.wide)
+
+    def test_critical_data_avoids_a_lossy_path(self) -> None:
+        """Between equally fast paths, critical data takes the one without loss."""
+        lossy = make_path(1, 0.010, bandwidth=1e6, loss=0.08)
+        clean = make_path(2, 0.011, bandwidth=1e6)
+        req = FrameRequirements(priority=CRITICAL, size=MSS)
+        self.assertIs(self.scheduler.select([lossy, clean], req, now=0.0), clean)
+
+    def test_normal_data_prefers_the_cheaper_path(self) -> None:
+        """Between equal paths, normal data takes the one of lower cost."""
+        dear = make_path(1, 0.010, bandwidth=1e6, cost=5.0)
+        cheap = make_path(2, 0.010, bandwidth=1e6)
+        self.assertIs(self.scheduler.select([dear, cheap], normal(), now=0.0), cheap)
+
+    def test_latency_budget_excludes_paths_that_cannot_meet_it(self) -> None:
+        """A normal frame whose max_latency the wide path cannot meet takes the quick one."""
+        req = FrameRequirements(priority=NORMAL, size=MSS, max_latency=0.020)
+        self.assertIs(self.scheduler.select([self.quick, self.wide], req, now=0.0), self.quick)
+        late = FrameRequirements(priority=NORMAL, size=MSS, deadline=10.02)
+        self.assertIs(self.scheduler.select([self.quick, self.wide], late, now=10.0), self.quick)
+
+    def test_an_unmeetable_budget_falls_back_to_the_score(self) -> None:
+        """When no path meets the budget, the usual score decides."""
+        req = FrameRequirements(priority=NORMAL, size=MSS, max_latency=0.001)
+        self.assertIs(self.scheduler.select([self.quick, self.wide], req, now=0.0), self.wide)
+
+    def test_custom_weights_override_a_priority(self) -> None:
+        """criteria= replaces the weights of the priorities it names."""
+        latency_only = CriteriaWeights(latency=1.0, bandwidth=0.0, loss=0.0, jitter=0.0, cost=0.0)
+        scheduler = create("multi-criteria", criteria={NORMAL: latency_only})
+        self.assertIs(scheduler.select([self.quick, self.wide], normal(), now=0.0), self.quick)
+
+    def test_score_formula(self) -> None:
+        """criteria_score adds the weighted, normalised terms of the documented formula."""
+        weights = CriteriaWeights(latency=1.0, bandwidth=2.0, loss=3.0, jitter=4.0, cost=5.0)
+        score = criteria_score(
+            weights, srtt=0.020, bandwidth=5e5, loss_rate=0.05, jitter=0.010, cost=1.0,
+            best_rtt=0.010, top_bandwidth=1e6,
+        )  # fmt: skip
+        expected = 1.0 * 0.5 + 2.0 * 0.5 + 3.0 * 0.5 + 4.0 / 2.0 + 5.0 / 2.0
+        self.assertAlmostEqual(score, expected)
+
+    def test_critical_weights_favour_latency_and_loss(self) -> None:
+        """By default latency and loss weigh most for critical data, bandwidth for normal."""
+        critical, normal_ = DEFAULT_CRITERIA[CRITICAL], DEFAULT_CRITERIA[NORMAL]
+        self.assertGreater(critical.latency + critical.loss, 0.7)
+        self.assertEqual(max(vars_of(normal_), key=vars_of(normal_).get), "bandwidth")
+
+
+def vars_of(weights: CriteriaWeights) -> dict[str, float]:
+    """The fields of a CriteriaWeights as a dict."""
+    return {
+        name: getattr(weights, name) for name in ("latency", "bandwidth", "loss", "jitter", "cost")
+    }
+
+
+class InterfaceTests(SynchronousTestCase):
+    """The Scheduler ABC."""
+
+    def test_hooks_are_callable_no_ops(self) -> None:
+        """on_sent and on_acked exist on every scheduler and accept keyword-only now."""
+        path = make_path(1, 0.01)
+        for name in SCHEDULERS:
+            scheduler = create(name)
+            self.assertIsInstance(scheduler, Scheduler)
+            self.assertIsNone(scheduler.on_sent(path, MSS, now=0.0))
+            self.assertIsNone(scheduler.on_acked(path, MSS, now=0.0))
+
+    def test_latency_budget_is_the_tighter_bound(self) -> None:
+        """latency_budget is the smaller of max_latency and the time left to the deadline."""
+        self.assertIsNone(FrameRequirements().latency_budget(now=0.0))
+        req = FrameRequirements(max_latency=0.05, deadline=1.02)
+        self.assertAlmostEqual(req.latency_budget(now=1.0), 0.02)
+        self.assertAlmostEqual(req.latency_budget(now=0.0), 0.05)
+        self.assertTrue(FrameRequirements(priority=0xFF).critical)
+        self.assertFalse(FrameRequirements(priority=HIGH).critical)
