@@ -72,6 +72,9 @@ from .congestion.coupled import CoupledGroup
 from .crypto.protection import PacketProtection, initial_protections
 from .entropy import Entropy, random_below
 from .paths.manager import PathManager
+from .paths.metrics import PathMetrics, PathMetricsTracker
+from .paths.scheduler import FrameRequirements
+from .paths.scheduler import create as create_scheduler
 from .paths.path import Path, PathPhase
 from .recovery.loss import LossRecovery, SentPacket
 from .recovery.pacing import Pacer
@@ -166,6 +169,8 @@ class Connection:
         self._skip_countdown = 1 + random_below(entropy, 2 * SKIP_ONE_IN)
         self._coupled_group = CoupledGroup()
         self.path_manager = PathManager(self)
+        self.scheduler = create_scheduler(config.scheduler)
+        self._requirements = FrameRequirements()
         path = self._add_path(0, local_addr, remote_addr, validated=True, now=now)
         path.address_validated = is_client  # a server must not amplify before the handshake
 
@@ -265,6 +270,7 @@ class Connection:
             validated=validated,
             now=now,
         )
+        path.metrics = PathMetricsTracker(now=now, usable=path.usable)
         self.paths[path_id] = path
         return path
 
@@ -526,8 +532,18 @@ class Connection:
             raise ProtocolViolation(f"ACK for unknown path {frame.path_id}")
         recovery = target.recovery
         result = recovery.on_ack_received(frame.ranges, frame.ack_delay / 1e6, now=now)
+        acked = 0
         for packet in result.newly_acked:
+            acked += packet.size
             self._on_packet_acked(target, packet)
+        if acked:
+            target.metrics.on_ack(
+                acked,
+                now=now,
+                packets=len(result.newly_acked),
+                smoothed_rtt=recovery.rtt.smoothed_rtt,
+            )
+            self.scheduler.on_acked(target, acked, now=now)
         if result.lost:
             self._on_packets_lost(target, result.lost)
         if recovery.rtt.has_sample:
@@ -667,6 +683,7 @@ class Connection:
                 self.streams.on_control_acked(record)
 
     def _on_packets_lost(self, path: Path, packets: list[SentPacket]) -> None:
+        path.metrics.on_loss(len(packets), now=self._now)
         for packet in packets:
             path.packets_lost += 1
             self.stats["packets_lost"] += 1
@@ -749,7 +766,7 @@ class Connection:
             allow_data = cwnd_ok and paced_ok and usable
             if not allow_data and not probe and not self._has_urgent(path):
                 break
-            if not self._send_one(path, out, now, allow_data=allow_data, probe=probe):
+            if self._send_one(path, out, now, allow_data=allow_data, probe=probe) is None:
                 break
             sent += 1
         if usable and not streams.has_data and recovery.bytes_in_flight < controller.cwnd:
@@ -757,16 +774,16 @@ class Connection:
 
     def _send_one(
         self, path: Path, out: list, now: float, *, allow_data: bool, probe: bool
-    ) -> bool:
-        """Build, seal and record one packet on ``path``; return whether one was sent."""
+    ) -> SentPacket | None:
+        """Build, seal and record one packet on ``path``; return it (``None``: nothing to send)."""
         recovery = path.recovery
         epoch = self._packet_epoch()
         if epoch == Epoch.INITIAL and path.id != 0:
-            return False  # only the handshake path carries initial-key packets
+            return None  # only the handshake path carries initial-key packets
         self._maybe_skip(recovery)
         built = build_packet(self, path, now=now, epoch=epoch, allow_data=allow_data, probe=probe)
         if built is None:
-            return False
+            return None
         datagram, packet = built
         packet.is_probe = probe
         if probe:
@@ -778,7 +795,8 @@ class Connection:
         path.packets_sent += 1
         self._last_sent = now
         out.append((datagram, path.local_addr, path.remote_addr))
-        return True
+        self.scheduler.on_sent(path, packet.size, now=now)
+        return packet
 
     def _send_multipath(self, live: list[Path], out: list, now: float) -> None:
         """Control, ACKs and probes on every path; then stream data wherever the scheduler says."""
@@ -787,35 +805,57 @@ class Connection:
         streams = self.streams
         budget = BURST_LIMIT * len(live)
         while streams.has_data and budget > 0:
-            candidates = [p for p in live if p.usable and self._can_send_data(p, now)]
-            if not candidates:
+            usable = [p for p in live if p.usable]
+            if any(not p.is_backup for p in usable):
+                usable = [
+                    p for p in usable if not p.is_backup
+                ]  # backups wait while a primary works
+            candidates = [p for p in usable if self._paced_ok(p, now)]
+            targets = self._select_paths(candidates, now) if candidates else []
+            if not targets:
                 break
-            path = self._select_path(candidates, now)
-            if path is None or not self._send_one(path, out, now, allow_data=True, probe=False):
+            packet = self._send_one(targets[0], out, now, allow_data=True, probe=False)
+            if packet is None:
                 break
             budget -= 1
+            for other in targets[1:]:
+                self._duplicate(packet, other, out, now)
         for path in live:
             recovery = path.recovery
             if path.usable and not streams.has_data:
                 if recovery.bytes_in_flight < recovery.controller.cwnd:
                     recovery.controller.on_app_limited(now=now)
 
-    def _can_send_data(self, path: Path, now: float) -> bool:
-        recovery = path.recovery
-        if recovery.bytes_in_flight >= recovery.controller.cwnd:
-            path.pacing_deadline = None
-            return False
+    def _paced_ok(self, path: Path, now: float) -> bool:
         pace_at = path.pacer.next_send_time(now=now)
         path.pacing_deadline = pace_at
         return pace_at is None or pace_at <= now
 
-    def _select_path(self, candidates: list[Path], now: float) -> Path | None:
-        """The path for the next packet of stream data: lowest smoothed RTT, backups last."""
-        if any(p.usable and not p.is_backup for p in self.paths.values()):
-            candidates = [p for p in candidates if not p.is_backup]
-            if not candidates:
-                return None
-        return min(candidates, key=_smoothed_rtt)
+    def _duplicate(self, packet: SentPacket, path: Path, out: list, now: float) -> None:
+        """Send the stream data of ``packet`` again on ``path`` at once (redundant scheduling)."""
+        for record in packet.frames:
+            if isinstance(record, StreamRecord):
+                self.streams.on_record_lost(record)
+        if self._send_one(path, out, now, allow_data=True, probe=False) is not None:
+            self.stats["redundant_packets"] += 1
+
+    def _select_paths(self, candidates: list[Path], now: float) -> list[Path]:
+        """The paths for the next packet of stream data (the configured scheduler decides)."""
+        streams = self.streams
+        req = self._requirements
+        req.priority = streams.highest_pending_priority() or 0
+        req.size = self.config.max_datagram_size
+        req.backlog = streams.backlog()
+        return self.scheduler.select_all(candidates, req, now=now)
+
+    def path_metrics(self) -> dict[int, PathMetrics]:
+        """A snapshot of every live path's metrics (the seed's PathMetrics), by path ID."""
+        now = self._now
+        return {
+            p.id: p.metrics.snapshot(p, now=now)
+            for p in self.paths.values()
+            if p.phase is not PathPhase.ABANDONED
+        }
 
     def _maybe_skip(self, recovery: LossRecovery) -> None:
         """Now and then skip a sequence number: a peer acknowledging it is lying (optimistic

@@ -108,6 +108,7 @@ class PathManager:
         path.address_validated = True
         if path.phase is PathPhase.VALIDATING:
             path.phase = PathPhase.ACTIVE
+            path.metrics.on_phase_change(True, now=now)
             self.conn._events.append(PathValidated(path.id, path.local_addr, path.remote_addr))
 
     # -- failure and recovery -------------------------------------------------------------
@@ -126,6 +127,7 @@ class PathManager:
         """Declare ``path`` failed and move its in-flight frames to the other paths."""
         path.phase = PathPhase.FAILED
         path.failed_at = now
+        path.metrics.on_phase_change(False, now=now)
         path.next_probe = now + self._probe_interval(path)
         self.conn._requeue_packets(path, path.recovery.abandon())
         self.conn.stats["paths_failed"] += 1
@@ -150,6 +152,7 @@ class PathManager:
             return
         path.phase = PathPhase.ACTIVE
         path.failed_at = None
+        path.metrics.on_phase_change(True, now=now)
         path.recovery.pto_count = 0
         self.conn._reset_congestion(path)
         self.conn.stats["paths_recovered"] += 1
@@ -182,6 +185,7 @@ class PathManager:
         if notify:
             self.conn._control.append(PathAbandonFrame(path_id, error_code))
         path.phase = PathPhase.ABANDONED
+        path.metrics.on_phase_change(False, now=now)
         self.conn._requeue_packets(path, path.recovery.abandon())
         leave = getattr(path.recovery.controller, "leave", None)
         if leave is not None:

@@ -413,6 +413,14 @@ class StreamManager:
         q = self._queues
         return bool(q[2] or q[1] or q[0])
 
+    def backlog(self) -> int:
+        """Bytes waiting to be sent on all scheduled streams (new and retransmissions)."""
+        total = 0
+        for queue in self._queues:
+            for stream in queue:
+                total += stream.send.unsent_bytes + stream.send.retransmit_bytes
+        return total
+
     def highest_pending_priority(self) -> int | None:
         """The highest priority level with data waiting, or None."""
         for level in (2, 1, 0):
@@ -451,7 +459,9 @@ class StreamManager:
         if piece is None:
             if stream.announce and not send.is_reset:
                 stream.announce = False
-                frame = StreamFrame(stream.id, 0, b"", False, stream.priority, ordered=stream.ordered)
+                frame = StreamFrame(
+                    stream.id, 0, b"", False, stream.priority, ordered=stream.ordered
+                )
                 return frame, StreamRecord(stream, 0, 0, False)
             self._note_blocked(stream, conn_room)
             return None
