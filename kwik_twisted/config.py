@@ -35,6 +35,8 @@ class ConnectionConfig:
     :ivar stream_send_buffer: bytes a stream buffers before it reports itself not writable.
     :ivar max_paths: paths we accept at once.
     :ivar initial_rtt: the RTT assumed before the first sample.
+    :ivar advertise: (server) further ``(host, port)`` addresses announced with ADD_ADDRESS.
+    :ivar use_advertised: (client) open a path to each advertised address.
     """
 
     tls: Any = None
@@ -54,6 +56,10 @@ class ConnectionConfig:
     max_paths: int = 4
     initial_rtt: float = 0.333
     active_connection_id_limit: int = 4
+    #: Server: other ``(host, port)`` addresses to advertise with ADD_ADDRESS after the handshake.
+    advertise: tuple = ()
+    #: Client: open a path to every address the server advertises (from path 0's local address).
+    use_advertised: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -112,6 +112,14 @@ class PathAbandoned(PathEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class AddressAdvertised(Event):
+    """The server advertised another address (ADD_ADDRESS) a client may open a path to."""
+
+    address_id: int
+    address: tuple
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionTerminated(Event):
     """
     The connection is over.
@@ -131,6 +139,7 @@ class ConnectionTerminated(Event):
 
 
 __all__ = [
+    "AddressAdvertised",
     "ConnectionTerminated",
     "Event",
     "HandshakeCompleted",

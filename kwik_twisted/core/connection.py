@@ -73,9 +73,9 @@ from .crypto.protection import PacketProtection, initial_protections
 from .entropy import Entropy, random_below
 from .paths.manager import PathManager
 from .paths.metrics import PathMetrics, PathMetricsTracker
+from .paths.path import Path, PathPhase
 from .paths.scheduler import FrameRequirements
 from .paths.scheduler import create as create_scheduler
-from .paths.path import Path, PathPhase
 from .recovery.loss import LossRecovery, SentPacket
 from .recovery.pacing import Pacer
 from .recovery.rtt import RttEstimator
@@ -575,6 +575,7 @@ class Connection:
         if not self.is_client:
             self._handshake_confirmed = True
             self._control.append(HandshakeDoneFrame())
+            self.path_manager.advertise()
             self.paths[0].address_validated = True
             self._confirm_recovery()
         self.path_manager.start_pending(now=now)
@@ -984,7 +985,7 @@ _HANDLERS = {
     ControlType.PATH_RESPONSE: Connection._on_path_response,
     ControlType.PATH_STATUS: lambda c, f, p, now: c.path_manager.on_status(f),
     ControlType.PATH_ABANDON: lambda c, f, p, now: c.path_manager.on_abandon(f, now=now),
-    ControlType.ADD_ADDRESS: Connection._ignore,
+    ControlType.ADD_ADDRESS: lambda c, f, p, now: c.path_manager.on_add_address(f, now=now),
     ControlType.CONNECTION_CLOSE: Connection._on_connection_close,
     ControlType.HANDSHAKE_DONE: Connection._on_handshake_done,
     ControlType.TRANSPORT_PARAMETERS: Connection._on_transport_parameters,

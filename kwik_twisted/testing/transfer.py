@@ -130,6 +130,7 @@ def run_transfers(
     setup: Callable[[Network], None] | None = None,
     on_start: Callable[[list[Connection]], None] | None = None,
     extra_paths: list[tuple[LinkConfig, LinkConfig | None]] = (),
+    extra_server_addresses: tuple = (),
     backup: tuple[int, ...] = (),
 ) -> TransferResult:
     """
@@ -164,7 +165,7 @@ def run_transfers(
         server_config(**(server_options or {})), entropy=SeededEntropy(seed * 1000 + 1)
     )
     result.server = dispatcher
-    network.attach(_Server(dispatcher, on_server_event), [SERVER_ADDR])
+    network.attach(_Server(dispatcher, on_server_event), [SERVER_ADDR, *extra_server_addresses])
     for i in range(connections):
         addr = (f"10.1.{i // 250}.{i % 250 + 1}", 50000 + i)
         index_of[addr] = i

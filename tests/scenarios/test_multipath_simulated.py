@@ -209,7 +209,10 @@ class HeadOfLineTests(SynchronousTestCase):
         dispatcher = ServerDispatcher(server_config(), entropy=SeededEntropy(11))
         network.attach(_Server(dispatcher, on_server), [SERVER])
         client = Connection.client(
-            client_config(), local_addr=fast, remote_addr=SERVER, entropy=SeededEntropy(12),
+            client_config(),
+            local_addr=fast,
+            remote_addr=SERVER,
+            entropy=SeededEntropy(12),
             now=0.0,
         )
         client.open_path(slow, SERVER)
@@ -230,3 +233,33 @@ class HeadOfLineTests(SynchronousTestCase):
         delays.sort()
         p99 = delays[int(0.99 * len(delays)) - 1]
         self.assertLess(p99, 1.5 * 0.005, f"p99 write-to-delivery {p99 * 1000:.2f} ms")
+
+
+class AdvertisedAddressTests(ScenarioMixin, SynchronousTestCase):
+    """ADD_ADDRESS: the server names a second address and the client opens a path to it."""
+
+    def test_client_opens_a_path_to_an_advertised_address(self):
+        """The server advertises 10.0.0.2:4433; the client uses it as a second path."""
+        second = ("10.0.0.2", 4433)
+
+        def setup(network):
+            client_addr = holder[0].paths[0].local_addr
+            network.add_link(client_addr, second, ab=link(), ba=link())
+
+        holder = []
+        result = run_transfers(
+            size=8 * MiB,
+            link=link(),
+            setup=setup,
+            on_start=holder.extend,
+            extra_server_addresses=(second,),
+            client_options={"use_advertised": True},
+            server_options={"advertise": (second,)},
+        )
+        self.assertCleanAndIntact(result)
+        client = result.clients[0]
+        remotes = {p.remote_addr for p in client.paths.values()}
+        self.assertIn(second, remotes)
+        used = [p for p in client.paths.values() if p.remote_addr == second]
+        self.assertGreater(used[0].packets_sent, 1000)
+        self.assertEqual(client.path_manager.advertised, {1: second})

@@ -22,8 +22,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...events import PathAbandoned, PathAdded, PathFailed, PathRecovered, PathValidated
-from ...wire import PathAbandonFrame, PathState, PathStatusFrame
+from ipaddress import ip_address
+
+from ...events import (
+    AddressAdvertised,
+    PathAbandoned,
+    PathAdded,
+    PathFailed,
+    PathRecovered,
+    PathValidated,
+)
+from ...wire import AddAddressFrame, PathAbandonFrame, PathState, PathStatusFrame
 from .path import Path, PathPhase
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,6 +52,8 @@ class PathManager:
         self.next_path_id = 1
         self.status_sequence = 0
         self.pending: list[tuple[int, tuple, tuple]] = []
+        #: Addresses the server advertised, by address ID (client side).
+        self.advertised: dict[int, tuple] = {}
 
     # -- opening --------------------------------------------------------------------
 
@@ -195,3 +206,26 @@ class PathManager:
     def on_abandon(self, frame: PathAbandonFrame, *, now: float) -> None:
         """The peer abandoned a path."""
         self.abandon(frame.path_id, frame.error_code, now=now, notify=False)
+
+    # -- advertised addresses ----------------------------------------------------------
+
+    def advertise(self) -> None:
+        """Server: announce the configured extra addresses (called when the handshake completes)."""
+        for address_id, (host, port) in enumerate(self.conn.config.advertise, start=1):
+            frame = AddAddressFrame(address_id, ip_address(host), int(port))
+            self.conn._control.append(frame)
+
+    def on_add_address(self, frame: AddAddressFrame, *, now: float) -> None:
+        """Client: the server advertised an address; open a path to it if configured to."""
+        conn = self.conn
+        if not conn.is_client or frame.address_id in self.advertised:
+            return
+        if len(self.advertised) >= conn.config.max_paths * 4:
+            return  # bounded: a peer cannot make us remember unlimited addresses
+        address = (str(frame.host), frame.port)
+        self.advertised[frame.address_id] = address
+        conn._events.append(AddressAdvertised(frame.address_id, address))
+        known = {p.remote_addr for p in conn.paths.values()}
+        if conn.config.use_advertised and address not in known:
+            if len(conn.paths) + len(self.pending) < conn.config.max_paths:
+                self.open(conn.paths[0].local_addr, address, now=now)
