@@ -20,9 +20,8 @@ Theory of operation (after the multipath QUIC draft, draft-ietf-quic-multipath, 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ipaddress import ip_address
+from typing import TYPE_CHECKING
 
 from ...events import (
     AddressAdvertised,
