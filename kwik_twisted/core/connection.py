@@ -740,6 +740,8 @@ class Connection:
         if path.challenge is not None and path.challenge_sent_at is None:
             if builder.add_control(PathChallengeFrame(path.challenge)):
                 path.challenge_sent_at = now
+        if not path.usable:
+            return  # a failed or unvalidated path would swallow frames the connection needs
         control = self._control
         while control and not builder.full:
             frame = control[0]
@@ -765,7 +767,7 @@ class Connection:
             paced_ok = pace_at is None or pace_at <= now
             path.pacing_deadline = pace_at if cwnd_ok and usable and streams.has_data else None
             allow_data = cwnd_ok and paced_ok and usable
-            if not allow_data and not probe and not self._has_urgent(path):
+            if not probe and not (allow_data and streams.has_data) and not self._has_other(path):
                 break
             if self._send_one(path, out, now, allow_data=allow_data, probe=probe) is None:
                 break
@@ -865,6 +867,12 @@ class Connection:
         if self._skip_countdown <= 0:
             recovery.skip_sequence_number()
             self._skip_countdown = 1 + random_below(self.entropy, 2 * SKIP_ONE_IN)
+
+    def _has_other(self, path: Path) -> bool:
+        """Whether anything but stream data waits for ``path``: ACKs, validation, control, handshake."""
+        if self._has_urgent(path) or (self.crypto_send.pending and path.id == 0):
+            return True
+        return path.usable and bool(self._control or self.streams.has_control)
 
     def _has_urgent(self, path: Path) -> bool:
         """Whether an ACK or path validation waits on ``path`` (not limited by congestion

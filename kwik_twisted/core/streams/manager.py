@@ -408,6 +408,11 @@ class StreamManager:
             self._schedule(stream)
 
     @property
+    def has_control(self) -> bool:
+        """Whether stream-related control frames wait to be sent."""
+        return bool(self.control or self._signalling)
+
+    @property
     def has_data(self) -> bool:
         """Whether any stream has data it may send now."""
         q = self._queues
