@@ -869,7 +869,7 @@ class Connection:
             self._skip_countdown = 1 + random_below(self.entropy, 2 * SKIP_ONE_IN)
 
     def _has_other(self, path: Path) -> bool:
-        """Whether anything but stream data waits for ``path``: ACKs, validation, control, handshake."""
+        """Whether anything but stream data waits for ``path``: ACKs, validation, control."""
         if self._has_urgent(path) or (self.crypto_send.pending and path.id == 0):
             return True
         return path.usable and bool(self._control or self.streams.has_control)

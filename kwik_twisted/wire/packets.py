@@ -304,16 +304,20 @@ def _decode_path_packet(view: memoryview, pos: int, header: Header) -> Packet:
         raise MalformedPacket("payload shorter than an AEAD tag and one byte")
     if frame_count == 0:
         raise MalformedPacket("Frame Count is zero")
-    if _CHECKSUM.unpack_from(view, at)[0] != crc32(view[at + 4 :], crc32(view[:at])):
-        raise ChecksumMismatch("packet checksum mismatch")
-    header.path_id = path_id
-    header.seq = seq
-    header.packet_type = packet_type
-    header.frame_count = frame_count
-    header.total_length = total
-    header.compression = compression
-    aad = bytes(view[:at]) + bytes(view[at + 4 : start])
-    return Packet(header, aad, view[start:])
+    checksum = _CHECKSUM.unpack_from(view, at)[0]
+    return _finish(
+        view,
+        header,
+        at,
+        start,
+        checksum,
+        path_id,
+        seq,
+        packet_type,
+        frame_count,
+        total,
+        compression,
+    )
 
 
 def _decode_fast(view: memoryview, pos: int, header: Header) -> Packet:
@@ -335,6 +339,35 @@ def _decode_fast(view: memoryview, pos: int, header: Header) -> Packet:
         raise MalformedPacket(f"Total Length says {total}, the datagram holds {len(view) - start}")
     if frame_count == 0:
         raise MalformedPacket("Frame Count is zero")
+    return _finish(
+        view,
+        header,
+        at,
+        start,
+        checksum,
+        path_id,
+        seq,
+        packet_type,
+        frame_count,
+        total,
+        compression,
+    )
+
+
+def _finish(
+    view: memoryview,
+    header: Header,
+    at: int,
+    start: int,
+    checksum: int,
+    path_id: int,
+    seq: int,
+    packet_type: int,
+    frame_count: int,
+    total: int,
+    compression: int,
+) -> Packet:
+    """Check the checksum and complete ``header``; ``at`` is the checksum's offset."""
     if checksum != crc32(view[at + 4 :], crc32(view[:at])):
         raise ChecksumMismatch("packet checksum mismatch")
     header.path_id = path_id

@@ -28,9 +28,10 @@ one by name (the endpoint string's ``congestion=`` option).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, Protocol, TypeVar
+from collections.abc import Iterable
+from typing import Any, ClassVar, Protocol
 
+from kwik_twisted.core.registry import Registry
 from kwik_twisted.errors import ConfigurationError
 
 #: The default maximum datagram size, in bytes.
@@ -185,31 +186,10 @@ class CongestionController(ABC):
 # ---------------------------------------------------------------------------
 # The registry.
 
-_REGISTRY: dict[str, type[CongestionController]] = {}
-_C = TypeVar("_C", bound=type[CongestionController])
-
-
-def register(name: str) -> Callable[[_C], _C]:
-    """A class decorator registering a controller class under ``name``."""
-
-    def decorate(cls: _C) -> _C:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ConfigurationError(f"congestion controller {name!r} is already registered")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorate
-
-
-def unregister(name: str) -> None:
-    """Forget the controller registered as ``name`` (for plug-ins and tests)."""
-    _REGISTRY.pop(name, None)
-
-
-def available_controllers() -> list[str]:
-    """The names of the registered controllers, sorted."""
-    return sorted(_REGISTRY)
+_REGISTRY: Registry = Registry("congestion controller")
+register = _REGISTRY.register
+unregister = _REGISTRY.unregister
+available_controllers = _REGISTRY.names
 
 
 def create(
@@ -221,10 +201,7 @@ def create(
     :raises ConfigurationError: if no controller has that name, or the options
         do not suit it.
     """
-    cls = _REGISTRY.get(name.lower()) if isinstance(name, str) else None
-    if cls is None:
-        known = ", ".join(available_controllers())
-        raise ConfigurationError(f"unknown congestion controller {name!r}; known: {known}")
+    cls = _REGISTRY.get(name)
     try:
         return cls(max_datagram_size=max_datagram_size, **kw)
     except TypeError as e:

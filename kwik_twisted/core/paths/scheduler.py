@@ -39,11 +39,12 @@ without it the bandwidth is ``cwnd / srtt`` and loss and cost are 0.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from ...errors import ConfigurationError
+from ..registry import Registry
 from .metrics import LOSS_SATURATION, RecoverySource
 
 NORMAL = 0
@@ -291,31 +292,10 @@ class Scheduler(ABC):
 # ---------------------------------------------------------------------------
 # The registry.
 
-_REGISTRY: dict[str, type[Scheduler]] = {}
-_S = TypeVar("_S", bound=type[Scheduler])
-
-
-def register(name: str) -> Callable[[_S], _S]:
-    """A class decorator registering a scheduler class under ``name``."""
-
-    def decorate(cls: _S) -> _S:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ConfigurationError(f"scheduler {name!r} is already registered")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorate
-
-
-def unregister(name: str) -> None:
-    """Forget the scheduler registered as ``name`` (for plug-ins and tests)."""
-    _REGISTRY.pop(name, None)
-
-
-def available_schedulers() -> list[str]:
-    """The names of the registered schedulers, sorted."""
-    return sorted(_REGISTRY)
+_REGISTRY: Registry = Registry("scheduler")
+register = _REGISTRY.register
+unregister = _REGISTRY.unregister
+available_schedulers = _REGISTRY.names
 
 
 def create(name: str = DEFAULT_SCHEDULER, **kw: Any) -> Scheduler:
@@ -324,10 +304,7 @@ def create(name: str = DEFAULT_SCHEDULER, **kw: Any) -> Scheduler:
 
     :raises ConfigurationError: if no scheduler has that name, or the options do not suit it.
     """
-    cls = _REGISTRY.get(name.lower()) if isinstance(name, str) else None
-    if cls is None:
-        known = ", ".join(available_schedulers())
-        raise ConfigurationError(f"unknown scheduler {name!r}; known: {known}")
+    cls = _REGISTRY.get(name)
     try:
         return cls(**kw)
     except TypeError as e:
