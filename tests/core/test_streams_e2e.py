@@ -430,7 +430,7 @@ class UnorderedTests(SynchronousTestCase):
         self.assertEqual(received(pair.server_events, sid), data)
 
     def test_unordered_pieces_carry_offsets_that_rebuild_the_stream(self):
-        """Each unordered delivery says its offset; placing pieces there rebuilds the exact bytes."""
+        """Each unordered piece says its offset; placed there, the pieces rebuild the exact bytes."""
         pair = established()
         sid = pair.client.open_stream(ordered=False)
         data = blob(50_000, 12)
@@ -486,7 +486,7 @@ class CompressionTests(SynchronousTestCase):
         return received(pair.server_events, sid), pair.client.paths[0].bytes_sent - before
 
     def test_compressible_stream_arrives_exactly_in_fewer_bytes(self):
-        """Text on a compress=True stream arrives byte-exact using well under half the wire bytes."""
+        """Text on a compress=True stream arrives byte-exact in well under half the wire bytes."""
         data = b"".join(b"line %d: the quick brown fox\n" % i for i in range(20000))
         plain_got, plain_bytes = self._send(data, compress=False)
         got, wire_bytes = self._send(data, compress=True)
