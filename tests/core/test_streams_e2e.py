@@ -430,7 +430,7 @@ class UnorderedTests(SynchronousTestCase):
         self.assertEqual(received(pair.server_events, sid), data)
 
     def test_unordered_pieces_carry_offsets_that_rebuild_the_stream(self):
-        """Each unordered piece says its offset; placed there, the pieces rebuild the exact bytes."""
+        """Each unordered piece says its offset; placed there, the pieces rebuild the bytes."""
         pair = established()
         sid = pair.client.open_stream(ordered=False)
         data = blob(50_000, 12)
