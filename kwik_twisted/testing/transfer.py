@@ -147,8 +147,11 @@ def run_transfers(
     received: dict[int, hashlib._Hash] = {}
     index_of: dict[tuple, int] = {}
 
+    conn_index: dict[int, int] = {}
+
     def on_server_event(conn: Connection, event) -> None:
-        index = index_of.get(conn.paths[0].remote_addr, -1)
+        # Attribute by connection (first seen address): rebinding changes the address later.
+        index = conn_index.setdefault(id(conn), index_of.get(conn.paths[0].remote_addr, -1))
         if isinstance(event, StreamDataReceived):
             received.setdefault(index, hashlib.sha256()).update(event.data)
             if event.end_stream:

@@ -109,3 +109,35 @@ class ImpairmentTests(ScenarioMixin, SynchronousTestCase):
         """A 1.5 s RTT link (with a queue of one BDP at that RTT): the transfer completes."""
         result = run_transfers(size=2 * MiB, link=link(delay=0.75, queue_bytes=2_000_000))
         self.assertCleanAndIntact(result)
+
+
+class RebindingTests(ScenarioMixin, SynchronousTestCase):
+    """The client's NAT changes its port or address mid-transfer."""
+
+    def _rebound(self, new_host: str | None):
+        holder = []
+
+        def setup(network):
+            old = holder[0].paths[0].local_addr
+            new = (new_host or old[0], old[1] + 1000)
+            network.rebind(old, new, at=1.0)
+
+        result = run_transfers(size=3 * MiB, link=link(), setup=setup, on_start=holder.extend)
+        return result
+
+    def test_port_rebinding_is_revalidated_and_the_transfer_completes(self):
+        """At t=1 s the client's source port changes: the server revalidates and goes on."""
+        result = self._rebound(None)
+        self.assertCleanAndIntact(result)
+        server = next(iter(result.server.connections.values()))
+        self.assertEqual(server.stats["rebindings"], 1)
+        self.assertEqual(server.paths[0].remote_addr[1], 51000)
+        self.assertTrue(server.paths[0].address_validated)
+
+    def test_address_rebinding_is_revalidated_and_the_transfer_completes(self):
+        """At t=1 s the client's source address changes: the server revalidates and goes on."""
+        result = self._rebound("10.9.9.9")
+        self.assertCleanAndIntact(result)
+        server = next(iter(result.server.connections.values()))
+        self.assertEqual(server.paths[0].remote_addr[0], "10.9.9.9")
+        self.assertTrue(server.paths[0].address_validated)
