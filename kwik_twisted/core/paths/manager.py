@@ -51,6 +51,8 @@ class PathManager:
         self.next_path_id = 1
         self.status_sequence = 0
         self.pending: list[tuple[int, tuple, tuple]] = []
+        #: PATH_STATUS frames for paths not seen yet, by path ID.
+        self.early_status: dict[int, PathStatusFrame] = {}
         #: Addresses the server advertised, by address ID (client side).
         self.advertised: dict[int, tuple] = {}
 
@@ -105,6 +107,9 @@ class PathManager:
             return None
         path = conn._add_path(path_id, local_addr, remote_addr, validated=False, now=now)
         path.recovery.handshake_confirmed = True
+        early = self.early_status.pop(path_id, None)
+        if early is not None:
+            self.on_status(early)
         conn._challenge(path)
         conn._events.append(PathAdded(path_id, local_addr, remote_addr))
         return path
@@ -172,15 +177,34 @@ class PathManager:
 
     def set_backup(self, path_id: int, backup: bool) -> None:
         """Mark a path backup (or available) and tell the peer with PATH_STATUS."""
-        path = self.conn.paths[path_id]
+        path = self._known(path_id)
         path.status = PathState.BACKUP if backup else PathState.AVAILABLE
         self.status_sequence += 1
         self.conn._control.append(PathStatusFrame(path_id, self.status_sequence, path.status))
 
+    def _known(self, path_id: int) -> Path:
+        path = self.conn.paths.get(path_id)
+        if path is None:
+            raise ValueError(f"no path {path_id}; paths are {sorted(self.conn.paths)}")
+        return path
+
     def on_status(self, frame: PathStatusFrame) -> None:
-        """The peer's PATH_STATUS."""
+        """
+        The peer's PATH_STATUS.
+
+        It may overtake the first packet of the path it names (it travels on another path), so a
+        status for a path not seen yet is kept until the path arrives (at most ``max_paths`` of
+        them).
+        """
         path = self.conn.paths.get(frame.path_id)
-        if path is None or frame.sequence <= path.peer_status_seq:
+        if path is None:
+            early = self.early_status
+            if frame.path_id in early or len(early) < self.conn.config.max_paths:
+                previous = early.get(frame.path_id)
+                if previous is None or frame.sequence > previous.sequence:
+                    early[frame.path_id] = frame
+            return
+        if frame.sequence <= path.peer_status_seq:
             return
         path.peer_status_seq = frame.sequence
         path.peer_status = frame.status
@@ -189,7 +213,7 @@ class PathManager:
         self, path_id: int, error_code: int = 0, *, now: float, notify: bool = True
     ) -> None:
         """Stop using a path for good; its in-flight frames move to the other paths."""
-        path = self.conn.paths.get(path_id)
+        path = self._known(path_id) if notify else self.conn.paths.get(path_id)
         if path is None or path.phase is PathPhase.ABANDONED:
             return
         if notify:
