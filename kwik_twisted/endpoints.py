@@ -16,6 +16,11 @@ with the protocol, already connected, once the handshake completed; it fails wit
 ``doStart`` runs when connecting and ``doStop`` when the attempt fails or the stream's protocol
 lost its connection.
 
+Multipath.  A client endpoint given ``paths`` binds one more UDP socket per extra path (to the
+path's local address) when it connects, and opens the paths once the handshake completed; ``backup``
+marks paths as backups.  A server endpoint given ``extraInterfaces`` listens on those addresses too
+(same port number, same connections), so a client may open paths to any of them.
+
 A pooled connection with no streams left lingers :data:`POOL_LINGER` seconds for reuse, then
 closes. :func:`closeClientConnections` closes every client connection of a reactor and fires when
 their UDP ports are stopped (tests call it to leave the reactor clean).
@@ -35,13 +40,17 @@ from zope.interface import implementer
 
 from .config import ConnectionConfig
 from .entropy import SystemEntropy
-from .errors import KwikError
-from .protocol import KwikClientProtocol, KwikHandshakeError, KwikServerProtocol, ip_address
+from .errors import ConfigurationError, KwikError
+from .protocol import (
+    MAX_DATAGRAM,
+    KwikClientProtocol,
+    KwikHandshakeError,
+    KwikServerProtocol,
+    ip_address,
+)
 
 #: Seconds an unused pooled client connection stays open for reuse.
 POOL_LINGER = 2.0
-#: The largest datagram our UDP ports read.
-MAX_DATAGRAM = 65535
 
 log = Logger()
 
@@ -57,15 +66,20 @@ class KwikServerEndpoint:
     :param port: the UDP port (0 picks a free one; ``getHost()`` of the listening port tells which).
     :param config: a server :class:`ConnectionConfig` (certificate and key in ``config.tls``).
     :param interface: the local address to bind (``""``: every IPv4 address; ``"::"``: IPv6).
+    :param extraInterfaces: more local addresses to listen on, with the same port number, for the
+        same connections (clients may open paths to any of them).  Binding each address of a
+        multihomed server, rather than a wildcard, makes replies leave from the address a path
+        uses.
     :param entropy: a randomness source (default: the OS's CSPRNG).
     """
 
     def __init__(self, reactor, port: int, *, config: ConnectionConfig, interface: str = "",
-                 entropy=None) -> None:
+                 extraInterfaces=(), entropy=None) -> None:
         self._reactor = reactor
         self._port = port
         self._config = config
         self._interface = interface
+        self._extraInterfaces = tuple(extraInterfaces)
         self._entropy = entropy or SystemEntropy()
 
     def listen(self, protocolFactory) -> defer.Deferred:
@@ -74,7 +88,7 @@ class KwikServerEndpoint:
 
     def _listen(self, factory) -> KwikListeningPort:
         port = KwikListeningPort(self._reactor, self._port, self._interface, self._config, factory,
-                                 self._entropy)
+                                 self._entropy, self._extraInterfaces)
         port.startListening()
         return port
 
@@ -86,10 +100,12 @@ class KwikServerEndpoint:
 class KwikListeningPort:
     """A listening Kwik server: a UDP port and the connections on it."""
 
-    def __init__(self, reactor, port: int, interface: str, config, factory, entropy) -> None:
+    def __init__(self, reactor, port: int, interface: str, config, factory, entropy,
+                 extraInterfaces=()) -> None:
         self._reactor = reactor
         self._portNumber = port
         self._interface = interface
+        self._extraInterfaces = tuple(extraInterfaces)
         self._config = config
         self.factory = factory
         self._entropy = entropy
@@ -97,14 +113,27 @@ class KwikListeningPort:
         self.protocol: KwikServerProtocol | None = None
 
     def startListening(self) -> None:
-        """Bind the UDP port (no-op when listening).  :raises CannotListenError: it is in use."""
+        """
+        Bind the UDP port(s) (no-op when listening).
+
+        :raises CannotListenError: a port is in use (none stays bound then).
+        """
         if self._udp is not None:
             return
         proto = KwikServerProtocol(self._reactor, self._config, self.factory, entropy=self._entropy)
-        self._udp = self._reactor.listenUDP(self._portNumber, proto, interface=self._interface,
-                                            maxPacketSize=MAX_DATAGRAM)
+        udp = self._reactor.listenUDP(self._portNumber, proto, interface=self._interface,
+                                      maxPacketSize=MAX_DATAGRAM)
+        number = udp.getHost().port
+        try:
+            for interface in self._extraInterfaces:
+                proto.bindSocket(interface, number)
+        except BaseException:
+            proto.stopSockets()
+            udp.stopListening()
+            raise
+        self._udp = udp
         self.protocol = proto
-        self._portNumber = self._udp.getHost().port  # listen again on the same port if restarted
+        self._portNumber = number  # listen again on the same port if restarted
         self.factory.doStart()
         log.info("Kwik server listening on {address}", address=self._udp.getHost())
 
@@ -114,7 +143,9 @@ class KwikListeningPort:
         if udp is None:
             return defer.succeed(None)
         self.protocol.shutdown()
-        d = defer.maybeDeferred(udp.stopListening)
+        d = defer.gatherResults([defer.maybeDeferred(udp.stopListening),
+                                 self.protocol.stopSockets()], consumeErrors=True)
+        d.addCallback(lambda _: None)
         d.addBoth(self._stopped)
         return d
 
@@ -167,11 +198,18 @@ class KwikClientEndpoint:
     :param timeout: seconds before a connection attempt fails with ``TimeoutError``.
     :param bindAddress: ``(host, port)`` to bind the client's UDP port to.
     :param reuse: share a live connection to the same server with other endpoints.
+    :param paths: extra paths, each a local IP address (a path from there to the server), or a
+        tuple ``(local_host, remote_host, remote_port)`` where ``remote_host`` (an IP address)
+        and ``remote_port`` may be ``None`` for the server's.  Each gets its own UDP socket.
+    :param backup: indexes of paths to mark backup (0: the handshake's path, 1: the first of
+        ``paths``...).
+    :raises ConfigurationError: a path or backup index is malformed, or there are more paths than
+        ``config.max_paths``.
     """
 
     def __init__(self, reactor, host: str, port: int, *, config: ConnectionConfig,
                  timeout: float = 30.0, bindAddress: tuple | None = None, reuse: bool = True,
-                 entropy=None) -> None:
+                 paths=(), backup=(), entropy=None) -> None:
         self._reactor = reactor
         self._host = host
         self._port = port
@@ -182,6 +220,12 @@ class KwikClientEndpoint:
         self._timeout = timeout
         self._bindAddress = bindAddress
         self._reuse = reuse
+        self._paths = normalizePaths(paths)
+        self._backup = _backupIndexes(backup, len(self._paths))
+        if len(self._paths) >= config.max_paths:
+            raise ConfigurationError(
+                f"{len(self._paths)} extra paths and the handshake's exceed max_paths "
+                f"({config.max_paths})")
         self._entropy = entropy or SystemEntropy()
 
     def connect(self, protocolFactory) -> defer.Deferred:
@@ -195,14 +239,16 @@ class KwikClientEndpoint:
         return attempt.deferred
 
     def _entry(self) -> _ClientConnection:
-        key = (self._host, self._port, getattr(self._config.tls, "server_name", None))
+        key = (self._host, self._port, getattr(self._config.tls, "server_name", None),
+               self._paths, self._backup)
         pool = _registry(_pools, self._reactor, {})
         if self._reuse:
             for entry in pool.get(key, ()):
                 if entry.reusable and entry.config == self._config:
                     return entry
         entry = _ClientConnection(self._reactor, self._host, self._port, self._config,
-                                  self._bindAddress, self._entropy, key if self._reuse else None)
+                                  self._bindAddress, self._entropy, key if self._reuse else None,
+                                  self._paths, self._backup)
         if self._reuse:
             pool.setdefault(key, []).append(entry)
         _registry(_all, self._reactor, set()).add(entry)
@@ -210,6 +256,44 @@ class KwikClientEndpoint:
 
     def __repr__(self) -> str:
         return f"<KwikClientEndpoint {self._host}:{self._port}>"
+
+
+def _ipLiteral(what: str, value) -> str:
+    if not isinstance(value, str) or not (isIPAddress(value) or isIPv6Address(value)):
+        raise ConfigurationError(f"{what} {value!r}: expected an IPv4 or IPv6 address")
+    return value
+
+
+def normalizePaths(paths) -> tuple[tuple[str, str | None, int | None], ...]:
+    """
+    Check extra-path descriptions; return ``(local_host, remote_host, remote_port)`` triples.
+
+    Each item is a local IP address, or a tuple of one to three items ``(local_host[,
+    remote_host[, remote_port]])``; a missing or ``None`` remote part means the server's.
+
+    :raises ConfigurationError: an item is malformed.
+    """
+    result = []
+    for item in paths:
+        parts = (item,) if isinstance(item, str) else tuple(item)
+        if not 1 <= len(parts) <= 3:
+            raise ConfigurationError(f"path {item!r}: expected (local, remote host, remote port)")
+        local, host, port = (parts + (None, None))[:3]
+        local = _ipLiteral("path local address", local)
+        if host is not None:
+            host = _ipLiteral("path remote address", host)
+        if port is not None and (type(port) is not int or not 1 <= port <= 65535):
+            raise ConfigurationError(f"path {item!r}: remote port must be 1..65535")
+        result.append((local, host, port))
+    return tuple(result)
+
+
+def _backupIndexes(backup, count: int) -> tuple[int, ...]:
+    indexes = tuple(sorted(set(backup)))
+    for index in indexes:
+        if type(index) is not int or not 0 <= index <= count:
+            raise ConfigurationError(f"backup path {index!r}: expected 0..{count}")
+    return indexes
 
 
 class _Attempt:
@@ -276,7 +360,8 @@ class _ClientConnection:
     ``state`` goes new → resolving → handshaking → ready → closing → dead.
     """
 
-    def __init__(self, reactor, host, port, config, bindAddress, entropy, key) -> None:
+    def __init__(self, reactor, host, port, config, bindAddress, entropy, key, paths=(),
+                 backup=()) -> None:
         self.reactor = reactor
         self.host = host
         self.port = port
@@ -284,6 +369,8 @@ class _ClientConnection:
         self.bindAddress = bindAddress
         self.entropy = entropy
         self.key = key
+        self.paths = paths
+        self.backup = backup
         self.state = "new"
         self.address: str | None = host if (isIPAddress(host) or isIPv6Address(host)) else None
         self.attempts: list[_Attempt] = []
@@ -347,8 +434,11 @@ class _ClientConnection:
         self.address = address
         self.state = "handshaking"
         interface, port = self.bindAddress or ("::" if isIPv6Address(address) else "", 0)
+        paths = [(local, (host or address, port or self.port))
+                 for local, host, port in self.paths]
         proto = KwikClientProtocol(self.reactor, self.config, (address, self.port),
-                                   entropy=self.entropy, owner=self)
+                                   entropy=self.entropy, owner=self, paths=paths,
+                                   backup=self.backup)
         try:
             self._udp = self.reactor.listenUDP(port, proto, interface=interface,
                                                maxPacketSize=MAX_DATAGRAM)
@@ -433,8 +523,10 @@ class _ClientConnection:
 
     def _stopPort(self) -> None:
         udp, self._udp = self._udp, None
-        d = defer.maybeDeferred(udp.stopListening) if udp is not None else defer.succeed(None)
-        d.addBoth(self._portStopped)
+        stops = [defer.maybeDeferred(udp.stopListening)] if udp is not None else []
+        if self.proto is not None:
+            stops.append(self.proto.stopSockets())
+        defer.gatherResults(stops, consumeErrors=True).addBoth(self._portStopped)
 
     def _portStopped(self, result) -> None:
         _registry(_all, self.reactor, set()).discard(self)

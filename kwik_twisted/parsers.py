@@ -14,7 +14,12 @@ Everything is checked at parse time: an unknown or malformed argument raises
 and trust-root files are read and parsed here, so a missing or broken file is reported by name
 before anything listens or connects.  The PEM contents, not the paths, go into the
 :class:`~kwik_twisted.core.crypto.handshake.TlsConfig`.  The full argument table is in
-``docs/endpoints.rst``.  Heavy imports (cryptography, the core) happen inside the functions, so
+``docs/endpoints.rst``.
+
+Lists (``paths``, ``backup``, ``advertise``, a server's ``interface``) are comma-separated, since
+Twisted keeps only the last of repeated arguments.  An address with a port is ``HOST:PORT`` (the
+colon escaped, ``127.0.0.3\\:4434``) or ``[IPv6]:PORT``; a path is ``LOCAL`` or
+``LOCAL>REMOTE``.  Heavy imports (cryptography, the core) happen inside the functions, so
 the plugin module that instantiates these parsers stays cheap to import.
 """
 
@@ -42,7 +47,6 @@ MIN_DATAGRAM_SIZE = 1200
 
 _TRUE = frozenset({"yes", "true", "on", "1"})
 _FALSE = frozenset({"no", "false", "off", "0"})
-_SCHEDULER_NAME = re.compile(r"[a-z][a-z0-9_-]*\Z")
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", re.DOTALL)
 
 #: Arguments both sides accept, beyond their own.
@@ -55,10 +59,12 @@ COMMON_ARGUMENTS = (
     "mtu",
     "maxDatagramSize",
     "scheduler",
+    "maxPaths",
 )
 SERVER_ARGUMENTS = (
     "port",
     "interface",
+    "advertise",
     "privateKey",
     "certKey",
     "extraCertChain",
@@ -78,7 +84,12 @@ CLIENT_ARGUMENTS = (
     "bindAddress",
     "reuse",
     "insecure",
+    "paths",
+    "path",
+    "backup",
 ) + COMMON_ARGUMENTS
+#: The most paths a connection may be configured for.
+MAX_PATHS = 64
 
 
 # --------------------------------------------------------------------------
@@ -138,17 +149,86 @@ def _congestion(value: str) -> str:
 
 
 def _scheduler(value: str) -> str:
+    from kwik_twisted.core.paths.scheduler import available_schedulers
+
     name = value.strip().lower()
-    try:  # the path-scheduler registry, once the core has one
-        from kwik_twisted.core.paths.scheduler import available_schedulers  # type: ignore
-    except ImportError:
-        if not _SCHEDULER_NAME.match(name):
-            raise ConfigurationError(f"scheduler={value!r}: not a scheduler name") from None
-        return name
     known = available_schedulers()
     if name not in known:
         raise ConfigurationError(f"scheduler={value!r}: unknown; known: {', '.join(known)}")
     return name
+
+
+# --------------------------------------------------------------------------
+# Lists, addresses and paths.
+
+
+def _items(name: str, value: str) -> list[str]:
+    """The comma-separated items of ``value`` (none may be empty)."""
+    items = [item.strip() for item in value.split(",")]
+    if not all(items):
+        raise ConfigurationError(f"{name}={value!r}: empty item in the comma-separated list")
+    return items
+
+
+def _host_port(name: str, text: str, default_port: int | None) -> tuple[str, int | None]:
+    """``HOST``, ``HOST:PORT``, ``IPv6``, ``[IPv6]`` or ``[IPv6]:PORT``; the port may be absent."""
+    port: str | None = None
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ConfigurationError(f"{name}: {text!r} is not [ADDRESS] or [ADDRESS]:PORT")
+        port = rest[1:] if rest else None
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host = text
+    host = _ip_address(name, host)
+    if port is None:
+        return host, default_port
+    return host, _integer(f"{name} port in {text!r}", port, 1, 65535)
+
+
+def _paths(name: str, value: str) -> list[tuple[str, str | None, int | None]]:
+    """``LOCAL`` or ``LOCAL>REMOTE[:PORT]`` items: (local, remote host or None, port or None)."""
+    paths = []
+    for item in _items(name, value):
+        local, arrow, remote = item.partition(">")
+        local_host, local_port = _host_port(name, local, None)
+        if local_port is not None:
+            raise ConfigurationError(f"{name}: {item!r}: the local port is chosen by the system")
+        if not arrow:
+            paths.append((local_host, None, None))
+            continue
+        if not remote:
+            raise ConfigurationError(f"{name}: {item!r}: nothing after '>'")
+        paths.append((local_host, *_host_port(name, remote, None)))
+    return paths
+
+
+def _backup(value: str, count: int) -> tuple[int, ...]:
+    """Path numbers: 0 the handshake's path, 1.. the ``paths`` in order."""
+    return tuple(_integer("backup", item, 0, count) for item in _items("backup", value))
+
+
+def _advertise(value: str, port: int) -> tuple[tuple[str, int], ...]:
+    """``HOST[:PORT]`` items; a missing port is the listening port (which must not be 0)."""
+    addresses = []
+    for item in _items("advertise", value):
+        host, number = _host_port("advertise", item, port or None)
+        if number is None:
+            raise ConfigurationError(
+                f"advertise={item!r}: give the port (the server listens on port 0)"
+            )
+        addresses.append((host, number))
+    return tuple(addresses)
+
+
+def _interfaces(value: str) -> tuple[str, tuple[str, ...]]:
+    """The first listening address and the others."""
+    if not value:
+        return "", ()
+    addresses = [_ip_address("interface", item) for item in _items("interface", value)]
+    return addresses[0], tuple(addresses[1:])
 
 
 # --------------------------------------------------------------------------
@@ -279,6 +359,8 @@ def _connection_settings(kwargs: dict[str, str]) -> dict[str, Any]:
         fields["compression"] = _boolean("compression", kwargs.pop("compression"))
     if "maxStreams" in kwargs:
         fields["max_streams"] = _integer("maxStreams", kwargs.pop("maxStreams"), 1, 2**60)
+    if "maxPaths" in kwargs:
+        fields["max_paths"] = _integer("maxPaths", kwargs.pop("maxPaths"), 1, MAX_PATHS)
     size = _pop_one_of(kwargs, "mtu", "maxDatagramSize")
     if size is not None:
         fields["max_datagram_size"] = _integer(*size, MIN_DATAGRAM_SIZE, MAX_UDP_PAYLOAD)
@@ -342,20 +424,25 @@ def parse_server_arguments(*args: str, **kwargs: str) -> dict[str, Any]:
     Parse the arguments of a ``kwik:`` server string (after the prefix).
 
     :returns: the keyword arguments of :class:`~kwik_twisted.endpoints.KwikServerEndpoint`
-        besides the reactor: ``port``, ``interface`` and ``config``.
+        besides the reactor: ``port``, ``interface`` and ``config`` (``advertise`` goes to
+        ``config.advertise``), and ``extraInterfaces`` when ``interface`` lists several.
     :raises ConfigurationError: naming the argument (or file) that is unknown or unusable.
     """
     _positional(args, kwargs, ("port",), "server")
     if "port" not in kwargs:
         raise ConfigurationError("a kwik server endpoint needs a port (kwik:PORT:...)")
     port = _integer("port", kwargs.pop("port"), 0, 65535)
-    interface = kwargs.pop("interface", "")
-    if interface:
-        interface = _ip_address("interface", interface)
+    interface, extra = _interfaces(kwargs.pop("interface", ""))
+    advertise = kwargs.pop("advertise", None)
     tls = _server_tls(kwargs)
     settings = _connection_settings(kwargs)
+    if advertise is not None:
+        settings["advertise"] = _advertise(advertise, port)
     _reject_unknown(kwargs, "server", SERVER_ARGUMENTS)
-    return {"port": port, "interface": interface, "config": _config(tls, settings)}
+    result = {"port": port, "interface": interface, "config": _config(tls, settings)}
+    if extra:
+        result["extraInterfaces"] = extra
+    return result
 
 
 def _client_certificate(kwargs: dict[str, str]) -> tuple[bytes | None, bytes | None]:
@@ -396,7 +483,7 @@ def parse_client_arguments(*args: str, **kwargs: str) -> dict[str, Any]:
 
     :returns: the keyword arguments of :class:`~kwik_twisted.endpoints.KwikClientEndpoint`
         besides the reactor: ``host``, ``port``, ``config``, ``timeout``, ``bindAddress``
-        and ``reuse``.
+        and ``reuse``, and ``paths`` and ``backup`` when given.
     :raises ConfigurationError: naming the argument (or file) that is unknown or unusable.
     """
     _positional(args, kwargs, ("host", "port"), "client")
@@ -409,17 +496,31 @@ def parse_client_arguments(*args: str, **kwargs: str) -> dict[str, Any]:
     bind = kwargs.pop("bindAddress", None)
     bind_address = None if bind is None else (_ip_address("bindAddress", bind), 0)
     reuse = _boolean("reuse", kwargs.pop("reuse", "yes"))
+    named = _pop_one_of(kwargs, "paths", "path")
+    paths = [] if named is None else _paths(*named)
+    backup = _backup(kwargs.pop("backup"), len(paths)) if "backup" in kwargs else ()
     tls = _client_tls(host, kwargs)
     settings = _connection_settings(kwargs)
     _reject_unknown(kwargs, "client", CLIENT_ARGUMENTS)
-    return {
+    config = _config(tls, settings)
+    if len(paths) >= config.max_paths:
+        raise ConfigurationError(
+            f"paths: {len(paths)} extra paths and the handshake's make more than maxPaths="
+            f"{config.max_paths}"
+        )
+    result = {
         "host": host,
         "port": port,
-        "config": _config(tls, settings),
+        "config": config,
         "timeout": timeout,
         "bindAddress": bind_address,
         "reuse": reuse,
     }
+    if paths:
+        result["paths"] = paths
+    if backup:
+        result["backup"] = backup
+    return result
 
 
 @implementer(IPlugin, IStreamServerEndpointStringParser)

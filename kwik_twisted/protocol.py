@@ -18,6 +18,16 @@ client opens becomes a protocol from the listening factory.  A client connection
 that an ICMP "port unreachable" fails the handshake at once (``ConnectionRefusedError``) instead of
 waiting for the timeout.
 
+Multipath.  A port protocol may own more sockets (:class:`PathSocket`), each bound to one local
+address: a client binds one per extra path (connected to that path's server address) and opens the
+paths once the handshake completed; a server may listen on several addresses with one port number,
+all feeding one dispatcher.  Every datagram reaches the core with the local address of the socket
+it arrived on, and each datagram the core returns leaves through the socket whose local address is
+the path's.  A socket bound to a wildcard address reports that address (``0.0.0.0``): the kernel
+then picks the source address of replies, so a multihomed server should bind each of its addresses
+instead (``docs/endpoints.rst``, "Multipath").  Path events reach the stream protocols that provide
+:class:`~kwik_twisted.interfaces.IKwikConnectionObserver`.
+
 Exceptions.  The core raises nothing a peer can provoke (it turns protocol errors into
 CONNECTION_CLOSE), so any exception escaping it here is a bug: it is logged with its traceback and
 ends that one connection (INTERNAL_ERROR), never the port or its other connections.
@@ -28,7 +38,7 @@ from __future__ import annotations
 import socket
 from functools import partial
 
-from twisted.internet import error
+from twisted.internet import defer, error
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
@@ -37,11 +47,12 @@ from twisted.python.failure import Failure
 from .core.connection import BURST_LIMIT, Connection
 from .core.crypto.handshake import TlsSession, make_context
 from .core.dispatcher import ServerDispatcher
-from .errors import DroppedPacket, ErrorCode, StreamStateError
+from .errors import ConfigurationError, DroppedPacket, ErrorCode, StreamStateError
 from .events import (
     ConnectionTerminated,
     HandshakeCompleted,
     PathEvent,
+    PathValidated,
     StopSendingReceived,
     StreamClosed,
     StreamDataReceived,
@@ -49,6 +60,7 @@ from .events import (
     StreamReset,
     StreamWritable,
 )
+from .interfaces import IKwikConnectionObserver
 from .transport import KwikStreamTransport
 from .wire import peek_dcid
 
@@ -58,6 +70,8 @@ FLUSH_ROUNDS = 8
 SOCKET_BUFFER = 4 * 1024 * 1024
 #: Code of the RESET_STREAM / STOP_SENDING a refused or aborted stream gets.
 STREAM_ABORTED = 0
+#: The largest datagram our UDP ports read.
+MAX_DATAGRAM = 65535
 
 log = Logger()
 
@@ -95,9 +109,11 @@ class KwikConnection:
     """
     The glue of one Kwik connection: the core connection, its stream transports and its timer.
 
-    :param owner: the port protocol; it provides ``sendDatagram(data, addr)``, ``hostAddress()``,
-        ``streamOpenedByPeer(conn, stream_id)``, ``handshakeCompleted(conn)``,
-        ``connectionTerminated(conn, event)``, ``connectionGone(conn)`` and ``streamsIdle(conn)``.
+    :param owner: the port protocol; it provides ``sendDatagram(data, local, remote)``,
+        ``hostAddress()``, ``openPath(localHost, remote)``, ``streamOpenedByPeer(conn, stream_id)``,
+        ``handshakeCompleted(conn)``, ``pathChanged(conn, event)``,
+        ``connectionTerminated(conn, event)``,
+        ``connectionGone(conn)`` and ``streamsIdle(conn)``.
     :ivar transports: the stream transports still connected to a protocol, by stream ID.
     :ivar liveStreams: IDs of the streams the core still keeps (connected or closing).
     :ivar terminated: the :class:`ConnectionTerminated` event, once the connection ended.
@@ -179,8 +195,8 @@ class KwikConnection:
         now = self.reactor.seconds()
         for _ in range(FLUSH_ROUNDS):
             out = self.core.datagrams_to_send(now=now)
-            for data, _local, remote in out:
-                send(data, remote)
+            for data, local, remote in out:
+                send(data, local, remote)
             if len(out) < BURST_LIMIT:
                 return False
         return True
@@ -213,9 +229,22 @@ class KwikConnection:
             if handler is not None:
                 handler(self, event)
             elif isinstance(event, PathEvent):
-                log.info("Kwik path {path_id} {event}: {local} <-> {remote}",
-                         path_id=event.path_id, event=type(event).__name__,
-                         local=event.local_addr, remote=event.remote_addr)
+                self._onPathEvent(event)
+
+    def _onPathEvent(self, event: PathEvent) -> None:
+        """Log a path event and hand it to every stream protocol observing the connection."""
+        log.info("Kwik path {path_id} {event}: {local} <-> {remote}",
+                 path_id=event.path_id, event=type(event).__name__,
+                 local=event.local_addr, remote=event.remote_addr)
+        self.owner.pathChanged(self, event)
+        for transport in list(self.transports.values()):
+            protocol = transport.protocol
+            if not IKwikConnectionObserver.providedBy(protocol) or transport.disconnected:
+                continue
+            try:
+                protocol.pathEvent(event)
+            except Exception:
+                log.failure("pathEvent of {protocol} failed", Failure(), protocol=protocol)
 
     def _onHandshake(self, event: HandshakeCompleted) -> None:
         log.debug("Kwik handshake complete ({cipher})", cipher=event.cipher)
@@ -298,6 +327,57 @@ class KwikConnection:
         """Let ``transport`` feed its protocol or pull its producer on the next turn."""
         self._pulls.add(transport)
         self.scheduleTurn()
+
+    # -- paths ---------------------------------------------------------------------------
+
+    def pathMetrics(self) -> dict:
+        """
+        A snapshot of every live path's metrics, by path ID (the core's ``path_metrics()``).
+
+        :returns: ``{path_id: PathMetrics}`` (smoothed RTT, bandwidth, loss rate, congestion
+            window and bytes in flight, ...; see :mod:`kwik_twisted.core.paths.metrics`).
+        """
+        return self.core.path_metrics()
+
+    def openPath(self, localHost: str, remote: tuple | None = None) -> int:
+        """
+        Open another path (client only): bind a UDP socket to ``localHost`` and open a path from
+        it to ``remote`` (default: the server's address).  Returns the path ID; the path carries
+        data once validated (``PathValidated``).
+
+        :raises ConfigurationError: on a server, on a closed connection, or when ``max_paths``
+            paths exist already.
+        :raises CannotListenError: ``localHost`` cannot be bound.
+        """
+        if self.dead or self.core.is_closed:
+            raise ConfigurationError("the Kwik connection is closed")
+        path_id = self.owner.openPath(localHost, remote)
+        self.scheduleTurn()
+        return path_id
+
+    def setPathBackup(self, pathId: int, backup: bool = True) -> None:
+        """
+        Make a path a backup (used only while no other path works), or a primary again.
+
+        :raises ConfigurationError: no such path.
+        """
+        self._checkPath(pathId)
+        self.core.set_path_backup(pathId, backup)
+        self.scheduleTurn()
+
+    def abandonPath(self, pathId: int) -> None:
+        """
+        Stop using a path for good (PATH_ABANDON); its data moves to the other paths.
+
+        :raises ConfigurationError: no such path.
+        """
+        self._checkPath(pathId)
+        self.core.abandon_path(pathId)
+        self.scheduleTurn()
+
+    def _checkPath(self, pathId: int) -> None:
+        if pathId not in self.core.paths:
+            raise ConfigurationError(f"no path {pathId} (paths: {sorted(self.core.paths)})")
 
     # -- the calls transports make (a stream already gone is not an error) -----------------
 
@@ -408,21 +488,104 @@ _HANDLERS = {
 }
 
 
+def _write(transport, connected: tuple | None, data: bytes, remote: tuple) -> None:
+    """Send one datagram; a failing send is a lost packet, which recovery handles."""
+    try:
+        if connected is None:
+            transport.write(data, remote)
+        elif remote == connected:
+            transport.write(data)
+        else:
+            log.debug("Kwik datagram to {addr} not sent: the socket is connected to {other}",
+                      addr=remote, other=connected)
+    except (OSError, error.MessageLengthError) as e:
+        log.debug("Kwik datagram to {addr} not sent: {error}", addr=remote, error=e)
+
+
+class PathSocket(DatagramProtocol):
+    """
+    One more UDP socket of a port protocol, bound to one local address.
+
+    Its datagrams reach the owner's ``datagramReceivedOn(local, data, addr)`` with the socket's own
+    local address.  Given ``remote``, the socket is connected to it (it then hears only that
+    address; an ICMP "port unreachable" is logged and left to path validation to notice).
+    """
+
+    def __init__(self, owner, remote: tuple | None = None) -> None:
+        self.owner = owner
+        self.remote = remote
+        self.local: tuple = ("", 0)
+
+    def startProtocol(self) -> None:
+        """Learn the bound address; connect; enlarge the socket buffers."""
+        host = self.transport.getHost()
+        self.local = (host.host, host.port)
+        if self.remote is not None:
+            self.transport.connect(*self.remote)
+        enlarge_buffers(self.transport)
+
+    def datagramReceived(self, data: bytes, addr: tuple) -> None:
+        """Hand the datagram to the owner with our local address."""
+        self.owner.datagramReceivedOn(self.local, data, addr)
+
+    def connectionRefused(self) -> None:
+        """Nothing listens at ``remote``: the path will not validate (the core decides)."""
+        log.debug("Kwik path socket {local}: {remote} refused", local=self.local,
+                  remote=self.remote)
+
+    def send(self, data: bytes, remote: tuple) -> None:
+        """Send ``data`` to ``remote`` (which must be the connected address, if any)."""
+        _write(self.transport, self.remote, data, remote)
+
+
 class _PortMixin:
-    """What server and client ports share: sending datagrams and the local address."""
+    """
+    What server and client ports share: their sockets, sending datagrams and the local address.
+
+    The protocol's own UDP port is the main socket; :meth:`bindSocket` adds more.
+    """
 
     transport = None
-    _connectedUDP = False
+    reactor = None
+    #: The extra sockets, by local address (each protocol's constructor makes its own dict).
+    sockets: dict[tuple, PathSocket]
+    #: The address the main socket is connected to (client), or ``None``.
+    _connectedTo: tuple | None = None
+    _local: tuple = ("", 0)
 
-    def sendDatagram(self, data: bytes, addr: tuple) -> None:
-        """Send one datagram; a failing send is a lost packet, which recovery handles."""
-        try:
-            if self._connectedUDP:
-                self.transport.write(data)
-            else:
-                self.transport.write(data, addr)
-        except (OSError, error.MessageLengthError) as e:
-            log.debug("Kwik datagram to {addr} not sent: {error}", addr=addr, error=e)
+    def bindSocket(self, interface: str, port: int = 0, remote: tuple | None = None) -> PathSocket:
+        """
+        Bind one more UDP socket to ``interface`` (and ``port``; 0 picks one).
+
+        :raises CannotListenError: the address cannot be bound.
+        """
+        sock = PathSocket(self, remote)
+        self.reactor.listenUDP(port, sock, interface=interface, maxPacketSize=MAX_DATAGRAM)
+        self.sockets[sock.local] = sock
+        return sock
+
+    def stopSockets(self) -> defer.Deferred:
+        """Stop every extra socket; fire when they are all stopped."""
+        sockets = list(self.sockets.values())
+        self.sockets.clear()
+        return defer.gatherResults(
+            [defer.maybeDeferred(sock.transport.stopListening) for sock in sockets
+             if sock.transport is not None],
+            consumeErrors=True,
+        )
+
+    def sendDatagram(self, data: bytes, local: tuple, remote: tuple) -> None:
+        """Send one datagram from the socket bound to ``local`` (the main socket by default)."""
+        sockets = self.sockets
+        sock = sockets.get(local) if sockets else None
+        if sock is not None:
+            sock.send(data, remote)
+        else:
+            _write(self.transport, self._connectedTo, data, remote)
+
+    def datagramReceived(self, data: bytes, addr: tuple) -> None:
+        """A datagram on the main socket."""
+        self.datagramReceivedOn(self._local, data, addr)
 
     def hostAddress(self) -> IPv4Address | IPv6Address:
         """The local UDP address."""
@@ -433,6 +596,8 @@ class _PortMixin:
 class KwikServerProtocol(_PortMixin, DatagramProtocol):
     """
     A listening UDP port: many connections, each stream a protocol from ``factory``.
+
+    More local addresses (same dispatcher, same connections) are added with :meth:`bindSocket`.
 
     :raises ConfigurationError: (from the constructor) the TLS configuration is unusable.
     """
@@ -446,7 +611,8 @@ class KwikServerProtocol(_PortMixin, DatagramProtocol):
             tls_factory=partial(_serverSession, context),
         )
         self.connections: dict[Connection, KwikConnection] = {}
-        self._local: tuple = ("", 0)
+        self._local = ("", 0)
+        self.sockets = {}
 
     def startProtocol(self) -> None:
         """Remember our address; enlarge the socket buffers."""
@@ -454,7 +620,7 @@ class KwikServerProtocol(_PortMixin, DatagramProtocol):
         self._local = (host.host, host.port)
         enlarge_buffers(self.transport)
 
-    def datagramReceived(self, data: bytes, addr: tuple) -> None:
+    def datagramReceivedOn(self, local: tuple, data: bytes, addr: tuple) -> None:
         """Route a datagram to its connection (or let the dispatcher accept a new one)."""
         try:
             dcid = peek_dcid(data)
@@ -464,10 +630,10 @@ class KwikServerProtocol(_PortMixin, DatagramProtocol):
         if core is not None:
             glue = self.connections.get(core)
             if glue is not None:
-                glue.receive(data, self._local, addr)
+                glue.receive(data, local, addr)
             return
         try:
-            self.dispatcher.receive_datagram(data, self._local, addr, now=self.reactor.seconds())
+            self.dispatcher.receive_datagram(data, local, addr, now=self.reactor.seconds())
         except Exception:
             log.failure("Kwik server failed to accept a connection from {addr}", addr=addr)
             core = self.dispatcher.connections.get(dcid)
@@ -485,6 +651,10 @@ class KwikServerProtocol(_PortMixin, DatagramProtocol):
 
     # -- owner interface ----------------------------------------------------------------
 
+    def openPath(self, localHost: str, remote: tuple | None) -> int:
+        """Only clients open paths."""
+        raise ConfigurationError("only a Kwik client opens paths; the server accepts them")
+
     def streamOpenedByPeer(self, conn: KwikConnection, stream_id: int) -> None:
         """A client opened a stream: build a protocol for it."""
         addr = ip_address(conn.core.paths[min(conn.core.paths)].remote_addr)
@@ -500,6 +670,9 @@ class KwikServerProtocol(_PortMixin, DatagramProtocol):
 
     def handshakeCompleted(self, conn: KwikConnection) -> None:
         """Nothing to do: streams arrive by themselves."""
+
+    def pathChanged(self, conn: KwikConnection, event: PathEvent) -> None:
+        """Nothing to do: the core accepts and manages the client's paths."""
 
     def connectionTerminated(self, conn: KwikConnection, event: ConnectionTerminated) -> None:
         """Nothing to do: the core drains, then :meth:`connectionGone` runs."""
@@ -531,20 +704,29 @@ class KwikClientProtocol(_PortMixin, DatagramProtocol):
 
     :param owner: told ``handshakeCompleted()``, ``connectionFailed(failure)`` (before the handshake
         completed), ``terminated()`` (after), ``idle()`` (no streams left) and ``gone()``.
+    :param paths: extra paths, ``(local_host, (remote_host, remote_port))`` each: :meth:`start`
+        binds a socket for each, and the paths open when the handshake completed.
+    :param backup: indexes of the paths to mark backup: 0 is the handshake's path, 1 the first of
+        ``paths``, and so on.
     """
 
-    _connectedUDP = True
-
-    def __init__(self, reactor, config, remote: tuple, *, entropy, owner) -> None:
+    def __init__(self, reactor, config, remote: tuple, *, entropy, owner, paths=(),
+                 backup=()) -> None:
         self.reactor = reactor
         self.config = config
         self.remote = remote
+        self._connectedTo = remote
         self.entropy = entropy
         self.owner = owner
         self.connection: KwikConnection | None = None
         self.handshaken = False
         self._refused = None
-        self._local: tuple = ("", 0)
+        self._local = ("", 0)
+        self._plannedPaths = tuple(paths)
+        self._backup = tuple(backup)
+        self._planned: list[PathSocket] = []
+        self._backupOnValidation: set[int] = set()
+        self.sockets = {}
 
     def startProtocol(self) -> None:
         """Connect the socket to the server's address (ICMP errors then reach us)."""
@@ -552,9 +734,15 @@ class KwikClientProtocol(_PortMixin, DatagramProtocol):
         enlarge_buffers(self.transport)
 
     def start(self) -> None:
-        """Create the core connection and send the ClientHello."""
+        """
+        Bind the extra paths' sockets, create the core connection and send the ClientHello.
+
+        :raises CannotListenError: an extra path's local address cannot be bound.
+        """
         host = self.transport.getHost()
         self._local = (host.host, host.port)
+        for local_host, remote in self._plannedPaths:
+            self._planned.append(self.bindSocket(local_host, 0, remote))
         core = Connection.client(
             self.config, local_addr=self._local, remote_addr=self.remote,
             entropy=self.entropy, now=self.reactor.seconds(),
@@ -562,10 +750,10 @@ class KwikClientProtocol(_PortMixin, DatagramProtocol):
         self.connection = KwikConnection(self.reactor, core, self)
         self.connection.service()
 
-    def datagramReceived(self, data: bytes, addr: tuple) -> None:
+    def datagramReceivedOn(self, local: tuple, data: bytes, addr: tuple) -> None:
         """Feed the connection."""
         if self.connection is not None:
-            self.connection.receive(data, self._local, addr)
+            self.connection.receive(data, local, addr)
 
     def connectionRefused(self) -> None:
         """ICMP port unreachable: fatal during the handshake (reported on the next turn)."""
@@ -585,6 +773,37 @@ class KwikClientProtocol(_PortMixin, DatagramProtocol):
         if self._refused is not None and self._refused.active():
             self._refused.cancel()
 
+    # -- paths ---------------------------------------------------------------------------
+
+    def openPath(self, localHost: str, remote: tuple | None) -> int:
+        """Bind a socket to ``localHost`` and open a path from it to ``remote`` (or the server)."""
+        remote = tuple(remote) if remote is not None else self.remote
+        sock = self.bindSocket(localHost, 0, remote)
+        return self._openOn(sock)
+
+    def _openOn(self, sock: PathSocket) -> int:
+        try:
+            return self.connection.core.open_path(sock.local, sock.remote)
+        except ValueError as e:
+            del self.sockets[sock.local]
+            sock.transport.stopListening()
+            raise ConfigurationError(f"cannot open a path from {sock.local[0]}: {e}") from None
+
+    def _openPlanned(self) -> None:
+        """The handshake completed: open the endpoint's extra paths, mark the backups."""
+        ids = [0]
+        planned, self._planned = self._planned, []
+        for sock in planned:
+            try:
+                ids.append(self._openOn(sock))
+            except ConfigurationError as e:
+                log.warn("Kwik path not opened: {error}", error=e)
+        for index in self._backup:
+            if index < len(ids):
+                self.connection.core.set_path_backup(ids[index], True)
+                if index:
+                    self._backupOnValidation.add(ids[index])
+
     # -- owner interface ----------------------------------------------------------------
 
     def streamOpenedByPeer(self, conn: KwikConnection, stream_id: int) -> None:
@@ -592,9 +811,22 @@ class KwikClientProtocol(_PortMixin, DatagramProtocol):
         conn.refuseStream(stream_id)
 
     def handshakeCompleted(self, conn: KwikConnection) -> None:
-        """Tell the endpoint the connection is usable."""
+        """Tell the endpoint the connection is usable (its streams connect), then open paths."""
         self.handshaken = True
         self.owner.handshakeCompleted()
+        if not conn.dead:
+            self._openPlanned()
+
+    def pathChanged(self, conn: KwikConnection, event: PathEvent) -> None:
+        """
+        A backup path validated: tell the server again that it is a backup.
+
+        The PATH_STATUS sent when the path opened may have reached the server before the path's
+        first packet did, and a server ignores the status of a path it does not know yet.
+        """
+        if isinstance(event, PathValidated) and event.path_id in self._backupOnValidation:
+            self._backupOnValidation.discard(event.path_id)
+            conn.core.set_path_backup(event.path_id, True)
 
     def connectionTerminated(self, conn: KwikConnection, event: ConnectionTerminated) -> None:
         """Fail the handshake, or tell the endpoint the connection may not be reused."""
@@ -628,6 +860,6 @@ def handshake_error(event: ConnectionTerminated) -> error.ConnectError:
 
 
 __all__ = [
-    "KwikClientProtocol", "KwikConnection", "KwikHandshakeError", "KwikServerProtocol",
-    "handshake_error", "ip_address",
+    "MAX_DATAGRAM", "KwikClientProtocol", "KwikConnection", "KwikHandshakeError",
+    "KwikServerProtocol", "PathSocket", "handshake_error", "ip_address",
 ]

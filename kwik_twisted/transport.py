@@ -141,8 +141,12 @@ class KwikStreamTransport:
         The Kwik connection this stream belongs to (a
         :class:`kwik_twisted.protocol.KwikConnection`).
 
-        Its ``core`` attribute is the sans-I/O :class:`~kwik_twisted.core.connection.Connection`,
-        whose ``paths`` and ``stats`` an application may read to observe the transport.
+        Its ``pathMetrics()`` gives each path's metrics (RTT, bandwidth, loss, congestion
+        window...), ``openPath()``, ``setPathBackup()`` and ``abandonPath()`` manage paths (a
+        client's), and its ``core`` attribute is the sans-I/O
+        :class:`~kwik_twisted.core.connection.Connection`, whose ``paths`` and ``stats`` an
+        application may read to observe the transport.  A protocol providing
+        :class:`~kwik_twisted.interfaces.IKwikConnectionObserver` is told of every path event.
         """
         return self._conn
 

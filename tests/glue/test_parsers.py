@@ -96,7 +96,7 @@ class Assertions(SynchronousTestCase):
     def client(self, *args: str, **kwargs: str) -> dict[str, Any]:
         return parse_client_arguments(*args, **kwargs)
 
-    def assertRefused(self, name: str, call: Any, *args: Any, **kwargs: Any) -> str:
+    def assertRefused(self, name: str, call: Any, /, *args: Any, **kwargs: Any) -> str:
         """``call`` raises a ConfigurationError (a ValueError) whose message names ``name``."""
         with self.assertRaises(ConfigurationError) as caught:  # kwargs may hold any name
             call(*args, **kwargs)
@@ -377,7 +377,7 @@ class CommonArgumentTests(Assertions):
             self.client(host="h", port="1", **kwargs)["config"],
         ]
 
-    def refusedByBoth(self, name: str, **kwargs: str) -> None:
+    def refusedByBoth(self, name: str, /, **kwargs: str) -> None:
         self.assertRefused(name, self.server, "1", **kwargs)
         self.assertRefused(name, self.client, host="h", port="1", **kwargs)
 
@@ -445,6 +445,140 @@ class CommonArgumentTests(Assertions):
         if name in SERVER_ARGUMENTS or name in CLIENT_ARGUMENTS:
             return
         self.refusedByBoth(name, **{name: "1"})
+
+
+class MultipathArgumentTests(Assertions):
+    """``paths``, ``backup``, ``maxPaths``, ``advertise``, several ``interface`` addresses and a
+    checked ``scheduler``."""
+
+    def paths(self, value: str, **kwargs: str) -> Any:
+        return self.client(host="h", port="1", paths=value, **kwargs)["paths"]
+
+    def test_a_path_is_a_local_address_to_the_same_server(self) -> None:
+        """``paths=127.0.0.2`` is one extra path from 127.0.0.2 to the server's own address."""
+        self.assertEqual(self.paths("127.0.0.2"), [("127.0.0.2", None, None)])
+        self.assertEqual(
+            self.client(host="h", port="1", path="127.0.0.2")["paths"], [("127.0.0.2", None, None)]
+        )
+
+    def test_paths_are_comma_separated_and_may_name_another_remote(self) -> None:
+        """``LOCAL>REMOTE:PORT``, ``LOCAL>REMOTE`` and IPv6 in brackets or bare all parse."""
+        self.assertEqual(
+            self.paths("127.0.0.2,127.0.0.4>127.0.0.3:4434, 127.0.0.5>127.0.0.3", maxPaths="8"),
+            [
+                ("127.0.0.2", None, None),
+                ("127.0.0.4", "127.0.0.3", 4434),
+                ("127.0.0.5", "127.0.0.3", None),
+            ],
+        )
+        self.assertEqual(
+            self.paths("[::2]>[::1]:4434,::3>::1"), [("::2", "::1", 4434), ("::3", "::1", None)]
+        )
+
+    def test_no_paths_means_no_paths_key(self) -> None:
+        """Without ``paths`` the endpoint gets no ``paths`` or ``backup`` argument at all."""
+        result = self.client(host="h", port="1")
+        self.assertNotIn("paths", result)
+        self.assertNotIn("backup", result)
+
+    def test_bad_paths_are_refused(self) -> None:
+        """Host names, local ports, empty items, bad ports and a dangling '>' are refused."""
+        for bad in (
+            "example.com",
+            "127.0.0.2:5000",
+            "127.0.0.2,,127.0.0.3",
+            "127.0.0.2>",
+            "127.0.0.2>127.0.0.3:0",
+            "127.0.0.2>127.0.0.3:http",
+            "127.0.0.2>host.example:4434",
+            "[::2",
+            "[::2]x",
+        ):
+            self.assertRefused("paths", self.paths, bad)
+        self.assertRefused("path", self.client, host="h", port="1", path="nonsense")
+        self.assertRefused(
+            "paths", self.client, host="h", port="1", path="127.0.0.2", paths="127.0.0.3"
+        )
+
+    def test_more_paths_than_max_paths_are_refused(self) -> None:
+        """The handshake's path plus the extra ones may not exceed ``maxPaths`` (default 4)."""
+        self.assertEqual(len(self.paths("127.0.0.2,127.0.0.3,127.0.0.4")), 3)
+        self.assertRefused("maxPaths", self.paths, "127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5")
+        self.assertRefused("maxPaths", self.paths, "127.0.0.2", maxPaths="1")
+        self.assertEqual(len(self.paths("127.0.0.2", maxPaths="2")), 1)
+
+    def test_max_paths_is_a_setting_of_both_sides(self) -> None:
+        """``maxPaths=N`` sets ConnectionConfig.max_paths; 0, 65 and words are refused."""
+        for side in (self.server("1", maxPaths="8"), self.client(host="h", port="1", maxPaths="8")):
+            self.assertEqual(side["config"].max_paths, 8)
+        for bad in ("0", "65", "many"):
+            self.assertRefused("maxPaths", self.server, "1", maxPaths=bad)
+            self.assertRefused("maxPaths", self.client, host="h", port="1", maxPaths=bad)
+
+    def test_backup_names_path_numbers(self) -> None:
+        """``backup=1`` marks the first extra path; ``0`` is the handshake's; lists allowed."""
+        result = self.client(host="h", port="1", paths="127.0.0.2,127.0.0.3", backup="2,0")
+        self.assertEqual(result["backup"], (2, 0))
+        self.assertEqual(
+            self.client(host="h", port="1", paths="127.0.0.2", backup="1")["backup"], (1,)
+        )
+
+    def test_bad_backup_is_refused(self) -> None:
+        """A path number beyond the paths given, a negative one or a word is refused."""
+        for bad in ("2", "-1", "one", "1,"):
+            self.assertRefused(
+                "backup", self.client, host="h", port="1", paths="127.0.0.2", backup=bad
+            )
+        self.assertRefused("backup", self.client, host="h", port="1", backup="1")
+
+    def test_advertise_sets_the_advertised_addresses(self) -> None:
+        """``advertise=HOST:PORT`` (a list) fills config.advertise; a bare host takes our port."""
+        config = self.server("4433", advertise="192.0.2.7:4434,[2001:db8::1]:443")["config"]
+        self.assertEqual(config.advertise, (("192.0.2.7", 4434), ("2001:db8::1", 443)))
+        config = self.server("4433", advertise="192.0.2.7")["config"]
+        self.assertEqual(config.advertise, (("192.0.2.7", 4433),))
+        self.assertEqual(self.server("4433")["config"].advertise, ())
+
+    def test_bad_advertise_is_refused(self) -> None:
+        """Host names, bad ports, a bare host on port 0 and a client-side advertise are refused."""
+        for bad in ("example.com:4433", "192.0.2.7:0", "192.0.2.7:99999", "192.0.2.7,"):
+            self.assertRefused("advertise", self.server, "4433", advertise=bad)
+        self.assertRefused("advertise", self.server, "0", advertise="192.0.2.7")
+        self.assertRefused("advertise", self.client, host="h", port="1", advertise="192.0.2.7:1")
+
+    def test_several_interfaces(self) -> None:
+        """``interface=A,B`` listens on A, with B as an extra interface; each must be an IP."""
+        result = self.server("4433", interface="127.0.0.1,127.0.0.3")
+        self.assertEqual(result["interface"], "127.0.0.1")
+        self.assertEqual(result["extraInterfaces"], ("127.0.0.3",))
+        self.assertNotIn("extraInterfaces", self.server("4433", interface="127.0.0.1"))
+        self.assertRefused("interface", self.server, "4433", interface="127.0.0.1,localhost")
+        self.assertRefused("interface", self.server, "4433", interface="127.0.0.1,")
+
+    def test_scheduler_must_be_registered(self) -> None:
+        """Every registered scheduler name is accepted (any case); a well-formed unknown is not."""
+        from kwik_twisted.core.paths.scheduler import available_schedulers
+
+        for name in available_schedulers():
+            for side in (self.server("1", scheduler=name.upper()),
+                         self.client(host="h", port="1", scheduler=name)):
+                self.assertEqual(side["config"].scheduler, name)
+        message = self.assertRefused("scheduler", self.client, host="h", port="1",
+                                     scheduler="round-robin")
+        self.assertIn("lowest-rtt", message)
+
+    def test_paths_through_client_from_string(self) -> None:
+        """Through clientFromString, ``\\:`` escapes the port of a path's remote address."""
+        _, client = record_endpoints(self)
+        clientFromString(
+            MemoryReactor(),
+            "kwik:host=127.0.0.1:port=4433:paths=127.0.0.2,127.0.0.2>127.0.0.3\\:4434:backup=2",
+        )
+        ((_, kwargs),) = client.calls
+        self.assertEqual(
+            kwargs["paths"], [("127.0.0.2", None, None), ("127.0.0.2", "127.0.0.3", 4434)]
+        )
+        self.assertEqual(kwargs["backup"], (2,))
 
 
 # --------------------------------------------------------------------------
