@@ -20,6 +20,13 @@ A datagram sent from local address X to Y travels on the link ``(X', Y)`` where 
 X as seen through the host's NAT (X itself unless :meth:`Network.rebind` moved it).
 Without such a link, or when nobody owns the destination, it is counted ``unroutable``.
 
+Shared bottlenecks (:meth:`Network.add_bottleneck`, :meth:`Network.share`): the datagrams
+of every one-way link routed through a bottleneck first wait in its single drop-tail queue
+and are serialized at its single rate, in the order they were sent, whichever link they
+belong to; when one leaves the bottleneck it is *sent* on its own link (which then applies
+its own delay and impairments, and counts it), by a heap event at that time.  A drop at
+the bottleneck is counted in the bottleneck's stats and traced ``lost_bottleneck``.
+
 Livelock guard: a host's deadline is handled at most once per distinct simulated time;
 a host that asks again for a time already handled is deferred by :data:`EPSILON` and
 counted in ``stalled_deadlines``.  Nothing here reads a real clock or the global random
@@ -29,6 +36,7 @@ generator: all randomness is per-link :class:`random.Random` seeded from ``seed`
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 from heapq import heappop, heappush
@@ -40,6 +48,9 @@ from kwik_twisted.testing.links import Address, Link, LinkConfig, LinkStats, Tra
 
 EPSILON = 1e-6
 INFINITY = float("inf")
+#: The ``epoch`` of a heap event that hands a datagram from a bottleneck to its link.
+_HANDOFF = -1
+_BOTTLENECK_FIELDS = ("rate_bps", "queue_bytes", "delay")
 
 
 class StopReason(StrEnum):
@@ -68,6 +79,94 @@ class _Host:
         self.deferred = False
 
 
+class Bottleneck:
+    """
+    A rate and a drop-tail queue that several one-way links share (see :meth:`Network.share`).
+
+    Only ``rate_bps`` and ``queue_bytes`` of its :class:`LinkConfig` are used (``delay``
+    only through :meth:`LinkConfig.effective_queue_bytes`): propagation and the other
+    impairments belong to the links.  ``stats`` counts every datagram offered (``sent``),
+    handed on (``delivered``, ``bytes_delivered``) or dropped (``lost_queue``);
+    ``per_link`` the same per ``(src, dst)``.
+    """
+
+    __slots__ = ("name", "config", "stats", "per_link", "_heap", "_seq", "_owner",
+                 "_rate", "_limit", "_waiting", "_queued", "_busy_until")
+
+    def __init__(self, name: str, config: LinkConfig, *, owner: Any, heap: list,
+                 seq: count) -> None:
+        if config.rate_bps is None:
+            raise ConfigurationError(f"bottleneck {name!r} needs a rate_bps")
+        unused = {f.name for f in dataclasses.fields(config)} - set(_BOTTLENECK_FIELDS)
+        default = LinkConfig()
+        changed = sorted(n for n in unused if getattr(config, n) != getattr(default, n))
+        if changed:
+            raise ConfigurationError(
+                f"bottleneck {name!r} only has a rate and a queue; put {changed} on its links")
+        self.name = name
+        self.config = config
+        self.stats = LinkStats()
+        self.per_link: dict[tuple[Address, Address], LinkStats] = {}
+        self._owner = owner
+        self._heap = heap
+        self._seq = seq
+        self._rate = config.rate_bps
+        self._limit = config.effective_queue_bytes()
+        self._waiting: deque[tuple[float, int]] = deque()
+        self._queued = 0
+        self._busy_until = 0.0
+
+    def enter(self, link: Link, data: bytes, now: float) -> None:
+        """Queue ``data``, bound for ``link``, at ``now``; schedule its handoff or drop it."""
+        size = len(data)
+        stats = self.stats
+        flow = self.per_link[(link.src, link.dst)]
+        stats.sent += 1
+        flow.sent += 1
+        depart = self._serialize(now, size)
+        if depart < 0:
+            stats.lost_queue += 1
+            flow.lost_queue += 1
+            trace = self._owner.trace
+            if trace is not None:
+                trace(now, link.src, link.dst, size, "lost_bottleneck")
+            return
+        stats.delivered += 1
+        stats.bytes_delivered += size
+        flow.delivered += 1
+        flow.bytes_delivered += size
+        heappush(self._heap, (depart, next(self._seq), link, data, _HANDOFF))
+
+    def _serialize(self, now: float, size: int) -> float:
+        """When the datagram has been serialized, or -1 if the queue is full."""
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= now:
+            self._queued -= waiting.popleft()[1]
+        start = self._busy_until
+        if start > now:
+            if self._queued + size > self._limit:
+                return -1.0
+            waiting.append((start, size))
+            self._queued += size
+        else:
+            start = now
+        depart = self._busy_until = start + size * 8.0 / self._rate
+        return depart
+
+
+class _Shared:
+    """What :meth:`Network._poll` sends on for a link routed through a bottleneck."""
+
+    __slots__ = ("link", "bottleneck")
+
+    def __init__(self, link: Link, bottleneck: Bottleneck) -> None:
+        self.link = link
+        self.bottleneck = bottleneck
+
+    def transmit(self, data: bytes, now: float) -> None:
+        self.bottleneck.enter(self.link, data, now)
+
+
 class Network:
     """Hosts, one-way links between their addresses, and a simulated clock ``now``."""
 
@@ -83,6 +182,9 @@ class Network:
         self._inbound: dict[Address, tuple[_Host, Address]] = {}  # external -> (host, local)
         self._outbound: dict[Address, Address] = {}  # local -> external, rebound ones only
         self._links: dict[tuple[Address, Address], Link] = {}
+        # what a datagram for (src, dst) is handed to: the link, or its bottleneck's _Shared
+        self._senders: dict[tuple[Address, Address], Link | _Shared] = {}
+        self._bottlenecks: dict[str, Bottleneck] = {}
         self._next_host: _Host | None = None
         self._deadlines_dirty = True
 
@@ -113,7 +215,39 @@ class Network:
         link = Link(key[0], key[1], config, seed=self.seed, owner=self,
                     heap=self._heap, seq=self._seq)
         self._links[key] = link
+        self._senders[key] = link
         return link
+
+    def add_bottleneck(self, name: str, config: LinkConfig) -> Bottleneck:
+        """Create the shared bottleneck ``name`` (a rate and a drop-tail queue)."""
+        if name in self._bottlenecks:
+            raise ConfigurationError(f"a bottleneck {name!r} already exists")
+        bottleneck = Bottleneck(name, config, owner=self, heap=self._heap, seq=self._seq)
+        self._bottlenecks[name] = bottleneck
+        return bottleneck
+
+    def share(self, src: Address, dst: Address, name: str) -> None:
+        """Route the one-way link ``src -> dst`` through the bottleneck ``name``: its
+        datagrams queue there (with those of every other link routed through it) before
+        the link carries them.  A link goes through at most one bottleneck."""
+        link = self.link(src, dst)
+        key = (link.src, link.dst)
+        if isinstance(self._senders[key], _Shared):
+            raise ConfigurationError(f"the link {src!r} -> {dst!r} is already shared")
+        bottleneck = self.bottleneck(name)
+        bottleneck.per_link[key] = LinkStats()
+        self._senders[key] = _Shared(link, bottleneck)
+
+    def bottleneck(self, name: str) -> Bottleneck:
+        """The shared bottleneck called ``name``."""
+        try:
+            return self._bottlenecks[name]
+        except KeyError:
+            raise ConfigurationError(f"no bottleneck {name!r}") from None
+
+    def bottleneck_stats(self) -> dict[str, LinkStats]:
+        """A snapshot of every bottleneck's counters, keyed by name."""
+        return {name: dataclasses.replace(b.stats) for name, b in self._bottlenecks.items()}
 
     def link(self, src: Address, dst: Address) -> Link:
         """The one-way link ``src -> dst`` (assign its ``config`` to change it)."""
@@ -162,9 +296,16 @@ class Network:
         self._outbound[entry[1]] = new
         for (src, dst), link in list(self._links.items()):
             if src == old and (new, dst) not in self._links:
-                self._new_link(new, dst, link.config).up = link.up
+                self._copy_link(link, new, dst)
             if dst == old and (src, new) not in self._links:
-                self._new_link(src, new, link.config).up = link.up
+                self._copy_link(link, src, new)
+
+    def _copy_link(self, link: Link, src: Address, dst: Address) -> None:
+        """A new link like ``link`` (config, state, bottleneck) for a rebound address."""
+        self._new_link(src, dst, link.config).up = link.up
+        sender = self._senders[(link.src, link.dst)]
+        if isinstance(sender, _Shared):
+            self.share(src, dst, sender.bottleneck.name)
 
     # -- the event loop --------------------------------------------------------------
 
@@ -204,10 +345,12 @@ class Network:
             data()
             for state in self._hosts:
                 self._poll(state)
-        elif epoch != link.epoch:
-            link.record_loss(when, len(data), "lost_down")
-        else:
+        elif epoch == link.epoch:
             self._deliver(link, data, when)
+        elif epoch == _HANDOFF:
+            link.transmit(data, when)
+        else:
+            link.record_loss(when, len(data), "lost_down")
 
     def _deliver(self, link: Link, data: bytes, now: float) -> None:
         entry = self._inbound.get(link.dst)
@@ -234,15 +377,15 @@ class Network:
     def _poll(self, state: _Host) -> None:
         """Drain the host's datagrams onto the links, then re-read its deadline."""
         now = self.now
-        links = self._links
+        senders = self._senders
         outbound = self._outbound
         for data, local, remote in state.to_send(now=now):
             src = outbound.get(local, local) if outbound else local
-            link = links.get((src, remote))
-            if link is None:
+            sender = senders.get((src, remote))
+            if sender is None:
                 self._unroutable(now, src, remote, len(data))
             else:
-                link.transmit(data, now)
+                sender.transmit(data, now)
         deadline = state.query_deadline()
         due = INFINITY if deadline is None else (deadline if deadline > now else now)
         state.deferred = due <= state.last_fired
