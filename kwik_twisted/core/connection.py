@@ -54,13 +54,16 @@ from ..wire import (
     CID_LENGTH,
     FRAME_TYPE_STREAM,
     AckFrame,
+    AddAddressFrame,
     ConnectionCloseFrame,
     ControlType,
     Epoch,
     HandshakeDoneFrame,
     HandshakeFrame,
+    PathAbandonFrame,
     PathChallengeFrame,
     PathResponseFrame,
+    PathStatusFrame,
     StreamFrame,
     TransportParameter,
     TransportParametersFrame,
@@ -157,6 +160,12 @@ class Connection:
         self._early: list[tuple[bytes, tuple, tuple]] = []
         self._control: deque = deque()  # connection-level control frames (reliable)
         self._handshake_confirmed = False
+        self._replay_early = False
+        self._receiving_epoch = Epoch.INITIAL
+        #: The first sequence number sent on path 0 under application keys: an ACK that arrives
+        #: under (public) initial keys may acknowledge nothing from there on.
+        self._first_app_seq: int | None = None
+        self._peer_max_ack_delay = config.max_ack_delay
         self._peer_cid_learned = not is_client
         self._peer_params: dict[int, int] | None = None
         self._idle_timeout = config.idle_timeout
@@ -257,7 +266,7 @@ class Connection:
         ]
         rtt = RttEstimator(min(known) if known else cfg.initial_rtt)
         recovery = LossRecovery(
-            controller, rtt, max_ack_delay=cfg.max_ack_delay, handshake_confirmed=False
+            controller, rtt, max_ack_delay=self._peer_max_ack_delay, handshake_confirmed=False
         )
         pacer = Pacer(cwnd=controller.cwnd, srtt=0.0, max_datagram_size=cfg.max_datagram_size)
         path = Path(
@@ -447,7 +456,14 @@ class Connection:
     def _receive(self, data: bytes, local_addr: tuple, remote_addr: tuple, now: float) -> None:
         packet = decode_packet(data)
         header = packet.header
-        keys = self._initial_recv if header.epoch == Epoch.INITIAL else self._app_recv
+        if header.epoch == Epoch.INITIAL:
+            # Initial keys are public to anyone who saw the first datagram: once the handshake no
+            # longer needs them, nothing under them is believed (a forged CLOSE, ACK or rebinding).
+            if header.path_id != 0 or self._initial_retired():
+                raise DroppedPacket("initial-key packet after the handshake, or off path 0")
+            keys = self._initial_recv
+        else:
+            keys = self._app_recv
         if keys is None:
             # The client's first application packets (on any path) can overtake its Finished.
             if not self.is_client and len(self._early) < MAX_EARLY_PACKETS:
@@ -462,6 +478,9 @@ class Connection:
         if self.is_client and header.scid is not None and not self._peer_cid_learned:
             self.peer_cid = header.scid  # the server's own CID replaces our random first guess
             self._peer_cid_learned = True
+        if self.state is State.CLOSING or self.state is State.DRAINING:
+            self._close_pending = self.state is State.CLOSING  # answer with CLOSE again, no more
+            return
         self._on_authenticated(path, len(data), remote_addr, header, now)
         frames = decode_payload(
             plaintext,
@@ -470,12 +489,22 @@ class Connection:
             compression=header.compression,
             epoch=header.epoch,
         )
+        self._receiving_epoch = header.epoch
         eliciting = False
         for frame in frames:
             eliciting = self._on_frame(frame, path, now) or eliciting
         path.ack.on_received(header.seq, eliciting, now=now)
         if self.state is State.CLOSING:
             self._close_pending = True
+        if self._replay_early:
+            self._replay_early = False
+            early, self._early = self._early, []
+            for data, local_addr, remote_addr in early:
+                self.receive_datagram(data, local_addr, remote_addr, now=now)
+
+    def _initial_retired(self) -> bool:
+        """Whether initial-key packets are no longer accepted (the handshake is confirmed)."""
+        return self._handshake_confirmed
 
     def _new_peer_path(self, packet, keys, local_addr: tuple, remote_addr: tuple, now: float):
         """A packet names a path we do not know: accept it if it authenticates (server side)."""
@@ -493,12 +522,14 @@ class Connection:
     ) -> None:
         self._last_received = now
         path.last_activity = now
-        path.bytes_received += size
         path.packets_received += 1
-        if remote_addr != path.remote_addr and header.seq > path.ack.largest:
+        if (
+            remote_addr != path.remote_addr
+            and header.seq > path.ack.largest
+            and header.epoch == Epoch.APPLICATION
+        ):
             self._on_rebinding(path, remote_addr)
-        if header.epoch == Epoch.APPLICATION and not path.address_validated and path.id == 0:
-            path.address_validated = True  # only a client that saw our handshake has these keys
+        path.bytes_received += size
 
     def _on_rebinding(self, path: Path, remote_addr: tuple) -> None:
         """The peer's address changed (NAT rebinding): revalidate before trusting it."""
@@ -529,9 +560,18 @@ class Connection:
     def _on_ack(self, frame: AckFrame, path: Path, now: float) -> None:
         target = self.paths.get(frame.path_id)
         if target is None:
+            if frame.path_id < self.path_manager.next_path_id or (
+                frame.path_id <= self.path_manager.highest_peer_path
+            ):
+                return  # a path abandoned and forgotten: its late ACKs mean nothing now
             raise ProtocolViolation(f"ACK for unknown path {frame.path_id}")
+        ranges = frame.ranges
+        if self._receiving_epoch == Epoch.INITIAL and self._first_app_seq is not None:
+            ranges = _clip_ranges(ranges, self._first_app_seq)
+            if not ranges:
+                return
         recovery = target.recovery
-        result = recovery.on_ack_received(frame.ranges, frame.ack_delay / 1e6, now=now)
+        result = recovery.on_ack_received(ranges, frame.ack_delay / 1e6, now=now)
         acked = 0
         for packet in result.newly_acked:
             acked += packet.size
@@ -582,9 +622,7 @@ class Connection:
         cert = self.tls.peer_certificate
         subject = cert.subject.rfc4514_string() if cert is not None else None
         self._events.append(HandshakeCompleted(self.tls.alpn, self.tls.cipher, subject))
-        early, self._early = self._early, []
-        for data, local_addr, remote_addr in early:
-            self.receive_datagram(data, local_addr, remote_addr, now=now)
+        self._replay_early = True  # after the packet being processed, not inside its handler
 
     def _confirm_recovery(self) -> None:
         for path in self.paths.values():
@@ -622,8 +660,9 @@ class Connection:
             self._idle_timeout = min(self._idle_timeout, idle / 1000)
         ack_delay = params.get(TransportParameter.MAX_ACK_DELAY_MS)
         if ack_delay is not None:
+            self._peer_max_ack_delay = ack_delay / 1000
             for p in self.paths.values():
-                p.recovery.max_ack_delay = ack_delay / 1000
+                p.recovery.max_ack_delay = self._peer_max_ack_delay
 
     def _transport_parameters(self) -> dict[int, int]:
         cfg = self.config
@@ -705,7 +744,12 @@ class Connection:
             self.crypto_send.on_lost(record.offset, record.length, False)
         elif isinstance(record, AckRecord):
             pass
-        elif isinstance(record, (TransportParametersFrame, HandshakeDoneFrame)):
+        elif isinstance(record, (TransportParametersFrame, HandshakeDoneFrame, AddAddressFrame)):
+            self._control.append(record)
+        elif isinstance(record, PathStatusFrame):
+            if record.sequence == self.path_manager.status_sequence:  # still the latest word
+                self._control.append(record)
+        elif isinstance(record, PathAbandonFrame):
             self._control.append(record)
         else:
             self.streams.on_control_lost(record)
@@ -788,6 +832,8 @@ class Connection:
         if built is None:
             return None
         datagram, packet = built
+        if epoch == Epoch.APPLICATION and path.id == 0 and self._first_app_seq is None:
+            self._first_app_seq = packet.seq
         packet.is_probe = probe
         if probe:
             path.probes_pending -= 1
@@ -948,7 +994,8 @@ class Connection:
         self._close_pending = False
         from .sending import PacketBuilder, _seal, header_overhead
 
-        path = self.paths.get(0) or next(iter(self.paths.values()))
+        usable = [p for p in self.paths.values() if p.usable]
+        path = usable[0] if usable else (self.paths.get(0) or next(iter(self.paths.values())))
         epoch = Epoch.APPLICATION if self._app_send is not None else Epoch.INITIAL
         frame = self._close_frame
         if epoch == Epoch.INITIAL and frame.application:
@@ -1000,8 +1047,9 @@ _HANDLERS = {
 }
 
 
-def _smoothed_rtt(path: Path) -> float:
-    return path.recovery.rtt.smoothed_rtt
+def _clip_ranges(ranges: tuple, limit: int) -> tuple:
+    """The parts of descending inclusive ``ranges`` below ``limit``."""
+    return tuple((lo, min(hi, limit - 1)) for lo, hi in ranges if lo < limit)
 
 
 def _check_config(config: ConnectionConfig) -> None:

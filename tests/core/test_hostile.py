@@ -66,9 +66,25 @@ def victim_pair() -> MemoryPair:
     )
 
 
+def mid_handshake_pair() -> MemoryPair:
+    """A server that has the client's first flight but not its Finished (initial keys count)."""
+    pair = MemoryPair()
+    for datagram, _, _ in pair.client.datagrams_to_send(now=pair.now):
+        pair.deliver_to_server(datagram)
+    if pair.server.handshake_complete:
+        raise AssertionError("the server finished its handshake too early for this test")
+    return pair
+
+
 def seal_raw(
-    sender, plaintext: bytes, *, frame_count: int = 1, packet_type: int = PacketType.CONTROL,
-    epoch: int = Epoch.APPLICATION, compression: int = 0, now: float = 0.0,
+    sender,
+    plaintext: bytes,
+    *,
+    frame_count: int = 1,
+    packet_type: int = PacketType.CONTROL,
+    epoch: int = Epoch.APPLICATION,
+    compression: int = 0,
+    now: float = 0.0,
 ) -> bytes:
     """
     Seal an arbitrary plaintext as ``sender`` would on path 0, mirroring ``forge``.
@@ -80,7 +96,13 @@ def seal_raw(
     seq = path.recovery.next_sequence_number
     long = epoch == Epoch.INITIAL
     header = Header(
-        path.dcid or sender.peer_cid, 0, seq, packet_type, frame_count, compression, epoch,
+        path.dcid or sender.peer_cid,
+        0,
+        seq,
+        packet_type,
+        frame_count,
+        compression,
+        epoch,
         sender.local_cid if long else None,
     )
     datagram = encode_packet(header, plaintext, sender.send_keys(epoch).seal)
@@ -290,8 +312,8 @@ class FrameAttackTests(AttackMixin, SynchronousTestCase):
         self.assertEqual(received(pair.server_events, 0), b"")
 
     def test_encrypted_flag_under_initial_keys_is_a_protocol_violation(self):
-        """A PING with ENCRYPTED set in an initial-key packet is a PROTOCOL_VIOLATION."""
-        pair = victim_pair()
+        """Mid-handshake, an initial-key PING with ENCRYPTED set is a PROTOCOL_VIOLATION."""
+        pair = mid_handshake_pair()
         ping = raw_control(ControlType.PING, b"", flags=PRIORITY | ENCRYPTED)
         datagram = seal_raw(
             pair.client, ping, packet_type=PacketType.KEEP_ALIVE, epoch=Epoch.INITIAL
@@ -300,14 +322,39 @@ class FrameAttackTests(AttackMixin, SynchronousTestCase):
 
     def test_stream_frame_under_initial_keys_is_never_delivered(self):
         """
-        Stream data under initial keys (which anyone can derive) is refused and never delivered;
-        an authenticated one is a PROTOCOL_VIOLATION.
+        Stream data under initial keys (which anyone can derive) is refused and never delivered:
+        mid-handshake, an authenticated one is a PROTOCOL_VIOLATION.
         """
-        pair = victim_pair()
+        pair = mid_handshake_pair()
         frame = raw_frame(0, b"injected", flags=0x10, epoch=Epoch.INITIAL)
         datagram = seal_raw(pair.client, frame, packet_type=PacketType.DATA, epoch=Epoch.INITIAL)
         self.assertClosedWith(pair, datagram, ErrorCode.PROTOCOL_VIOLATION)
         self.assertEqual(received(pair.server_events, 0), b"")
+
+    def test_initial_key_packets_are_ignored_once_the_handshake_is_confirmed(self):
+        """
+        After the handshake, initial keys are public knowledge: a CONNECTION_CLOSE, an ACK of data
+        never delivered, or a packet from a new address under them is dropped, changes nothing and
+        closes nothing.
+        """
+        pair = victim_pair()
+        server = pair.server
+        sid = pair.client.open_stream()
+        pair.client.send_stream_data(sid, b"before")
+        pair.pump()
+        server_addr = server.paths[0].remote_addr
+        close = raw_control(ControlType.CONNECTION_CLOSE, b"\x00\x0a\x3f\x00")
+        forged = seal_raw(pair.client, close, epoch=Epoch.INITIAL)
+        pair.dispatcher.receive_datagram(
+            forged, ("127.0.0.1", 4433), ("203.0.113.9", 9), now=pair.now
+        )
+        self.assertEqual(terminations(pair.server_events), [])
+        self.assertIs(server.state, State.ESTABLISHED)
+        self.assertEqual(server.paths[0].remote_addr, server_addr)
+        self.assertGreater(server.stats["dropped_DroppedPacket"], 0)
+        pair.client.send_stream_data(sid, b" after", end_stream=True)
+        settle(pair)
+        self.assertEqual(received(pair.server_events, sid), b"before after")
 
     def test_changed_transport_parameters_are_a_protocol_violation(self):
         """A second TRANSPORT_PARAMETERS with different values is a PROTOCOL_VIOLATION."""
@@ -376,7 +423,7 @@ class PacketAttackTests(SynchronousTestCase):
         victim = bytearray(datagrams[0])
         victim[-5] ^= 0x40
         at = checksum_offset(bytes(victim))
-        victim[at:at + 4] = crc32(bytes(victim[:at]) + bytes(victim[at + 4:])).to_bytes(4, "big")
+        victim[at : at + 4] = crc32(bytes(victim[:at]) + bytes(victim[at + 4 :])).to_bytes(4, "big")
         before = server.stats["dropped_DecryptionFailed"]
         pair.deliver_to_server(bytes(victim))
         self.assertEqual(server.stats["dropped_DecryptionFailed"], before + 1)
@@ -455,7 +502,9 @@ class PacketAttackTests(SynchronousTestCase):
         rng = random.Random(8)
         for _ in range(20):
             datagram = raw_datagram(
-                payload=rng.randbytes(1200), dcid=rng.randbytes(8), scid=rng.randbytes(8),
+                payload=rng.randbytes(1200),
+                dcid=rng.randbytes(8),
+                scid=rng.randbytes(8),
                 packet_type=PacketType.CONTROL,
             )
             self.assertGreaterEqual(len(datagram), 1200)

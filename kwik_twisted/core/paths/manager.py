@@ -49,6 +49,8 @@ class PathManager:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.next_path_id = 1
+        #: The highest path ID the peer has opened (server side); lower IDs are never reused.
+        self.highest_peer_path = 0
         self.status_sequence = 0
         self.pending: list[tuple[int, tuple, tuple]] = []
         #: PATH_STATUS frames for paths not seen yet, by path ID.
@@ -102,9 +104,13 @@ class PathManager:
         Returns the new path, or ``None`` if we refuse it (too many paths, or we are the client).
         """
         conn = self.conn
-        if conn.is_client or len(self.live()) >= conn.config.max_paths:
+        if conn.is_client or path_id <= self.highest_peer_path:
+            conn.stats["paths_refused"] += 1  # IDs only grow: an old one is a late or replayed path
+            return None
+        if len(conn.paths) >= conn.config.max_paths:
             conn.stats["paths_refused"] += 1
             return None
+        self.highest_peer_path = path_id
         path = conn._add_path(path_id, local_addr, remote_addr, validated=False, now=now)
         path.recovery.handshake_confirmed = True
         early = self.early_status.pop(path_id, None)
@@ -224,6 +230,9 @@ class PathManager:
         leave = getattr(path.recovery.controller, "leave", None)
         if leave is not None:
             leave()
+        # Forgotten at once: late packets for the ID are dropped (IDs are never reused), late
+        # ACKs for it ignored, and a peer cannot grow our memory by opening and abandoning paths.
+        del self.conn.paths[path.id]
         self.conn._events.append(PathAbandoned(path.id, path.local_addr, path.remote_addr))
 
     def on_abandon(self, frame: PathAbandonFrame, *, now: float) -> None:
