@@ -1,12 +1,13 @@
 """
 Packet assembly: which frames go into the next datagram on a path, under which keys.
 
-Theory of operation.  :func:`build_packet` fills one datagram for one path, in this order: ACKs (for
-every path with one due: ACKs may travel on any path), CONNECTION_CLOSE, control frames (ours and
-the stream manager's flow-control frames), PATH_CHALLENGE / PATH_RESPONSE, handshake data, then
-stream data by priority, then a PING if the packet must elicit an ACK (a probe) and has nothing
-else.  Client packets under initial keys are padded to 1200 bytes (protocol.rst, "Handshake").
-Every frame that must be delivered reliably leaves a *record* in the packet's
+Theory of operation.  :func:`build_packet` fills one datagram for one path, in this order: the
+path's own ACK if one is due (each path is acknowledged on itself), PATH_RESPONSE / PATH_CHALLENGE,
+control frames (ours, then the stream manager's flow-control frames; on usable paths only),
+handshake data, stream data by priority, a PING if the packet must elicit an ACK (a probe) and has
+nothing else, and then a not-yet-due ACK of the path riding along on an ack-eliciting packet.
+Client packets under initial keys are padded to 1200 bytes (protocol.rst, "Handshake"). Every frame
+that must be delivered reliably leaves a *record* in the packet's
 :class:`~kwik_twisted.core.recovery.loss.SentPacket`, which the connection settles when the packet
 is acknowledged or declared lost (RFC 9000 §13.3: frames are re-sent, packets never are).
 

@@ -25,14 +25,12 @@ SERVER_ADDR = ("10.0.0.1", 4433)
 
 
 def make_payload(size: int, seed: int = 0) -> bytes:
-    """Deterministic, incompressible-looking bytes."""
-    block = hashlib.sha256(seed.to_bytes(8, "big")).digest() * 1024
-    out = bytearray()
-    counter = 0
-    while len(out) < size:
-        out += hashlib.sha256(block[:64] + counter.to_bytes(8, "big")).digest() * 128
-        counter += 1
-    return bytes(out[:size])
+    """Deterministic bytes that do not compress (SHA-256 in counter mode)."""
+    key = seed.to_bytes(8, "big")
+    blocks = (size + 31) // 32
+    return b"".join(hashlib.sha256(key + i.to_bytes(8, "big")).digest() for i in range(blocks))[
+        :size
+    ]
 
 
 @dataclass
@@ -47,7 +45,6 @@ class TransferResult:
     network: Network | None = None
     size: int = 0
     start: float = 0.0
-    backup_requests: list = field(default_factory=list)
 
     @property
     def all_intact(self) -> bool:
@@ -131,7 +128,6 @@ def run_transfers(
     on_start: Callable[[list[Connection]], None] | None = None,
     extra_paths: list[tuple[LinkConfig, LinkConfig | None]] = (),
     extra_server_addresses: tuple = (),
-    backup: tuple[int, ...] = (),
 ) -> TransferResult:
     """
     Upload ``size`` bytes on one stream from each of ``connections`` clients to one server.
@@ -186,11 +182,7 @@ def run_transfers(
             now=0.0,
         )
         for extra in addresses[1:]:
-            path_id = conn.open_path(extra, SERVER_ADDR)
-            if path_id in backup:
-                result.backup_requests.append((conn, path_id))
-        if 0 in backup:
-            result.backup_requests.append((conn, 0))
+            conn.open_path(extra, SERVER_ADDR)
         sid = conn.open_stream()
         conn.send_stream_data(sid, payload, end_stream=True)
         result.clients.append(conn)

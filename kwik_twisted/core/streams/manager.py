@@ -15,9 +15,9 @@ Theory of operation (RFC 9000 §2-4 adapted by protocol.rst "Streams"):
   streams, round-robin within a level; control frames (priority 0xFF) go before all of them, which
   is the connection's business.
 * Retransmission: frames handed out are recorded by the caller with the packet;
-  :meth:`on_frame_acked` /
-  :meth:`on_frame_lost` route the outcome back to the stream's send buffer or re-queue the control
-      frame.
+  :meth:`on_record_acked` / :meth:`on_record_lost` route a STREAM frame's outcome back to the
+  stream's send buffer, and :meth:`on_control_lost` re-queues a lost control frame if it still
+  matters.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 
 from ...errors import (
-    FlowControlError,
+    FinalSizeError,
     ProtocolViolation,
     StreamLimitError,
     StreamStateError,
@@ -108,7 +108,6 @@ class StreamManager:
         self._blocked: set[Stream] = set()
         self._signalling: set[Stream] = set()  # streams with a RESET_STREAM / STOP_SENDING to send
         self.control: deque = deque()  # flow-control frames waiting to be sent
-        self._closed_ids_floor = 0
         self.rtt = 0.0  # smoothed RTT, kept fresh by the connection for window tuning
 
     # -- opening -------------------------------------------------------------------------
@@ -332,8 +331,6 @@ class StreamManager:
         final = frame.final_size
         known = stream.recv.final_size
         if (known is not None and known != final) or final < stream.recv.highest_received:
-            from ...errors import FinalSizeError
-
             raise FinalSizeError(f"RESET_STREAM final size {final} contradicts stream {stream.id}")
         stream.window.on_data(final)
         if final > stream.recv.highest_received:
@@ -568,7 +565,7 @@ class StreamManager:
         elif isinstance(frame, MaxStreamsFrame):
             self.control.append(MaxStreamsFrame(self._advertised_streams))
         elif isinstance(frame, ResetStreamFrame):
-            if stream is not None and stream.send_state.state.name == "RESET_SENT":
+            if stream is not None and stream.send_state.state is SendState.RESET_SENT:
                 stream.reset_pending = (frame.error_code, frame.final_size)
                 self._signalling.add(stream)
         elif isinstance(frame, StopSendingFrame):
@@ -592,10 +589,3 @@ class StreamManager:
             if target - self._advertised_streams >= max(1, self.peer_limit // 8):
                 self._advertised_streams = target
                 self.control.append(MaxStreamsFrame(target))
-
-    # -- state for the connection ---------------------------------------------------------
-
-    def check_flow_invariants(self) -> None:
-        """Raise FlowControlError if accounting went wrong (a debugging aid for tests)."""
-        if self.received_total > self.window.max_data:
-            raise FlowControlError("connection received more than it granted")
