@@ -161,6 +161,7 @@ class Connection:
         self._control: deque = deque()  # connection-level control frames (reliable)
         self._handshake_confirmed = False
         self._replay_early = False
+        self._peer_has_app_keys = False
         self._receiving_epoch = Epoch.INITIAL
         #: The first sequence number sent on path 0 under application keys: an ACK that arrives
         #: under (public) initial keys may acknowledge nothing from there on.
@@ -182,6 +183,9 @@ class Connection:
         self._requirements = FrameRequirements()
         path = self._add_path(0, local_addr, remote_addr, validated=True, now=now)
         path.address_validated = is_client  # a server must not amplify before the handshake
+        # Until the server has validated our address it may be stuck at its amplification limit
+        # waiting for us: the client keeps probing even with nothing in flight (RFC 9002 6.2.2.1).
+        path.recovery.probe_when_idle = is_client
 
     # -- construction ----------------------------------------------------------------
 
@@ -481,6 +485,8 @@ class Connection:
         if self.state is State.CLOSING or self.state is State.DRAINING:
             self._close_pending = self.state is State.CLOSING  # answer with CLOSE again, no more
             return
+        if header.epoch == Epoch.APPLICATION:
+            self._peer_has_app_keys = True
         self._on_authenticated(path, len(data), remote_addr, header, now)
         frames = decode_payload(
             plaintext,
@@ -627,6 +633,7 @@ class Connection:
     def _confirm_recovery(self) -> None:
         for path in self.paths.values():
             path.recovery.handshake_confirmed = True
+            path.recovery.probe_when_idle = False
 
     def _on_handshake_done(self, frame, path: Path, now: float) -> None:
         if not self.is_client:
@@ -757,12 +764,19 @@ class Connection:
     # -- sending -----------------------------------------------------------------------
 
     def handshake_epoch(self) -> int:
-        """Which keys carry our handshake bytes now."""
+        """
+        Which keys carry our handshake bytes now.
+
+        Initial keys until the peer is known to have application keys: for the server, its own
+        handshake completing; for the client, the first application-key packet from the server
+        (the server drops initial-key packets from then on, so a client that kept using them for
+        its retransmitted Finished, and the ACKs riding with it, would never be heard again).
+        """
         if self._app_send is None:
             return Epoch.INITIAL
-        if self.is_client and not self._handshake_confirmed:
-            return Epoch.INITIAL
-        return Epoch.APPLICATION if self._handshake_confirmed else Epoch.INITIAL
+        if self._handshake_confirmed or self._peer_has_app_keys:
+            return Epoch.APPLICATION
+        return Epoch.INITIAL
 
     def send_keys(self, epoch: int) -> PacketProtection:
         """The sealing keys for ``epoch``."""

@@ -147,6 +147,7 @@ class LossRecovery:
         "_next_seq",
         "_ack_eliciting_in_flight",
         "_last_ack_eliciting_time",
+        "_last_send_time",
         "_loss_time",
         "_skip_starts",
         "_skip_ends",
@@ -176,6 +177,7 @@ class LossRecovery:
         self._next_seq = 0
         self._ack_eliciting_in_flight = 0
         self._last_ack_eliciting_time: float | None = None
+        self._last_send_time: float | None = None
         self._loss_time: float | None = None
         self._skip_starts: list[int] = []
         self._skip_ends: list[int] = []
@@ -227,6 +229,7 @@ class LossRecovery:
             self._record_skip(self._next_seq, seq - 1)
         self._next_seq = seq + 1
         self.largest_sent = seq
+        self._last_send_time = packet.sent_time
         self._sent[seq] = packet
         self._order.append(seq)
         if packet.in_flight:
@@ -438,7 +441,9 @@ class LossRecovery:
         if self._ack_eliciting_in_flight == 0:
             if not self.probe_when_idle:
                 return None
-            base = now
+            # Anchored at the last send, not at ``now``: a deadline that moves with the clock
+            # would never arrive (RFC 9002 §6.2.2.1 anti-deadlock probe).
+            base = self._last_send_time if self._last_send_time is not None else now
         else:
             base = self._last_ack_eliciting_time  # type: ignore[assignment]
         max_ack_delay = self.max_ack_delay if self.handshake_confirmed else 0.0

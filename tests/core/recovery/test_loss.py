@@ -420,3 +420,20 @@ class BytesInFlightPropertyTests(SynchronousTestCase):
             self.assertEqual(recovery.bytes_in_flight, expected)
             self.assertGreaterEqual(recovery.bytes_in_flight, 0)
             self.assertEqual(recovery.outstanding, len(outstanding))
+
+
+class IdleProbeTests(SynchronousTestCase):
+    """The anti-deadlock probe (RFC 9002 §6.2.2.1)."""
+
+    def test_idle_probe_fires_a_pto_after_the_last_send(self):
+        """With nothing in flight and probe_when_idle set, the PTO counts from the last send."""
+        from kwik_twisted.core.congestion import create
+        from kwik_twisted.core.recovery.loss import LossRecovery, SentPacket
+
+        recovery = LossRecovery(create("newreno"), handshake_confirmed=False)
+        recovery.probe_when_idle = True
+        recovery.on_packet_sent(SentPacket(0, 1.0, 100, ack_eliciting=False, in_flight=False))
+        deadline = recovery.deadline(now=1.5)
+        self.assertEqual(deadline, recovery.deadline(now=1.9), "the deadline moved with the clock")
+        self.assertGreater(deadline, 1.0)
+        self.assertEqual(recovery.on_timeout(now=deadline).probes, 2)
