@@ -119,28 +119,31 @@ def corrupt_one_byte(data: bytes, rng: random.Random) -> bytes:
     return b"".join((data[:index], bytes((value,)), data[index + 1:]))
 
 
-class Link:
-    """One direction ``src -> dst``; schedules arrivals on the simulator's event heap."""
+#: ``emit(arrival, data, tag)``: deliver ``data`` at time ``arrival``; ``tag`` is what the caller
+#: passed to :meth:`Impairment.apply` (a route, say), handed back untouched.
+Emit = Callable[[float, bytes, object], None]
+
+
+class Impairment:
+    """
+    The per-datagram decisions of one direction, clock-agnostic: :meth:`apply` takes a datagram
+    sent at ``now`` on any clock and either names the counter of its loss or hands its arrival
+    time(s) on that same clock to ``emit``.  Steps 1 (except "down") to 5 of the module docstring;
+    the simulator's :class:`Link` and the loopback relay both drive one.
+    """
 
     __slots__ = (
-        "src", "dst", "stats", "up", "epoch", "_config", "_owner", "_heap", "_seq", "_rng",
-        "_waiting", "_queued", "_busy_until", "_last_arrival", "_burst", "_ge_bad",
-        "_delay", "_rate", "_queue_limit", "_lossy", "_loss", "_max_burst", "_ge",
-        "_jitter", "_reorder", "_reorder_delay", "_duplicate", "_corrupt",
-        "_blackholes", "_mtu",
+        "stats", "_config", "_rng", "_emit", "_waiting", "_queued", "_busy_until",
+        "_last_arrival", "_burst", "_ge_bad", "_delay", "_rate", "_queue_limit", "_lossy",
+        "_loss", "_max_burst", "_ge", "_jitter", "_reorder", "_reorder_delay", "_duplicate",
+        "_corrupt", "_blackholes", "_mtu",
     )
 
-    def __init__(self, src: Address, dst: Address, config: LinkConfig, *, seed: int,
-                 owner: object, heap: list, seq: count) -> None:
-        self.src = src
-        self.dst = dst
-        self.stats = LinkStats()
-        self.up = True
-        self.epoch = 0
-        self._owner = owner  # anything with a ``trace`` attribute
-        self._heap = heap
-        self._seq = seq
-        self._rng = random.Random(f"{seed}|{src!r}|{dst!r}")
+    def __init__(self, config: LinkConfig, rng: random.Random, emit: Emit,
+                 stats: LinkStats | None = None) -> None:
+        self.stats = stats if stats is not None else LinkStats()
+        self._rng = rng
+        self._emit = emit
         self._waiting: deque[tuple[float, int]] = deque()
         self._queued = 0
         self._busy_until = 0.0
@@ -172,43 +175,28 @@ class Link:
         self._blackholes = config.blackholes
         self._mtu = config.mtu
 
-    def set_up(self, up: bool, now: float) -> None:
-        """Bring the link up or down; going down drops the queue and what is in flight."""
-        if self.up and not up:
-            self.epoch += 1
-            self._waiting.clear()
-            self._queued = 0
-            self._busy_until = now
-            self._last_arrival = now
-        self.up = up
+    def reset(self, now: float) -> None:
+        """Forget the queue and the FIFO order (the link went down at ``now``)."""
+        self._waiting.clear()
+        self._queued = 0
+        self._busy_until = now
+        self._last_arrival = now
 
-    def record_loss(self, now: float, size: int, event: str) -> None:
-        """Count (and trace) one datagram dropped for reason ``event``, a counter name."""
-        stats = self.stats
-        setattr(stats, event, getattr(stats, event) + 1)
-        trace = self._owner.trace
-        if trace is not None:
-            trace(now, self.src, self.dst, size, event)
-
-    def transmit(self, data: bytes, now: float) -> None:
-        """Take one datagram sent at ``now``: drop it or schedule its arrival(s)."""
-        self.stats.sent += 1
+    def apply(self, data: bytes, now: float, tag: object = None) -> str | None:
+        """Decide the fate of one datagram sent at ``now``: return the ``LinkStats`` counter
+        of its loss (not counted here), or ``None`` once ``emit`` has been called for it."""
         size = len(data)
-        trace = self._owner.trace
-        if trace is not None:
-            trace(now, self.src, self.dst, size, "sent")
-        if not self.up:
-            return self.record_loss(now, size, "lost_down")
         if self._blackholes and self._in_blackhole(now):
-            return self.record_loss(now, size, "lost_blackhole")
+            return "lost_blackhole"
         if self._mtu is not None and size > self._mtu:
-            return self.record_loss(now, size, "too_big")
+            return "too_big"
         depart = now if self._rate is None else self._serialize(now, size)
         if depart < 0:
-            return self.record_loss(now, size, "lost_queue")
+            return "lost_queue"
         if self._lossy and self._lose():
-            return self.record_loss(now, size, "lost_random")
-        self._propagate(data, size, depart)
+            return "lost_random"
+        self._propagate(data, size, depart, tag)
+        return None
 
     def _in_blackhole(self, now: float) -> bool:
         for start, end in self._blackholes:
@@ -252,7 +240,7 @@ class Link:
         self._burst = 0
         return False
 
-    def _propagate(self, data: bytes, size: int, depart: float) -> None:
+    def _propagate(self, data: bytes, size: int, depart: float, tag: object) -> None:
         rng = self._rng
         arrival = depart + self._delay
         if self._jitter:
@@ -267,7 +255,63 @@ class Link:
         if self._corrupt and size and rng.random() < self._corrupt:
             data = corrupt_one_byte(data, rng)
             self.stats.corrupted += 1
-        heappush(self._heap, (arrival, next(self._seq), self, data, self.epoch))
+        self._emit(arrival, data, tag)
         if self._duplicate and rng.random() < self._duplicate:
             self.stats.duplicated += 1
-            heappush(self._heap, (arrival, next(self._seq), self, data, self.epoch))
+            self._emit(arrival, data, tag)
+
+
+class Link:
+    """One direction ``src -> dst``; schedules arrivals on the simulator's event heap."""
+
+    __slots__ = ("src", "dst", "stats", "up", "epoch", "impairment", "_owner", "_heap", "_seq")
+
+    def __init__(self, src: Address, dst: Address, config: LinkConfig, *, seed: int,
+                 owner: object, heap: list, seq: count) -> None:
+        self.src = src
+        self.dst = dst
+        self.up = True
+        self.epoch = 0
+        self._owner = owner  # anything with a ``trace`` attribute
+        self._heap = heap
+        self._seq = seq
+        rng = random.Random(f"{seed}|{src!r}|{dst!r}")
+        self.impairment = Impairment(config, rng, self._arrive)
+        self.stats = self.impairment.stats
+
+    @property
+    def config(self) -> LinkConfig:
+        """The current impairments; assigning applies to datagrams sent from then on."""
+        return self.impairment.config
+
+    @config.setter
+    def config(self, config: LinkConfig) -> None:
+        self.impairment.config = config
+
+    def set_up(self, up: bool, now: float) -> None:
+        """Bring the link up or down; going down drops the queue and what is in flight."""
+        if self.up and not up:
+            self.epoch += 1
+            self.impairment.reset(now)
+        self.up = up
+
+    def record_loss(self, now: float, size: int, event: str) -> None:
+        """Count (and trace) one datagram dropped for reason ``event``, a counter name."""
+        stats = self.stats
+        setattr(stats, event, getattr(stats, event) + 1)
+        trace = self._owner.trace
+        if trace is not None:
+            trace(now, self.src, self.dst, size, event)
+
+    def transmit(self, data: bytes, now: float) -> None:
+        """Take one datagram sent at ``now``: drop it or schedule its arrival(s)."""
+        self.stats.sent += 1
+        trace = self._owner.trace
+        if trace is not None:
+            trace(now, self.src, self.dst, len(data), "sent")
+        event = self.impairment.apply(data, now) if self.up else "lost_down"
+        if event is not None:
+            self.record_loss(now, len(data), event)
+
+    def _arrive(self, arrival: float, data: bytes, tag: object) -> None:
+        heappush(self._heap, (arrival, next(self._seq), self, data, self.epoch))
