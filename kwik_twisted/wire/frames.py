@@ -147,7 +147,6 @@ class StreamFrame:
         data: bytes | memoryview,
         fin: bool = False,
         priority: int = Priority.NORMAL,
-        *,
         ordered: bool = True,
         retransmit: bool = False,
         compress: bool = False,
@@ -317,6 +316,12 @@ def classify(frames: list[Frame]) -> PacketType:
     re-sent; DATA if there is any stream frame; ACK if only ACK and PADDING frames; KEEP_ALIVE if
     PING with only ACK and PADDING beside it; CONTROL otherwise.
     """
+    if len(frames) == 1:  # the common bulk packet: one STREAM frame
+        frame = frames[0]
+        if type(frame) is StreamFrame:
+            if frame.priority:
+                return PacketType.PRIORITY
+            return PacketType.RETRANSMISSION if frame.retransmit else PacketType.DATA
     has_stream = retransmit = False
     others = set()
     for frame in frames:
@@ -462,12 +467,13 @@ def _decode_stream(
         sid,
         offset,
         data,
-        bool(flags & _FIN),
+        flags & _FIN != 0,
         priority,
-        ordered=bool(flags & _ORDERED),
-        retransmit=bool(flags & _RETRANSMIT),
-        compressed=compressed,
-        qos=qos,
+        flags & _ORDERED != 0,
+        flags & _RETRANSMIT != 0,
+        False,
+        compressed,
+        qos,
     )
     return frame, len(data) if compressed else 0
 
@@ -507,14 +513,21 @@ def pull_frame(data: memoryview, pos: int, epoch: int, compression: int) -> tupl
         raise TruncatedInput("frame data runs past the end of the packet")
     qos = _pull_extensions(data, pos, ext_end) if ext_length else None
     body = data[ext_end:end]
-    control = priority == _CONTROL
-    if not control and priority > 2:
-        raise FrameEncodingError(f"unknown priority 0x{priority:02x}")
-    _check_flags(flags, priority, control, epoch)
-    if control:
+    if priority == _CONTROL:
+        _check_flags(flags, priority, True, epoch)
         return _decode_control(sid, offset, body, checksum, qos, epoch), end, 0
-    if epoch != _APPLICATION:
-        raise ProtocolViolation("stream data arrived under initial keys")
+    if priority > 2:
+        raise FrameEncodingError(f"unknown priority 0x{priority:02x}")
+    # The common case, a normal-priority frame under application keys, checked inline.
+    if (
+        flags & (RESERVED_FLAGS | _PRIORITY)
+        or epoch != _APPLICATION
+        or not flags & _ENCRYPTED
+        or (priority)
+    ):
+        _check_flags(flags, priority, False, epoch)
+        if epoch != _APPLICATION:
+            raise ProtocolViolation("stream data arrived under initial keys")
     frame, inflated = _decode_stream(sid, offset, flags, body, checksum, priority, qos, compression)
     return frame, end, inflated
 
