@@ -70,8 +70,16 @@ class LinkConfig:
     mtu: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("loss", "ge_p_good_to_bad", "ge_p_bad_to_good", "ge_loss_bad",
-                     "ge_loss_good", "reorder", "duplicate", "corrupt"):
+        for name in (
+            "loss",
+            "ge_p_good_to_bad",
+            "ge_p_bad_to_good",
+            "ge_loss_bad",
+            "ge_loss_good",
+            "reorder",
+            "duplicate",
+            "corrupt",
+        ):
             _check_probability(name, getattr(self, name))
         if self.delay < 0 or self.jitter < 0 or (self.reorder_delay or 0) < 0:
             raise ConfigurationError("LinkConfig delays must not be negative")
@@ -116,12 +124,50 @@ def corrupt_one_byte(data: bytes, rng: random.Random) -> bytes:
     """Return ``data`` with one byte among the first 50 replaced by a different value."""
     index = rng.randrange(min(CORRUPT_WINDOW, len(data)))
     value = (data[index] + rng.randrange(1, 256)) & 0xFF
-    return b"".join((data[:index], bytes((value,)), data[index + 1:]))
+    return b"".join((data[:index], bytes((value,)), data[index + 1 :]))
 
 
 #: ``emit(arrival, data, tag)``: deliver ``data`` at time ``arrival``; ``tag`` is what the caller
 #: passed to :meth:`Impairment.apply` (a route, say), handed back untouched.
 Emit = Callable[[float, bytes, object], None]
+
+
+class DropTailQueue:
+    """
+    A transmitter at ``rate_bps`` with a drop-tail queue of ``limit`` bytes (the datagram being
+    serialized does not count): the links' and the shared bottlenecks' one serializer.
+    """
+
+    __slots__ = ("rate", "limit", "_waiting", "_queued", "_busy_until")
+
+    def __init__(self, rate_bps: float, limit: int) -> None:
+        self.rate = rate_bps
+        self.limit = limit
+        self._waiting: deque[tuple[float, int]] = deque()
+        self._queued = 0
+        self._busy_until = 0.0
+
+    def reset(self, now: float) -> None:
+        """Forget everything queued (the link went down at ``now``)."""
+        self._waiting.clear()
+        self._queued = 0
+        self._busy_until = now
+
+    def serialize(self, now: float, size: int) -> float:
+        """When a datagram offered at ``now`` leaves the transmitter, or -1 if the queue is full."""
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= now:
+            self._queued -= waiting.popleft()[1]
+        start = self._busy_until
+        if start > now:
+            if self._queued + size > self.limit:
+                return -1.0
+            waiting.append((start, size))
+            self._queued += size
+        else:
+            start = now
+        depart = self._busy_until = start + size * 8.0 / self.rate
+        return depart
 
 
 class Impairment:
@@ -133,20 +179,35 @@ class Impairment:
     """
 
     __slots__ = (
-        "stats", "_config", "_rng", "_emit", "_waiting", "_queued", "_busy_until",
-        "_last_arrival", "_burst", "_ge_bad", "_delay", "_rate", "_queue_limit", "_lossy",
-        "_loss", "_max_burst", "_ge", "_jitter", "_reorder", "_reorder_delay", "_duplicate",
-        "_corrupt", "_blackholes", "_mtu",
+        "stats",
+        "_config",
+        "_rng",
+        "_emit",
+        "_queue",
+        "_last_arrival",
+        "_burst",
+        "_ge_bad",
+        "_delay",
+        "_lossy",
+        "_loss",
+        "_max_burst",
+        "_ge",
+        "_jitter",
+        "_reorder",
+        "_reorder_delay",
+        "_duplicate",
+        "_corrupt",
+        "_blackholes",
+        "_mtu",
     )
 
-    def __init__(self, config: LinkConfig, rng: random.Random, emit: Emit,
-                 stats: LinkStats | None = None) -> None:
+    def __init__(
+        self, config: LinkConfig, rng: random.Random, emit: Emit, stats: LinkStats | None = None
+    ) -> None:
         self.stats = stats if stats is not None else LinkStats()
         self._rng = rng
         self._emit = emit
-        self._waiting: deque[tuple[float, int]] = deque()
-        self._queued = 0
-        self._busy_until = 0.0
+        self._queue: DropTailQueue | None = None
         self._last_arrival = 0.0
         self._burst = 0
         self._ge_bad = False
@@ -161,8 +222,13 @@ class Impairment:
     def config(self, config: LinkConfig) -> None:
         self._config = config
         self._delay = config.delay
-        self._rate = config.rate_bps
-        self._queue_limit = config.effective_queue_bytes()
+        if config.rate_bps is None:
+            self._queue = None
+        elif self._queue is None:
+            self._queue = DropTailQueue(config.rate_bps, config.effective_queue_bytes())
+        else:  # keep what is queued; new rate and limit apply from now on
+            self._queue.rate = config.rate_bps
+            self._queue.limit = config.effective_queue_bytes()
         self._ge = config.ge_p_good_to_bad > 0 or config.ge_loss_good > 0
         self._loss = config.loss
         self._lossy = self._ge or config.loss > 0
@@ -177,9 +243,8 @@ class Impairment:
 
     def reset(self, now: float) -> None:
         """Forget the queue and the FIFO order (the link went down at ``now``)."""
-        self._waiting.clear()
-        self._queued = 0
-        self._busy_until = now
+        if self._queue is not None:
+            self._queue.reset(now)
         self._last_arrival = now
 
     def apply(self, data: bytes, now: float, tag: object = None) -> str | None:
@@ -190,7 +255,7 @@ class Impairment:
             return "lost_blackhole"
         if self._mtu is not None and size > self._mtu:
             return "too_big"
-        depart = now if self._rate is None else self._serialize(now, size)
+        depart = now if self._queue is None else self._queue.serialize(now, size)
         if depart < 0:
             return "lost_queue"
         if self._lossy and self._lose():
@@ -203,22 +268,6 @@ class Impairment:
             if start <= now < end:
                 return True
         return False
-
-    def _serialize(self, now: float, size: int) -> float:
-        """Return when the datagram has left the transmitter, or -1 if the queue is full."""
-        waiting = self._waiting
-        while waiting and waiting[0][0] <= now:
-            self._queued -= waiting.popleft()[1]
-        start = self._busy_until
-        if start > now:
-            if self._queued + size > self._queue_limit:
-                return -1.0
-            waiting.append((start, size))
-            self._queued += size
-        else:
-            start = now
-        depart = self._busy_until = start + size * 8.0 / self._rate
-        return depart
 
     def _lose(self) -> bool:
         """Draw the random loss of one datagram, honouring ``max_loss_burst``."""
@@ -266,8 +315,17 @@ class Link:
 
     __slots__ = ("src", "dst", "stats", "up", "epoch", "impairment", "_owner", "_heap", "_seq")
 
-    def __init__(self, src: Address, dst: Address, config: LinkConfig, *, seed: int,
-                 owner: object, heap: list, seq: count) -> None:
+    def __init__(
+        self,
+        src: Address,
+        dst: Address,
+        config: LinkConfig,
+        *,
+        seed: int,
+        owner: object,
+        heap: list,
+        seq: count,
+    ) -> None:
         self.src = src
         self.dst = dst
         self.up = True

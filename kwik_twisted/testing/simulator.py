@@ -36,7 +36,6 @@ generator: all randomness is per-link :class:`random.Random` seeded from ``seed`
 from __future__ import annotations
 
 import dataclasses
-from collections import deque
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 from heapq import heappop, heappush
@@ -44,7 +43,14 @@ from itertools import count
 from typing import Any
 
 from kwik_twisted.errors import ConfigurationError
-from kwik_twisted.testing.links import Address, Link, LinkConfig, LinkStats, TraceCallback
+from kwik_twisted.testing.links import (
+    Address,
+    DropTailQueue,
+    Link,
+    LinkConfig,
+    LinkStats,
+    TraceCallback,
+)
 
 EPSILON = 1e-6
 INFINITY = float("inf")
@@ -65,8 +71,16 @@ class StopReason(StrEnum):
 class _Host:
     """A host's bound methods and deadline bookkeeping."""
 
-    __slots__ = ("host", "receive", "to_send", "query_deadline", "handle_deadline",
-                 "due", "last_fired", "deferred")
+    __slots__ = (
+        "host",
+        "receive",
+        "to_send",
+        "query_deadline",
+        "handle_deadline",
+        "due",
+        "last_fired",
+        "deferred",
+    )
 
     def __init__(self, host: Any) -> None:
         self.host = host
@@ -90,11 +104,11 @@ class Bottleneck:
     ``per_link`` the same per ``(src, dst)``.
     """
 
-    __slots__ = ("name", "config", "stats", "per_link", "_heap", "_seq", "_owner",
-                 "_rate", "_limit", "_waiting", "_queued", "_busy_until")
+    __slots__ = ("name", "config", "stats", "per_link", "_heap", "_seq", "_owner", "_queue")
 
-    def __init__(self, name: str, config: LinkConfig, *, owner: Any, heap: list,
-                 seq: count) -> None:
+    def __init__(
+        self, name: str, config: LinkConfig, *, owner: Any, heap: list, seq: count
+    ) -> None:
         if config.rate_bps is None:
             raise ConfigurationError(f"bottleneck {name!r} needs a rate_bps")
         unused = {f.name for f in dataclasses.fields(config)} - set(_BOTTLENECK_FIELDS)
@@ -102,7 +116,8 @@ class Bottleneck:
         changed = sorted(n for n in unused if getattr(config, n) != getattr(default, n))
         if changed:
             raise ConfigurationError(
-                f"bottleneck {name!r} only has a rate and a queue; put {changed} on its links")
+                f"bottleneck {name!r} only has a rate and a queue; put {changed} on its links"
+            )
         self.name = name
         self.config = config
         self.stats = LinkStats()
@@ -110,11 +125,7 @@ class Bottleneck:
         self._owner = owner
         self._heap = heap
         self._seq = seq
-        self._rate = config.rate_bps
-        self._limit = config.effective_queue_bytes()
-        self._waiting: deque[tuple[float, int]] = deque()
-        self._queued = 0
-        self._busy_until = 0.0
+        self._queue = DropTailQueue(config.rate_bps, config.effective_queue_bytes())
 
     def enter(self, link: Link, data: bytes, now: float) -> None:
         """Queue ``data``, bound for ``link``, at ``now``; schedule its handoff or drop it."""
@@ -123,7 +134,7 @@ class Bottleneck:
         flow = self.per_link[(link.src, link.dst)]
         stats.sent += 1
         flow.sent += 1
-        depart = self._serialize(now, size)
+        depart = self._queue.serialize(now, size)
         if depart < 0:
             stats.lost_queue += 1
             flow.lost_queue += 1
@@ -136,22 +147,6 @@ class Bottleneck:
         flow.delivered += 1
         flow.bytes_delivered += size
         heappush(self._heap, (depart, next(self._seq), link, data, _HANDOFF))
-
-    def _serialize(self, now: float, size: int) -> float:
-        """When the datagram has been serialized, or -1 if the queue is full."""
-        waiting = self._waiting
-        while waiting and waiting[0][0] <= now:
-            self._queued -= waiting.popleft()[1]
-        start = self._busy_until
-        if start > now:
-            if self._queued + size > self._limit:
-                return -1.0
-            waiting.append((start, size))
-            self._queued += size
-        else:
-            start = now
-        depart = self._busy_until = start + size * 8.0 / self._rate
-        return depart
 
 
 class _Shared:
@@ -202,18 +197,19 @@ class Network:
         self._hosts.append(state)
         self._deadlines_dirty = True
 
-    def add_link(self, a: Address, b: Address, ab: LinkConfig | None = None,
-                 ba: LinkConfig | None = None) -> tuple[Link, Link]:
+    def add_link(
+        self, a: Address, b: Address, ab: LinkConfig | None = None, ba: LinkConfig | None = None
+    ) -> tuple[Link, Link]:
         """Join ``a`` and ``b`` with two one-way links, ``a -> b`` and ``b -> a``."""
-        return (self._new_link(a, b, ab or LinkConfig()),
-                self._new_link(b, a, ba or LinkConfig()))
+        return (self._new_link(a, b, ab or LinkConfig()), self._new_link(b, a, ba or LinkConfig()))
 
     def _new_link(self, src: Address, dst: Address, config: LinkConfig) -> Link:
         key = (tuple(src), tuple(dst))
         if key in self._links:
             raise ConfigurationError(f"a link {src!r} -> {dst!r} already exists")
-        link = Link(key[0], key[1], config, seed=self.seed, owner=self,
-                    heap=self._heap, seq=self._seq)
+        link = Link(
+            key[0], key[1], config, seed=self.seed, owner=self, heap=self._heap, seq=self._seq
+        )
         self._links[key] = link
         self._senders[key] = link
         return link
@@ -309,8 +305,13 @@ class Network:
 
     # -- the event loop --------------------------------------------------------------
 
-    def run(self, until: float | None = None, *, stop: Callable[[], bool] | None = None,
-            max_events: int = 10_000_000) -> StopReason:
+    def run(
+        self,
+        until: float | None = None,
+        *,
+        stop: Callable[[], bool] | None = None,
+        max_events: int = 10_000_000,
+    ) -> StopReason:
         """Process events in time order until ``until`` (then ``now == until``), until
         ``stop()`` is true (checked after each event), until nothing is left to do, or
         after ``max_events`` events.  Returns the reason."""
