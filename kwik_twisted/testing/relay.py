@@ -29,7 +29,6 @@ import argparse
 import dataclasses
 import random
 import re
-import socket
 import sys
 from collections.abc import Callable, Sequence
 from heapq import heappop, heappush
@@ -39,6 +38,7 @@ from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol
 
 from kwik_twisted.errors import ConfigurationError
+from kwik_twisted.protocol import enlarge_buffers
 from kwik_twisted.testing.links import Address, Impairment, LinkConfig, LinkStats
 
 #: Datagrams due within this many seconds of the timer leave together.
@@ -48,7 +48,6 @@ MAX_DATAGRAM = 65535
 #: Bytes of one packet when a queue is given in packets (``--queue 25``).
 PACKET_BYTES = 1500
 #: Socket buffers asked of the kernel for the relay's ports.
-SOCKET_BUFFER = 4 * 1024 * 1024
 
 
 class Direction:
@@ -166,7 +165,7 @@ class _Session:
         old = self.port
         self.port = self.relay.reactor.listenUDP(0, _ServerSide(self), interface=host,
                                                  maxPacketSize=MAX_DATAGRAM)
-        _enlarge(self.port)
+        enlarge_buffers(self.port)
         if old is not None:
             old.stopListening()
 
@@ -187,16 +186,6 @@ class _ServerSide(DatagramProtocol):
         if (addr[0], addr[1]) == relay.server and self.transport is self.session.port:
             relay.to_client.receive(data, self.session.client)
 
-
-def _enlarge(port) -> None:
-    sock = getattr(port, "socket", None)
-    if sock is None:
-        return
-    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
-        except OSError:
-            pass
 
 
 class Relay:
@@ -233,7 +222,7 @@ class Relay:
         self.source = self.source or interface
         self._port = self.reactor.listenUDP(port, _ClientSide(self), interface=interface,
                                             maxPacketSize=MAX_DATAGRAM)
-        _enlarge(self._port)
+        enlarge_buffers(self._port)
         return self
 
     @property

@@ -295,15 +295,9 @@ def _decode_path_packet(view: memoryview, pos: int, header: Header) -> Packet:
         raise MalformedPacket("datagram ends inside the checksum or compression info")
     at = pos
     compression = view[pos + 4]
-    if compression not in _COMPRESSIONS:
-        raise MalformedPacket(f"unknown Compression Info 0x{compression:02x}")
     start = pos + 5
-    if total != len(view) - start:
-        raise MalformedPacket(f"Total Length says {total}, the datagram holds {len(view) - start}")
     if total < TAG_LENGTH + 1:
         raise MalformedPacket("payload shorter than an AEAD tag and one byte")
-    if frame_count == 0:
-        raise MalformedPacket("Frame Count is zero")
     checksum = _CHECKSUM.unpack_from(view, at)[0]
     return _finish(
         view,
@@ -333,12 +327,6 @@ def _decode_fast(view: memoryview, pos: int, header: Header) -> Packet:
         raise MalformedPacket(f"packet header: varint {total} is not in its shortest form")
     if packet_type not in _PACKET_TYPES:
         raise MalformedPacket(f"unknown packet type 0x{packet_type:02x}")
-    if compression not in _COMPRESSIONS:
-        raise MalformedPacket(f"unknown Compression Info 0x{compression:02x}")
-    if total != len(view) - start:
-        raise MalformedPacket(f"Total Length says {total}, the datagram holds {len(view) - start}")
-    if frame_count == 0:
-        raise MalformedPacket("Frame Count is zero")
     return _finish(
         view,
         header,
@@ -367,7 +355,13 @@ def _finish(
     total: int,
     compression: int,
 ) -> Packet:
-    """Check the checksum and complete ``header``; ``at`` is the checksum's offset."""
+    """Check what both header shapes share, then the checksum; complete ``header``."""
+    if compression not in _COMPRESSIONS:
+        raise MalformedPacket(f"unknown Compression Info 0x{compression:02x}")
+    if total != len(view) - start:
+        raise MalformedPacket(f"Total Length says {total}, the datagram holds {len(view) - start}")
+    if frame_count == 0:
+        raise MalformedPacket("Frame Count is zero")
     if checksum != crc32(view[at + 4 :], crc32(view[:at])):
         raise ChecksumMismatch("packet checksum mismatch")
     header.path_id = path_id
