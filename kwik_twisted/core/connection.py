@@ -76,7 +76,7 @@ from .crypto.protection import PacketProtection, initial_protections
 from .entropy import Entropy, random_below
 from .paths.manager import PathManager
 from .paths.metrics import PathMetrics, PathMetricsTracker
-from .paths.path import Path, PathPhase
+from .paths.path import MAX_CHALLENGE_ATTEMPTS, Path, PathPhase
 from .paths.scheduler import FrameRequirements
 from .paths.scheduler import create as create_scheduler
 from .recovery.loss import LossRecovery, SentPacket
@@ -99,6 +99,10 @@ MAX_HANDSHAKE_BUFFER = 64 * 1024
 MAX_EARLY_PACKETS = 16
 #: One in this many packets skips a sequence number (optimistic-ACK defence).
 SKIP_ONE_IN = 256
+#: The peer's max_paths and max_datagram_size until its transport parameters arrive.
+DEFAULT_PEER_MAX_PATHS = 4
+DEFAULT_PEER_DATAGRAM_SIZE = 1350
+MIN_DATAGRAM_SIZE = 1200
 #: Controllers that couple the paths of a connection (they share a group).
 COUPLED = frozenset({"lia", "olia"})
 #: Packets sent in one go per path before the owner gets control back.
@@ -169,6 +173,10 @@ class Connection:
         self._peer_max_ack_delay = config.max_ack_delay
         self._peer_cid_learned = not is_client
         self._peer_params: dict[int, int] | None = None
+        #: The peer's limits (protocol.rst, "Transport parameters"): its defaults until its
+        #: parameters arrive.  Datagrams we send are at most ``max_datagram_size``.
+        self.peer_max_paths = DEFAULT_PEER_MAX_PATHS
+        self.max_datagram_size = min(config.max_datagram_size, DEFAULT_PEER_DATAGRAM_SIZE)
         self._idle_timeout = config.idle_timeout
         self._last_received = now
         self._last_sent = now
@@ -446,6 +454,11 @@ class Connection:
         return self._handshake_confirmed
 
     @property
+    def peer_parameters_known(self) -> bool:
+        """Whether the peer's TRANSPORT_PARAMETERS arrived (they follow its handshake)."""
+        return self._peer_params is not None
+
+    @property
     def handshake_complete(self) -> bool:
         """Whether application keys exist."""
         return self._app_send is not None
@@ -624,7 +637,6 @@ class Connection:
             self.path_manager.advertise()
             self.paths[0].address_validated = True
             self._confirm_recovery()
-        self.path_manager.start_pending(now=now)
         cert = self.tls.peer_certificate
         subject = cert.subject.rfc4514_string() if cert is not None else None
         self._events.append(HandshakeCompleted(self.tls.alpn, self.tls.cipher, subject))
@@ -662,6 +674,13 @@ class Connection:
         ):
             raise TransportParameterError("flow-control parameters below the spec's minimums")
         self.streams.apply_peer_parameters(max_data, stream_data, max_streams)
+        max_paths = params.get(TransportParameter.MAX_PATHS, DEFAULT_PEER_MAX_PATHS)
+        datagram = params.get(TransportParameter.MAX_DATAGRAM_SIZE, DEFAULT_PEER_DATAGRAM_SIZE)
+        if max_paths < 1 or datagram < MIN_DATAGRAM_SIZE:
+            raise TransportParameterError("max_paths below 1 or max_datagram_size below 1200")
+        self.peer_max_paths = max_paths
+        self.max_datagram_size = min(self.config.max_datagram_size, datagram)
+        self.path_manager.start_pending(now=now)  # they waited for the peer's max_paths
         idle = params.get(TransportParameter.MAX_IDLE_TIMEOUT_MS)
         if idle:
             self._idle_timeout = min(self._idle_timeout, idle / 1000)
@@ -793,11 +812,13 @@ class Connection:
         """Add control frames to ``builder`` (called by the packet assembler)."""
         if builder.epoch != Epoch.APPLICATION:
             return
-        while path.responses and not builder.full:
-            builder.add_control(PathResponseFrame(path.responses.popleft()))
+        if path.responses and builder.add_control(PathResponseFrame(path.responses[0])):
+            path.responses.popleft()
+            self.stats["path_responses_sent"] += 1
         if path.challenge is not None and path.challenge_sent_at is None:
             if builder.add_control(PathChallengeFrame(path.challenge)):
                 path.challenge_sent_at = now
+                path.challenge_attempts += 1
         if not path.usable:
             return  # a failed or unvalidated path would swallow frames the connection needs
         control = self._control
@@ -907,7 +928,7 @@ class Connection:
         streams = self.streams
         req = self._requirements
         req.priority = streams.highest_pending_priority() or 0
-        req.size = self.config.max_datagram_size
+        req.size = self.max_datagram_size
         req.backlog = streams.backlog()
         return self.scheduler.select_all(candidates, req, now=now)
 
@@ -955,6 +976,7 @@ class Connection:
         path.challenge = self.entropy.random_bytes(8)
         path.challenge_sent_at = None
         path.challenges_sent += 1
+        path.challenge_attempts = 0
 
     # -- timers ------------------------------------------------------------------------
 
@@ -974,7 +996,10 @@ class Connection:
             path.ack.immediate = True
         if path.challenge_sent_at is not None:
             if now >= path.challenge_sent_at + 3 * recovery.rtt.pto_interval():
-                path.challenge_sent_at = None  # resend the challenge
+                if path.challenge_attempts >= MAX_CHALLENGE_ATTEMPTS:
+                    self.path_manager.on_validation_failed(path, now=now)
+                else:
+                    path.challenge_sent_at = None  # resend the challenge
 
     def _queue_probe_data(self, path: Path) -> None:
         """On PTO during the handshake, send every unacknowledged handshake byte again."""
@@ -1016,7 +1041,7 @@ class Connection:
             frame = ConnectionCloseFrame(ErrorCode.APPLICATION_ERROR, "", application=False)
         long = epoch == Epoch.INITIAL
         builder = PacketBuilder(
-            self.config.max_datagram_size - header_overhead(path.id, long), epoch
+            self.max_datagram_size - header_overhead(path.id, long), epoch
         )
         builder.add_control(frame)
         datagram, packet = _seal(self, path, builder, now, long)

@@ -134,7 +134,7 @@ def build_packet(
     sending.
     """
     long = epoch == Epoch.INITIAL
-    budget = conn.config.max_datagram_size - header_overhead(path.id, long)
+    budget = conn.max_datagram_size - header_overhead(path.id, long)
     room = None if path.address_validated else path.amplification_room()
     if room is not None:
         budget = min(budget, room - header_overhead(path.id, long))

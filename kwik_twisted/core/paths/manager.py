@@ -53,6 +53,8 @@ class PathManager:
         self.highest_peer_path = 0
         self.status_sequence = 0
         self.pending: list[tuple[int, tuple, tuple]] = []
+        #: Backup status asked for paths still pending, by path ID.
+        self.pending_backup: dict[int, bool] = {}
         #: PATH_STATUS frames for paths not seen yet, by path ID.
         self.early_status: dict[int, PathStatusFrame] = {}
         #: Addresses the server advertised, by address ID (client side).
@@ -64,27 +66,41 @@ class PathManager:
         """
         Open a path (client only) and return its ID; it carries data once validated.
 
-        Before the handshake completes the path is only reserved; it starts when keys exist.
+        Until the handshake has completed and the peer's transport parameters (its
+        ``max_paths``) have arrived, the path is only reserved.
         """
         conn = self.conn
         if not conn.is_client:
             raise ValueError("only the client opens paths")
-        if len(conn.paths) + len(self.pending) >= conn.config.max_paths:
-            raise ValueError(
-                f"already {len(conn.paths)} paths; max_paths is {conn.config.max_paths}"
-            )
+        limit = self.max_paths()
+        if len(conn.paths) + len(self.pending) >= limit:
+            raise ValueError(f"already {len(conn.paths)} paths; max_paths is {limit}")
         path_id = self.next_path_id
         self.next_path_id += 1
-        if not conn.handshake_complete:
+        if not (conn.handshake_complete and conn.peer_parameters_known):
             self.pending.append((path_id, local_addr, remote_addr))
             return path_id
         self._start(path_id, local_addr, remote_addr, now=now)
         return path_id
 
+    def max_paths(self) -> int:
+        """Paths this connection may have at once: ours and, once known, the peer's limit."""
+        return min(self.conn.config.max_paths, self.conn.peer_max_paths)
+
     def start_pending(self, *, now: float) -> None:
-        """The handshake completed: start the paths opened before it."""
+        """
+        The peer's transport parameters arrived: start the paths opened before them.
+
+        Those beyond the peer's ``max_paths`` (known only now) are dropped with a
+        :class:`~kwik_twisted.events.PathAbandoned` event instead of being refused by the peer.
+        """
         pending, self.pending = self.pending, []
         for path_id, local_addr, remote_addr in pending:
+            if len(self.conn.paths) >= self.max_paths():
+                self.conn.stats["paths_refused"] += 1
+                self.pending_backup.pop(path_id, None)
+                self.conn._events.append(PathAbandoned(path_id, local_addr, remote_addr))
+                continue
             self._start(path_id, local_addr, remote_addr, now=now)
 
     def _start(self, path_id: int, local_addr: tuple, remote_addr: tuple, *, now: float) -> None:
@@ -94,6 +110,9 @@ class PathManager:
         path.recovery.handshake_confirmed = conn.handshake_confirmed
         conn._challenge(path)
         conn._events.append(PathAdded(path_id, local_addr, remote_addr))
+        backup = self.pending_backup.pop(path_id, None)
+        if backup is not None:
+            self.set_backup(path_id, backup)
 
     def accept(
         self, path_id: int, local_addr: tuple, remote_addr: tuple, *, now: float
@@ -119,6 +138,19 @@ class PathManager:
         conn._challenge(path)
         conn._events.append(PathAdded(path_id, local_addr, remote_addr))
         return path
+
+    def on_validation_failed(self, path: Path, *, now: float) -> None:
+        """
+        A path's challenge went unanswered :data:`~.path.MAX_CHALLENGE_ATTEMPTS` times.
+
+        A new path (the peer refused it, or it does not reach the peer) is abandoned; a path that
+        moved to a new address (rebinding) stops challenging and stays held to the amplification
+        budget, which the peer's own packets from that address keep refilling.
+        """
+        self.conn.stats["validations_failed"] += 1
+        path.challenge = path.challenge_sent_at = None
+        if path.phase is PathPhase.VALIDATING:
+            self.abandon(path.id, now=now)
 
     def live(self) -> list[Path]:
         """Paths not abandoned."""
@@ -151,6 +183,11 @@ class PathManager:
         path.metrics.on_phase_change(False, now=now)
         path.next_probe = now + self._probe_interval(path)
         self.conn._requeue_packets(path, path.recovery.abandon())
+        # Out of the coupled group while failed (its window would skew the others' increase);
+        # it rejoins with fresh state when it recovers (Connection._reset_congestion).
+        leave = getattr(path.recovery.controller, "leave", None)
+        if leave is not None:
+            leave()
         self.conn.stats["paths_failed"] += 1
         self.conn._events.append(PathFailed(path.id, path.local_addr, path.remote_addr))
 
@@ -183,6 +220,9 @@ class PathManager:
 
     def set_backup(self, path_id: int, backup: bool) -> None:
         """Mark a path backup (or available) and tell the peer with PATH_STATUS."""
+        if any(pending[0] == path_id for pending in self.pending):
+            self.pending_backup[path_id] = backup  # applied when the path starts
+            return
         path = self._known(path_id)
         path.status = PathState.BACKUP if backup else PathState.AVAILABLE
         self.status_sequence += 1

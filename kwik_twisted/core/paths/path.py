@@ -22,8 +22,11 @@ from ..recovery.pacing import Pacer
 MAX_ACK_RANGES_TRACKED = 32
 #: Ack-eliciting packets received before an ACK is sent at once.
 ACK_ELICITING_THRESHOLD = 2
-#: PATH_RESPONSEs queued per path at most (a challenge flood cannot grow memory).
-MAX_PENDING_RESPONSES = 4
+#: PATH_RESPONSEs queued per path: only the newest challenge is answered (protocol.rst: at most one
+#: answer per path per packet, so a challenge flood costs the flooder, not us).
+MAX_PENDING_RESPONSES = 1
+#: Times a PATH_CHALLENGE is sent (each after 3 PTOs of silence) before validation fails.
+MAX_CHALLENGE_ATTEMPTS = 3
 AMPLIFICATION_FACTOR = 3
 
 
@@ -183,6 +186,7 @@ class Path:
         "challenge",
         "challenge_sent_at",
         "challenges_sent",
+        "challenge_attempts",
         "responses",
         "dcid",
         "probes_pending",
@@ -229,6 +233,7 @@ class Path:
         self.challenge: bytes | None = None
         self.challenge_sent_at: float | None = None
         self.challenges_sent = 0
+        self.challenge_attempts = 0
         self.responses: deque[bytes] = deque(maxlen=MAX_PENDING_RESPONSES)
         self.dcid = dcid
         self.probes_pending = 0
