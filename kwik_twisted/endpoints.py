@@ -48,6 +48,7 @@ from .protocol import (
     KwikServerProtocol,
     ip_address,
 )
+from .udp import listenBatchingUDP
 
 #: Seconds an unused pooled client connection stays open for reuse.
 POOL_LINGER = 2.0
@@ -121,8 +122,8 @@ class KwikListeningPort:
         if self._udp is not None:
             return
         proto = KwikServerProtocol(self._reactor, self._config, self.factory, entropy=self._entropy)
-        udp = self._reactor.listenUDP(self._portNumber, proto, interface=self._interface,
-                                      maxPacketSize=MAX_DATAGRAM)
+        udp = listenBatchingUDP(self._reactor, self._portNumber, proto,
+                                interface=self._interface, maxPacketSize=MAX_DATAGRAM)
         number = udp.getHost().port
         try:
             for interface in self._extraInterfaces:
@@ -440,8 +441,8 @@ class _ClientConnection:
                                    entropy=self.entropy, owner=self, paths=paths,
                                    backup=self.backup)
         try:
-            self._udp = self.reactor.listenUDP(port, proto, interface=interface,
-                                               maxPacketSize=MAX_DATAGRAM)
+            self._udp = listenBatchingUDP(self.reactor, port, proto, interface=interface,
+                                          maxPacketSize=MAX_DATAGRAM)
             self.proto = proto
             proto.start()
         except Exception:

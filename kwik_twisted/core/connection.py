@@ -395,6 +395,11 @@ class Connection:
             if path.phase is not PathPhase.ABANDONED:
                 self._path_timers(path, now)
 
+    @property
+    def has_events(self) -> bool:
+        """Whether :meth:`next_event` has something."""
+        return bool(self._events)
+
     def next_event(self) -> Event | None:
         """The next event for the application, or ``None``."""
         return self._events.popleft() if self._events else None
