@@ -39,6 +39,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .config import ConnectionConfig
+from .core.crypto.handshake import make_context
 from .entropy import SystemEntropy
 from .errors import ConfigurationError, KwikError
 from .protocol import (
@@ -228,6 +229,18 @@ class KwikClientEndpoint:
                 f"{len(self._paths)} extra paths and the handshake's exceed max_paths "
                 f"({config.max_paths})")
         self._entropy = entropy or SystemEntropy()
+        self._tlsContext = None
+
+    def _sharedContext(self):
+        """
+        The OpenSSL context every connection of this endpoint shares, made on first use.
+
+        Loading the trust roots costs more than a handshake's own bookkeeping; a server likewise
+        shares one context.  PEM files are read when the first connection is made.
+        """
+        if self._tlsContext is None:
+            self._tlsContext = make_context(self._config.tls, is_client=True)
+        return self._tlsContext
 
     def connect(self, protocolFactory) -> defer.Deferred:
         """Open a stream; fires with the connected protocol."""
@@ -249,7 +262,7 @@ class KwikClientEndpoint:
                     return entry
         entry = _ClientConnection(self._reactor, self._host, self._port, self._config,
                                   self._bindAddress, self._entropy, key if self._reuse else None,
-                                  self._paths, self._backup)
+                                  self._paths, self._backup, self._sharedContext)
         if self._reuse:
             pool.setdefault(key, []).append(entry)
         _registry(_all, self._reactor, set()).add(entry)
@@ -362,8 +375,9 @@ class _ClientConnection:
     """
 
     def __init__(self, reactor, host, port, config, bindAddress, entropy, key, paths=(),
-                 backup=()) -> None:
+                 backup=(), context=None) -> None:
         self.reactor = reactor
+        self.context = context
         self.host = host
         self.port = port
         self.config = config
@@ -437,9 +451,14 @@ class _ClientConnection:
         interface, port = self.bindAddress or ("::" if isIPv6Address(address) else "", 0)
         paths = [(local, (host or address, port or self.port))
                  for local, host, port in self.paths]
+        try:
+            context = self.context() if self.context is not None else None
+        except Exception:
+            self._fail(Failure())
+            return
         proto = KwikClientProtocol(self.reactor, self.config, (address, self.port),
                                    entropy=self.entropy, owner=self, paths=paths,
-                                   backup=self.backup)
+                                   backup=self.backup, tlsContext=context)
         try:
             self._udp = listenBatchingUDP(self.reactor, port, proto, interface=interface,
                                           maxPacketSize=MAX_DATAGRAM)

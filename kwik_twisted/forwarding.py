@@ -82,10 +82,17 @@ class Relay(Protocol):
         """Our write side is shut down (after a relayed EOF); nothing to do."""
 
     def connectionLost(self, reason: Failure | None = None) -> None:
-        """Close the peer (after it flushes what it already holds)."""
+        """
+        Close the peer (after it flushes what it already holds).
+
+        Our transport was the peer's producer: it is unregistered first, or a peer transport that
+        had paused it would wait for it to resume (or unregister) for ever before closing.
+        """
         peer, self.peer = self.peer, None
         if peer is not None:
             peer.peer = None
+            if peer.transport.producer is not None:
+                peer.transport.unregisterProducer()
             peer.transport.loseConnection()
 
     def pair(self, other: Relay) -> None:

@@ -131,7 +131,6 @@ class KwikConnection:
         self._timer = None
         self._turn = None
         self._servicing = False
-        self._flushAhead = False
         self._abandon: str | None = None
         self._pulls: set[KwikStreamTransport] = set()
 
@@ -156,15 +155,14 @@ class KwikConnection:
         """Dispatch events, run producers, send datagrams, re-arm the timer."""
         if self.dead:
             return
-        self._servicing = self._flushAhead = True
+        self._servicing = True
         try:
             self._dispatchEvents()
             self._runPulls()
-            self._flushAhead = False
             more = self._flush()
             self._rearm()
         except Exception:
-            self._servicing = self._flushAhead = False
+            self._servicing = False
             self._crash(Failure())
             return
         self._servicing = False
@@ -172,17 +170,17 @@ class KwikConnection:
             self._doAbandon(self._abandon)
         elif self.core.is_closed:
             self._gone()
-        elif more or self._pulls or self.core.has_events:
+        elif more or self._pulls:
             self.scheduleTurn()
 
     def scheduleTurn(self) -> None:
         """
         Service once on the next reactor turn (batches application calls).
 
-        Not while a service is about to flush: what the application does from an event handler
-        goes out with that flush.
+        What an event handler writes goes out with the flush of the service under way; the turn
+        still comes (the transports' ordering of half-close notifications relies on it).
         """
-        if self.dead or self._turn is not None or self._flushAhead:
+        if self.dead or self._turn is not None:
             return
         self._turn = self.reactor.callLater(0, self._onTurn)
 
@@ -769,10 +767,13 @@ class KwikClientProtocol(_PortMixin, DatagramProtocol):
         binds a socket for each, and the paths open when the handshake completed.
     :param backup: indexes of the paths to mark backup: 0 is the handshake's path, 1 the first of
         ``paths``, and so on.
+    :param tlsContext: an OpenSSL context made by ``make_context(config.tls, is_client=True)`` to
+        share (an endpoint shares one among its connections); ``None`` makes one.
     """
 
     def __init__(self, reactor, config, remote: tuple, *, entropy, owner, paths=(),
-                 backup=()) -> None:
+                 backup=(), tlsContext=None) -> None:
+        self._tlsContext = tlsContext
         self.reactor = reactor
         self.config = config
         self.remote = remote
@@ -805,9 +806,11 @@ class KwikClientProtocol(_PortMixin, DatagramProtocol):
         self._local = (host.host, host.port)
         for local_host, remote in self._plannedPaths:
             self._planned.append(self.bindSocket(local_host, 0, remote))
+        context = self._tlsContext or make_context(self.config.tls, is_client=True)
         core = Connection.client(
             self.config, local_addr=self._local, remote_addr=self.remote,
             entropy=self.entropy, now=self.reactor.seconds(),
+            tls_factory=partial(_serverSession, context),
         )
         self.connection = KwikConnection(self.reactor, core, self)
         self.connection.service()
