@@ -119,6 +119,11 @@ class State(Enum):
     CLOSED = "closed"
 
 
+# Plain names for the per-packet path: an Enum member lookup costs about 80 ns in CPython 3.11.
+_CLOSED, _CLOSING, _DRAINING = State.CLOSED, State.CLOSING, State.DRAINING
+_INITIAL, _APPLICATION = int(Epoch.INITIAL), int(Epoch.APPLICATION)
+
+
 class Connection:
     """
     One Kwik connection, either role.
@@ -321,7 +326,7 @@ class Connection:
         Call :meth:`datagrams_to_send`, :meth:`next_deadline` and :meth:`next_event` afterwards.
         """
         self._now = now
-        if self.state is State.CLOSED:
+        if self.state is _CLOSED:
             return
         try:
             self._receive(data, local_addr, remote_addr, now)
@@ -333,9 +338,9 @@ class Connection:
     def datagrams_to_send(self, *, now: float) -> list[tuple[bytes, tuple, tuple]]:
         """Return ``(datagram, local_addr, remote_addr)`` triples to send now."""
         self._now = now
-        if self.state is State.CLOSED or self.state is State.DRAINING:
+        if self.state is _CLOSED or self.state is _DRAINING:
             return []
-        if self.state is State.CLOSING:
+        if self.state is _CLOSING:
             return self._send_close(now)
         out: list[tuple[bytes, tuple, tuple]] = []
         paths = self.paths
@@ -478,7 +483,7 @@ class Connection:
     def _receive(self, data: bytes, local_addr: tuple, remote_addr: tuple, now: float) -> None:
         packet = decode_packet(data)
         header = packet.header
-        if header.epoch == Epoch.INITIAL:
+        if header.epoch == _INITIAL:
             # Initial keys are public to anyone who saw the first datagram: once the handshake no
             # longer needs them, nothing under them is believed (a forged CLOSE, ACK or rebinding).
             if header.path_id != 0 or self._initial_retired():
@@ -500,10 +505,10 @@ class Connection:
         if self.is_client and header.scid is not None and not self._peer_cid_learned:
             self.peer_cid = header.scid  # the server's own CID replaces our random first guess
             self._peer_cid_learned = True
-        if self.state is State.CLOSING or self.state is State.DRAINING:
-            self._close_pending = self.state is State.CLOSING  # answer with CLOSE again, no more
+        if self.state is _CLOSING or self.state is _DRAINING:
+            self._close_pending = self.state is _CLOSING  # answer with CLOSE again, no more
             return
-        if header.epoch == Epoch.APPLICATION:
+        if header.epoch == _APPLICATION:
             self._peer_has_app_keys = True
         self._on_authenticated(path, len(data), remote_addr, header, now)
         frames = decode_payload(
@@ -514,11 +519,15 @@ class Connection:
             epoch=header.epoch,
         )
         self._receiving_epoch = header.epoch
-        eliciting = False
-        for frame in frames:
-            eliciting = self._on_frame(frame, path, now) or eliciting
+        if len(frames) == 1 and type(frames[0]) is StreamFrame:
+            self._on_stream_frame(frames[0], now)  # the bulk packet, without the general dispatch
+            eliciting = True
+        else:
+            eliciting = False
+            for frame in frames:
+                eliciting = self._on_frame(frame, path, now) or eliciting
         path.ack.on_received(header.seq, eliciting, now=now)
-        if self.state is State.CLOSING:
+        if self.state is _CLOSING:
             self._close_pending = True
         if self._replay_early:
             self._replay_early = False
@@ -550,7 +559,7 @@ class Connection:
         if (
             remote_addr != path.remote_addr
             and header.seq > path.ack.largest
-            and header.epoch == Epoch.APPLICATION
+            and header.epoch == _APPLICATION
         ):
             self._on_rebinding(path, remote_addr)
         path.bytes_received += size
@@ -563,14 +572,17 @@ class Connection:
         path.bytes_received = path.bytes_sent = 0
         self._challenge(path)
 
+    def _on_stream_frame(self, frame: StreamFrame, now: float) -> None:
+        try:
+            self.streams.on_stream_frame(frame, now=now)
+        except ProtocolError as e:
+            e.frame_type = FRAME_TYPE_STREAM if e.frame_type is None else e.frame_type
+            raise
+
     def _on_frame(self, frame, path: Path, now: float) -> bool:
         """Handle one frame; return whether it was ack-eliciting."""
         if isinstance(frame, StreamFrame):
-            try:
-                self.streams.on_stream_frame(frame, now=now)
-            except ProtocolError as e:
-                e.frame_type = FRAME_TYPE_STREAM if e.frame_type is None else e.frame_type
-                raise
+            self._on_stream_frame(frame, now)
             return True
         handler = _HANDLERS.get(frame.type)
         try:
@@ -797,14 +809,14 @@ class Connection:
         its retransmitted Finished, and the ACKs riding with it, would never be heard again).
         """
         if self._app_send is None:
-            return Epoch.INITIAL
+            return _INITIAL
         if self._handshake_confirmed or self._peer_has_app_keys:
-            return Epoch.APPLICATION
-        return Epoch.INITIAL
+            return _APPLICATION
+        return _INITIAL
 
     def send_keys(self, epoch: int) -> PacketProtection:
         """The sealing keys for ``epoch``."""
-        if epoch == Epoch.INITIAL:
+        if epoch == _INITIAL:
             return self._initial_send
         assert self._app_send is not None
         return self._app_send
@@ -813,9 +825,23 @@ class Connection:
         """Whether a packet with only ACK/PADDING frames is worth sending (an ACK was due)."""
         return any(isinstance(f, AckFrame) for f in builder.frames)
 
+    def only_stream_data(self, path: Path) -> bool:
+        """
+        Whether stream data is all a packet on ``path`` could carry now (the sender's fast path):
+        no ACK pending, no path validation under way, no control or handshake data waiting.
+        """
+        return (
+            path.ack.ack_deadline is None
+            and not path.responses
+            and path.challenge is None
+            and not self._control
+            and not self.crypto_send.pending
+            and not self.streams.has_control
+        )
+
     def add_control_frames(self, builder, path: Path, *, now: float) -> None:
         """Add control frames to ``builder`` (called by the packet assembler)."""
-        if builder.epoch != Epoch.APPLICATION:
+        if builder.epoch != _APPLICATION:
             return
         if path.responses and builder.add_control(PathResponseFrame(path.responses[0])):
             path.responses.popleft()
@@ -849,9 +875,10 @@ class Connection:
             cwnd_ok = probe or recovery.bytes_in_flight < controller.cwnd
             pace_at = None if probe else pacer.next_send_time(now=now)
             paced_ok = pace_at is None or pace_at <= now
-            path.pacing_deadline = pace_at if cwnd_ok and usable and streams.has_data else None
+            has_data = streams.has_data
+            path.pacing_deadline = pace_at if cwnd_ok and usable and has_data else None
             allow_data = cwnd_ok and paced_ok and usable
-            if not probe and not (allow_data and streams.has_data) and not self._has_other(path):
+            if not probe and not (allow_data and has_data) and not self._has_other(path):
                 break
             if self._send_one(path, out, now, allow_data=allow_data, probe=probe) is None:
                 break
@@ -865,21 +892,21 @@ class Connection:
         """Build, seal and record one packet on ``path``; return it (``None``: nothing to send)."""
         recovery = path.recovery
         epoch = self._packet_epoch()
-        if epoch == Epoch.INITIAL and path.id != 0:
+        if epoch == _INITIAL and path.id != 0:
             return None  # only the handshake path carries initial-key packets
         self._maybe_skip(recovery)
         built = build_packet(self, path, now=now, epoch=epoch, allow_data=allow_data, probe=probe)
         if built is None:
             return None
         datagram, packet = built
-        if epoch == Epoch.APPLICATION and path.id == 0 and self._first_app_seq is None:
+        if epoch == _APPLICATION and path.id == 0 and self._first_app_seq is None:
             self._first_app_seq = packet.seq
         packet.is_probe = probe
         if probe:
             path.probes_pending -= 1
         recovery.on_packet_sent(packet)
         if packet.in_flight:
-            path.pacer.on_packet_sent(packet.size, now=now)
+            path.pacer.consume(packet.size, now)
         path.bytes_sent += packet.size
         path.packets_sent += 1
         self._last_sent = now
@@ -970,12 +997,12 @@ class Connection:
 
     def _packet_epoch(self) -> int:
         if self._app_send is None:
-            return Epoch.INITIAL
+            return _INITIAL
         if self._handshake_confirmed and not self.crypto_send.pending:
-            return Epoch.APPLICATION
-        if self.handshake_epoch() == Epoch.INITIAL and self.crypto_send.pending:
-            return Epoch.INITIAL
-        return Epoch.APPLICATION
+            return _APPLICATION
+        if self.handshake_epoch() == _INITIAL and self.crypto_send.pending:
+            return _INITIAL
+        return _APPLICATION
 
     def _challenge(self, path: Path) -> None:
         path.challenge = self.entropy.random_bytes(8)

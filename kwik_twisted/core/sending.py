@@ -34,6 +34,7 @@ from ..wire import (
     varint_size,
 )
 from ..wire.frames import push_control_frame, push_stream_frame
+from ..wire.packets import encode_application_packet
 from .recovery.loss import SentPacket
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,6 +49,8 @@ MAX_FRAMES = 63
 STREAM_HEADER_MAX = 8 + 8 + 1 + 2 + 4 + 1 + 1
 #: Bytes of a control frame header with a body under 64 bytes.
 CONTROL_HEADER = 17
+# Plain ints for the per-packet path (an IntEnum member lookup costs about 80 ns in CPython 3.11).
+_INITIAL, _APPLICATION = int(Epoch.INITIAL), int(Epoch.APPLICATION)
 
 
 class AckRecord:
@@ -133,7 +136,15 @@ def build_packet(
     Assemble, seal and record one datagram for ``path``, or return ``None`` if nothing is worth
     sending.
     """
-    long = epoch == Epoch.INITIAL
+    if (
+        allow_data
+        and not probe
+        and epoch == _APPLICATION
+        and path.address_validated
+        and conn.only_stream_data(path)
+    ):
+        return _build_data_packet(conn, path, now)
+    long = epoch == _INITIAL
     budget = conn.max_datagram_size - header_overhead(path.id, long)
     room = None if path.address_validated else path.amplification_room()
     if room is not None:
@@ -144,7 +155,7 @@ def build_packet(
     _add_acks(conn, builder, path, now, due_only=True)
     conn.add_control_frames(builder, path, now=now)
     _add_handshake(conn, builder, epoch)
-    if allow_data and epoch == Epoch.APPLICATION and conn.streams.has_data:
+    if allow_data and epoch == _APPLICATION and conn.streams.has_data:
         _add_stream_data(conn, builder)
     if probe and not builder.ack_eliciting:
         builder.add_control(PingFrame())
@@ -157,6 +168,22 @@ def build_packet(
     if long and conn.is_client:
         _pad(builder, path.id)
     return _seal(conn, path, builder, now, long)
+
+
+def _build_data_packet(conn: Connection, path: Path, now: float) -> tuple[bytes, SentPacket] | None:
+    """
+    The bulk packet: stream data and nothing else, under application keys.
+
+    :func:`build_packet` takes this path when nothing but stream data could go in (no ACK
+    pending, no path validation, control or handshake frames waiting, no probe, no amplification
+    limit); each of the general path's other steps would then add nothing, so the packet is the
+    same.
+    """
+    builder = PacketBuilder(conn.max_datagram_size - header_overhead(path.id, False), _APPLICATION)
+    _add_stream_data(conn, builder)
+    if not builder.frames:
+        return None
+    return _seal(conn, path, builder, now, False)
 
 
 def _add_acks(
@@ -227,6 +254,19 @@ def _seal(
     recovery = path.recovery
     seq = recovery.next_sequence_number
     frames = builder.frames
+    if not long:
+        datagram = encode_application_packet(
+            path.dcid or conn.peer_cid,
+            path.id,
+            seq,
+            classify(frames),
+            len(frames),
+            1 if builder.compressed else 0,
+            builder.buf,
+            conn.send_keys(_APPLICATION).seal,
+        )
+        eliciting = builder.ack_eliciting
+        return datagram, SentPacket(seq, now, len(datagram), eliciting, eliciting, builder.records)
     header = Header(
         path.dcid or conn.peer_cid,
         path.id,

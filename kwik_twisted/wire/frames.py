@@ -69,6 +69,7 @@ class FrameFlags(IntFlag):
 
 
 RESERVED_FLAGS = 0xC0
+_DATA = 0x00  # PacketType.DATA as a plain int
 # Plain ints for the per-packet path: IntFlag arithmetic costs a Python call per operator.
 _FIN, _PRIORITY, _COMPRESSED, _ENCRYPTED, _ORDERED, _RETRANSMIT = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 _CONTROL_FORBIDDEN = _FIN | _COMPRESSED | _ORDERED
@@ -550,6 +551,13 @@ def decode_payload(
     if compression != 0 and compression != 1:
         raise FrameEncodingError(f"unknown Compression Info 0x{compression:02x}")
     data = plaintext if isinstance(plaintext, memoryview) else memoryview(plaintext)
+    if frame_count == 1 and packet_type == _DATA and len(data):
+        frame, pos, _ = pull_frame(data, 0, epoch, compression)
+        if pos == len(data) and type(frame) is StreamFrame and not frame.priority:
+            if not frame.retransmit:
+                # The bulk packet: one normal-priority STREAM frame (one frame cannot inflate
+                # past MAX_DECOMPRESSED_FRAME < MAX_DECOMPRESSED_PACKET); every check below holds.
+                return [frame]
     frames: list[Frame] = []
     pos = 0
     inflated = 0

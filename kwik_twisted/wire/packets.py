@@ -199,22 +199,76 @@ _SHORT_APPLICATION_FLAGS = 1 << EPOCH_SHIFT
 
 def _encode_fast(header: Header, total: int, plaintext: bytes, seal: Seal) -> bytes:
     """The common shape: application keys, one-byte path ID and Frame Count, two-byte length."""
-    prefix = _FAST_PREFIX.pack(
-        header.version,
-        _SHORT_APPLICATION_FLAGS,
+    return _seal_short(
         header.dcid,
         header.path_id,
         header.seq,
         header.packet_type,
         header.frame_count,
+        header.compression,
+        total,
+        plaintext,
+        seal,
+    )
+
+
+def encode_application_packet(
+    dcid: bytes,
+    path_id: int,
+    seq: int,
+    packet_type: int,
+    frame_count: int,
+    compression: int,
+    plaintext: bytes | bytearray,
+    seal: Seal,
+) -> bytes:
+    """
+    :func:`encode_packet` for an application-key packet, without building a :class:`Header`.
+
+    The sender's per-packet call: the common shape is sealed directly, anything else goes through
+    :func:`encode_packet`, so the datagram is the same either way.
+    """
+    total = len(plaintext) + TAG_LENGTH
+    if (
+        path_id < 0x40
+        and frame_count < 0x40
+        and 0x40 <= total < 0x4000
+        and len(dcid) == CID_LENGTH
+        and 0 <= seq < 1 << 64
+        and path_id >= 0
+        and frame_count >= 0
+        and compression in _COMPRESSION_BYTES
+        and packet_type in _PACKET_TYPES
+    ):
+        return _seal_short(
+            dcid, path_id, seq, packet_type, frame_count, compression, total, plaintext, seal
+        )
+    header = Header(dcid, path_id, seq, packet_type, frame_count, compression, Epoch.APPLICATION)
+    return encode_packet(header, plaintext, seal)
+
+
+def _seal_short(
+    dcid: bytes,
+    path_id: int,
+    seq: int,
+    packet_type: int,
+    frame_count: int,
+    compression: int,
+    total: int,
+    plaintext: bytes | bytearray,
+    seal: Seal,
+) -> bytes:
+    """Seal the common shape; the checksum covers the AAD (prefix and tail) and the ciphertext."""
+    prefix = _FAST_PREFIX.pack(
+        VERSION, _SHORT_APPLICATION_FLAGS, dcid, path_id, seq, packet_type, frame_count,
         total | 0x4000,
     )
-    tail = _COMPRESSION_BYTES[header.compression]
-    ciphertext = seal(header.path_id, header.seq, prefix + tail, plaintext)
+    tail = _COMPRESSION_BYTES[compression]
+    aad = prefix + tail
+    ciphertext = seal(path_id, seq, aad, plaintext)
     if len(ciphertext) != total:
         raise FrameEncodingError("the AEAD must add exactly a 16-byte tag")
-    checksum = crc32(ciphertext, crc32(tail, crc32(prefix)))
-    return b"".join((prefix, _CHECKSUM.pack(checksum), tail, ciphertext))
+    return b"".join((prefix, _CHECKSUM.pack(crc32(ciphertext, crc32(aad))), tail, ciphertext))
 
 
 def peek_dcid(data: bytes) -> bytes:
@@ -244,6 +298,15 @@ def decode_packet(data: bytes | memoryview) -> Packet:
     :raises ChecksumMismatch: the checksum does not match.
     """
     view = data if isinstance(data, memoryview) else memoryview(data)
+    if (
+        len(view) >= _SHORT_HEADER_LENGTH + TAG_LENGTH + 1
+        and view[0] == VERSION
+        and view[1] == _SHORT_APPLICATION_FLAGS
+        and view[10] < 0x40
+        and view[20] < 0x40
+        and view[21] & 0xC0 == 0x40
+    ):
+        return _decode_short(view)
     if len(view) < 2 + CID_LENGTH:
         raise MalformedPacket("datagram too short for an envelope")
     version, flags = view[0], view[1]
@@ -340,6 +403,47 @@ def _decode_fast(view: memoryview, pos: int, header: Header) -> Packet:
         total,
         compression,
     )
+
+
+#: The whole header of the common shape: envelope without a source CID, then the path-packet
+#: header with a one-byte Path ID and Frame Count and a two-byte Total Length.
+_SHORT_HEADER = Struct(">BB8sBQBBHIB")
+_SHORT_HEADER_LENGTH = _SHORT_HEADER.size
+_SHORT_CHECKSUM_AT = _SHORT_HEADER_LENGTH - 5
+
+
+def _decode_short(view: memoryview) -> Packet:
+    """
+    The bulk packet's shape in one step: application keys, short envelope, one-byte Path ID and
+    Frame Count, two-byte Total Length.
+
+    Equivalent to :func:`_decode_fast` reached through :func:`decode_packet` (the caller checked
+    the version, the flags and the varint prefixes); the checks run in the same order, so the same
+    errors come out.
+    """
+    (_, _, dcid, path_id, seq, packet_type, frame_count, total, checksum, compression) = (
+        _SHORT_HEADER.unpack_from(view, 0)
+    )
+    total &= 0x3FFF
+    if total < 0x40:
+        raise MalformedPacket(f"packet header: varint {total} is not in its shortest form")
+    if packet_type not in _PACKET_TYPES:
+        raise MalformedPacket(f"unknown packet type 0x{packet_type:02x}")
+    if compression not in _COMPRESSIONS:
+        raise MalformedPacket(f"unknown Compression Info 0x{compression:02x}")
+    start = _SHORT_HEADER_LENGTH
+    if total != len(view) - start:
+        raise MalformedPacket(f"Total Length says {total}, the datagram holds {len(view) - start}")
+    if frame_count == 0:
+        raise MalformedPacket("Frame Count is zero")
+    at = _SHORT_CHECKSUM_AT
+    aad = view[:at].tobytes() + view[at + 4 : start].tobytes()
+    if checksum != crc32(view[start:], crc32(aad)):
+        raise ChecksumMismatch("packet checksum mismatch")
+    header = Header(
+        dcid, path_id, seq, packet_type, frame_count, compression, 1, None, VERSION, total
+    )
+    return Packet(header, aad, view[start:])
 
 
 def _finish(

@@ -87,6 +87,10 @@ class Pacer:
 
     def on_packet_sent(self, size: int, *, now: float) -> float | None:
         """Take ``size`` bytes from the bucket; return when the next datagram may leave."""
+        self.consume(size, now)
+        return self.next_send_time(now=now)
+
+    def consume(self, size: int, now: float) -> None:
+        """:meth:`on_packet_sent` for a sender that asks :meth:`next_send_time` itself later."""
         self._refill(now)
         self.tokens -= size
-        return self.next_send_time(now=now)

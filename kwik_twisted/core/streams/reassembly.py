@@ -36,6 +36,12 @@ from kwik_twisted.errors import FinalSizeError, FlowControlError
 
 Data = bytes | bytearray | memoryview
 
+#: Out-of-order pieces a stream may hold before they are joined into runs: at least this many,
+#: and one per this many bytes of the window; after joining, more than half the limit in separate
+#: runs is a FLOW_CONTROL_ERROR (protocol.rst, "Flow control").
+MIN_HELD_PIECES = 512
+BYTES_PER_HELD_PIECE = 256
+
 
 class _Limits:
     """Final size and buffer bound checks shared by both reassemblers (§4.5)."""
@@ -129,6 +135,28 @@ class Reassembler(_Limits):
         else:
             self._hold(offset, data, contiguous)
 
+    def is_next(self, offset: int) -> bool:
+        """Whether a frame at ``offset`` continues exactly what was read, with nothing buffered
+        and no final size known (the case :meth:`take_next` serves)."""
+        return (
+            offset == self._read_offset
+            and not self._ready_bytes
+            and not self._starts
+            and self.final_size is None
+        )
+
+    def take_next(self, offset: int, data: Data) -> bytes:
+        """
+        :meth:`insert` then :meth:`read` of a non-FIN frame for which :meth:`is_next` holds.
+
+        The same checks and the same outcome, without queueing the bytes: with nothing buffered,
+        the frame's bytes are exactly what :meth:`read` would return.
+        """
+        end = offset + len(data)
+        self._check(offset, end, False)
+        self._read_offset = end
+        return data if type(data) is bytes else bytes(data)
+
     def _append_ready(self, chunk: bytes) -> None:
         """Add a chunk that starts exactly at the contiguous end."""
         self._ready.append(chunk)
@@ -157,6 +185,44 @@ class Reassembler(_Limits):
             else:
                 pos = end
         self._release(contiguous)
+        if len(starts) > max(MIN_HELD_PIECES, self.max_buffer // BYTES_PER_HELD_PIECE):
+            self._compact()
+
+    def _compact(self) -> None:
+        """
+        Join held chunks that touch into one chunk per run; too many runs is a flow-control error.
+
+        The window bounds the bytes held, not the pieces: one byte at every other offset would
+        otherwise cost a ``bytes`` object and two list slots per byte (about 40x the window).
+        Honest senders make few runs (one per gap that loss or reordering opened), so joining
+        brings them far under the limit, and the join's cost is spread over the many inserts
+        it takes to reach the limit again.
+
+        :raises FlowControlError: the held data still has more separate runs than the limit.
+        """
+        starts, chunks = self._starts, self._chunks
+        new_starts: list[int] = []
+        new_chunks: list[bytes] = []
+        run: list[bytes] = []
+        run_start = run_end = -1
+        for start, chunk in zip(starts, chunks):
+            if start != run_end and run:
+                new_starts.append(run_start)
+                new_chunks.append(b"".join(run) if len(run) > 1 else run[0])
+                run = []
+            if not run:
+                run_start = start
+            run.append(chunk)
+            run_end = start + len(chunk)
+        if run:
+            new_starts.append(run_start)
+            new_chunks.append(b"".join(run) if len(run) > 1 else run[0])
+        self._starts, self._chunks = new_starts, new_chunks
+        limit = max(MIN_HELD_PIECES, self.max_buffer // BYTES_PER_HELD_PIECE)
+        if len(new_starts) > limit // 2:
+            raise FlowControlError(
+                f"{len(new_starts)} separate out-of-order pieces held (limit {limit // 2})"
+            )
 
     def _release(self, contiguous: int) -> None:
         """Move held chunks that now continue the ready data to the ready list."""
