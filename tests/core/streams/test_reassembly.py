@@ -298,3 +298,30 @@ class HostileInputTests(SynchronousTestCase):
             self.assertLessEqual(r.buffered_bytes, 2000)
             if len(data) % 3 == 0:
                 r.pop_any()
+
+
+class HeldPieceBoundTests(SynchronousTestCase):
+    """The number of separate out-of-order pieces is bounded, not only their bytes."""
+
+    def test_many_touching_small_pieces_behind_one_gap_are_joined(self) -> None:
+        """3,000 ten-byte pieces behind one missing byte: joined into one run, read intact."""
+        r = Reassembler(256 * 1024)
+        for i in range(3000):
+            r.insert(1 + 10 * i, bytes([i % 256]) * 10)
+        r.insert(0, b"s")
+        expected = b"s" + b"".join(bytes([i % 256]) * 10 for i in range(3000))
+        self.assertEqual(r.read(), expected)
+
+    def test_one_byte_pieces_with_gaps_are_a_flow_control_error(self) -> None:
+        """One byte at every odd offset: more than 512 separate runs in a 256 KiB window."""
+        r = Reassembler(256 * 1024)
+        with self.assertRaises(FlowControlError):
+            for offset in range(1, 256 * 1024, 2):
+                r.insert(offset, b"x")
+
+    def test_the_run_limit_grows_with_the_window(self) -> None:
+        """A 4 MiB window holds 2,000 separate runs (its limit is 8,192) without complaint."""
+        r = Reassembler(4 * 1024 * 1024)
+        for offset in range(1, 4001, 2):
+            r.insert(offset, b"x")
+        self.assertEqual(r.buffered_bytes, 2000)
