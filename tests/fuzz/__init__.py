@@ -1,0 +1,1 @@
+"""Replays of the atheris harnesses' checked-in corpus (``fuzz/``)."""
