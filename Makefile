@@ -10,7 +10,7 @@ PIP := $(PY) -m pip
 EDITABLE := --config-settings editable_mode=compat
 KWIK_FUZZ_EXAMPLES ?= 100000
 # Directories that ruff checks (only those that exist yet).
-LINT_PATHS := $(wildcard kwik_twisted tests benchmarks twisted)
+LINT_PATHS := $(wildcard kwik_twisted tests benchmarks twisted fuzz)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test test-trial demo bench lint docs fuzz soak clean distclean
