@@ -608,10 +608,7 @@ class Connection:
                 return
         recovery = target.recovery
         result = recovery.on_ack_received(ranges, frame.ack_delay / 1e6, now=now)
-        acked = 0
-        for packet in result.newly_acked:
-            acked += packet.size
-            self._on_packet_acked(target, packet)
+        acked = self._on_packets_acked(target, result.newly_acked)
         if acked:
             target.metrics.on_ack(
                 acked,
@@ -749,11 +746,62 @@ class Connection:
 
     # -- loss and acknowledgement outcomes -------------------------------------------------
 
+    def _on_packets_acked(self, path: Path, packets: list[SentPacket]) -> int:
+        """
+        Settle newly acknowledged ``packets`` (ascending); return their total size.
+
+        Fast path, for the bulk case: a packet carrying nothing but one STREAM record that
+        continues the previous such packet's range on the same stream (``offset`` equal to the
+        run's end) joins a run, and each run is settled by one ``on_record_acked`` call on the
+        joined range.  Equivalent to settling the records one by one: ``SendBuffer.on_acked``
+        of ``[a, c)`` leaves the same state as ``[a, b)`` then ``[b, c)`` (acknowledged bytes
+        are a union, FIN is a sticky flag), the stream's checks (all acked, writable again)
+        look at that state and fire at most once, and any other record ends the run first, so
+        events keep their order.  A failed path (whose ACKs may revive it) takes the general
+        path packet by packet.
+        """
+        if path.phase is PathPhase.FAILED:
+            total = 0
+            for packet in packets:
+                total += packet.size
+                self._on_packet_acked(path, packet)
+            return total
+        settle = self.streams.on_record_acked
+        total = 0
+        run: StreamRecord | None = None
+        run_end = 0
+        run_fin = False
+        for packet in packets:
+            total += packet.size
+            records = packet.frames
+            if len(records) == 1 and type(records[0]) is StreamRecord:
+                record = records[0]
+                if run is not None and record.stream is run.stream and record.offset == run_end:
+                    run_end += record.length
+                    run_fin = run_fin or record.fin
+                    continue
+                if run is not None:
+                    settle(StreamRecord(run.stream, run.offset, run_end - run.offset, run_fin))
+                run, run_end, run_fin = record, record.offset + record.length, record.fin
+                continue
+            if run is not None:
+                settle(StreamRecord(run.stream, run.offset, run_end - run.offset, run_fin))
+                run = None
+            self._settle_records(records)
+        if run is not None:
+            settle(StreamRecord(run.stream, run.offset, run_end - run.offset, run_fin))
+        path.bytes_acked += total
+        return total
+
     def _on_packet_acked(self, path: Path, packet: SentPacket) -> None:
         path.bytes_acked += packet.size
         if path.phase is PathPhase.FAILED:
             self.path_manager.on_acked(path, now=self._now)
-        for record in packet.frames:
+        self._settle_records(packet.frames)
+
+    def _settle_records(self, records: list) -> None:
+        """Route each record of an acknowledged packet to the part that sent it."""
+        for record in records:
             if isinstance(record, StreamRecord):
                 self.streams.on_record_acked(record)
             elif isinstance(record, AckRecord):

@@ -479,6 +479,14 @@ class StreamManager:
         for queue in (self._queues[2], self._queues[1], self._queues[0]):
             while queue:
                 stream = queue[0]
+                fast = self._new_frame_from(stream, max_data)
+                if fast is not None:
+                    frame, record, more = fast
+                    queue.rotate(-1)
+                    if not more:
+                        queue.pop()
+                        stream.queued = False
+                    return frame, record
                 out = self._frame_from(stream, max_data)
                 if out is None:
                     queue.popleft()
@@ -490,6 +498,35 @@ class StreamManager:
                     stream.queued = False
                 return out
         return None
+
+    def _new_frame_from(
+        self, stream: Stream, max_data: int
+    ) -> tuple[StreamFrame, StreamRecord, bool] | None:
+        """
+        The bulk case of :meth:`_frame_from`: new data (no retransmission, no bare FIN) on a
+        stream whose QOS extension already went out.
+
+        ``None`` (nothing changed) sends the caller to :meth:`_frame_from`.  Otherwise the frame
+        and record are the ones :meth:`_frame_from` would build (``SendBuffer.next_new`` is the
+        new-data branch of ``next_frame``, and new data advances the connection's sent total by
+        its length), plus whether the stream still has something pending.
+        """
+        if not stream.qos_sent:
+            return None
+        send = stream.send
+        sent_total = self.sent_total
+        conn_room = self.credit.available(sent_total)
+        piece = send.next_new(max_data, min(stream.credit.limit, send.sent_offset + conn_room))
+        if piece is None:
+            return None
+        stream.announce = False
+        offset, data, fin, more = piece
+        length = len(data)
+        self.sent_total = sent_total + length
+        frame = StreamFrame(
+            stream.id, offset, data, fin, stream.priority, stream.ordered, False, stream.compress
+        )
+        return frame, StreamRecord(stream, offset, length, fin), more
 
     def _frame_from(self, stream: Stream, max_data: int) -> tuple[StreamFrame, StreamRecord] | None:
         send = stream.send

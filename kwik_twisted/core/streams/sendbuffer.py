@@ -197,6 +197,34 @@ class SendBuffer:
             return self._write_offset, b"", True, True
         return self._next_new(max_len, max_offset)
 
+    def next_new(
+        self, max_len: int, max_offset: int
+    ) -> tuple[int, bytes | memoryview, bool, bool] | None:
+        """
+        The sender's fast path: :meth:`next_frame` when only new data can be due.
+
+        Applies when the stream is not reset and holds no lost range or lost FIN; otherwise (or
+        when nothing new may go) it returns ``None`` without changing anything, and the caller
+        takes :meth:`next_frame`.  Then it is :meth:`next_frame`'s new-data branch, returning
+        ``(offset, data, fin, more)`` where ``more`` is :attr:`pending` afterwards, which the
+        caller would otherwise ask next.
+        """
+        if self._reset or self._lost or self._fin_lost:
+            return None
+        start = self._sent_offset
+        write_offset = self._write_offset
+        end = min(write_offset, start + max_len)
+        if end > max_offset:
+            end = max(start, max_offset)
+        fin = self._fin and not self._fin_sent and end == write_offset
+        if end == start:
+            return None
+        self._sent_offset = end
+        if fin:
+            self._fin_sent = True
+        more = end < write_offset  # at the write offset a finished stream just sent its FIN
+        return start, self._slice(start, end), fin, more
+
     def _next_lost(self, max_len: int) -> Frame | None:
         """A retransmission of the lowest lost range."""
         taken = self._lost.pop_first(max_len)
