@@ -26,7 +26,10 @@ Every scheduler applies the same three rules around its own choice (:meth:`Sched
    ``srtt_s + delta`` is the time one window on ``s`` takes, with a variance margin.  ``waiting`` is
    the paper's hysteresis: once the scheduler chose to wait, the slow path must look better by
    ``beta`` before it is used again, so decisions do not flap.  ``pacing_wait_f`` (our addition) is
-   how long ``f``'s pacer still holds it.  :func:`would_arrive_later` is the stateless test and
+   how long ``f``'s pacer still holds it.  Also ours: a fastest path whose probe timer has fired
+   since its last acknowledgement (``pto_count > 0``) is never waited for: a path that just died
+   keeps its low smoothed RTT and a full window, and waiting for it would stall the other paths
+   until it is declared failed.  :func:`would_arrive_later` is the stateless test and
    :class:`CompletionTimeGate` carries ``waiting``.
 
 Schedulers (registry names): ``lowest-rtt`` (default), ``wrr`` (adaptive smooth weighted
@@ -147,6 +150,15 @@ def eligible_paths(paths: Sequence[P]) -> list[P]:
     return primaries if primaries else [p for p in paths if p.usable]
 
 
+def in_probe_timeout(path: SchedulablePath) -> bool:
+    """
+    Whether the path's probe timer fired since its last acknowledgement: its window will not
+    open on its own, so waiting for it (ECF) would stall the data (a dying path's stale RTT
+    still looks fast).
+    """
+    return getattr(path.recovery, "pto_count", 0) > 0
+
+
 def lowest_rtt(paths: Sequence[P]) -> P:
     """The path with the lowest smoothed RTT (the first one on a tie)."""
     return min(paths, key=_srtt)
@@ -261,7 +273,7 @@ class Scheduler(ABC):
         if choice is None or self.gate is None:
             return choice
         fastest = lowest_rtt(candidates)
-        if fastest is choice or has_room(fastest):
+        if fastest is choice or has_room(fastest) or in_probe_timeout(fastest):
             return choice
         backlog = max(requirements.size, requirements.backlog)
         return None if self.gate.should_wait(choice, fastest, backlog, now=now) else choice

@@ -60,6 +60,7 @@ class FakeRecovery:
     rtt: FakeRtt
     controller: FakeController
     bytes_in_flight: int = 0
+    pto_count: int = 0
 
 
 @dataclass
@@ -224,6 +225,16 @@ class CompletionTimeTests(SynchronousTestCase):
         self.fast = make_path(1, 0.010, rttvar=0.001, full=True)
         self.slow = make_path(2, 0.100, rttvar=0.005)
         self.cwnd = self.fast.recovery.controller.cwnd
+
+    def test_a_fast_path_in_probe_timeout_is_not_waited_for(self) -> None:
+        """
+        The lowest-RTT scheduler waits for the full fast path, unless its probe timer fired
+        (a path that just died keeps its low RTT): then the slow path gets the packet.
+        """
+        scheduler = create("lowest-rtt")
+        self.assertIsNone(scheduler.select([self.fast, self.slow], normal(), now=0.0))
+        self.fast.recovery.pto_count = 1
+        self.assertIs(scheduler.select([self.fast, self.slow], normal(), now=0.0), self.slow)
 
     def test_small_backlog_waits_for_the_fast_path(self) -> None:
         """One packet arrives later on the slow path than after the fast path's window opens."""
