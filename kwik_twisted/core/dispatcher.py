@@ -98,7 +98,10 @@ class ServerDispatcher:
             # connection (the keys are public, but garbage floods no longer create state).
             self.stats["dropped_DecryptionFailed"] += 1
             return None
-        if len(self._live()) >= self.max_connections:
+        # Every connection is routed by its two CIDs: a constant-time count (closed connections
+        # count until their owner forgets them), where a scan per initial datagram made a
+        # handshake flood quadratic.
+        if len(self.connections) >= 2 * self.max_connections:
             self.stats["refused_too_many"] += 1
             return None
         conn = Connection.server(
