@@ -18,6 +18,11 @@ PACING_GAIN = 1.25
 BURST_PACKETS = 10
 #: Bytes of rounding error forgiven, so a timer set by next_send_time lets the packet go.
 _EPSILON = 1e-6
+#: A datagram may leave this many seconds early.  Event loops sleep in whole milliseconds
+#: (``epoll_wait``), so a shorter wait costs a full millisecond of idle time: at loopback rates
+#: the sender slept after every burst.  Sending early adds at most ``rate * granularity`` bytes
+#: to a burst (about one datagram at 10 Mbit/s), as pacing implementations with coarse timers do.
+PACING_GRANULARITY = 0.001
 
 
 class Pacer:
@@ -81,9 +86,10 @@ class Pacer:
         missing = self.max_datagram_size - self.tokens
         if missing <= _EPSILON or self.rate == float("inf"):
             return None
-        when = now + missing / self.rate
-        # A wait below the clock's resolution would be a deadline that never lets the packet go.
-        return None if when <= now else when
+        wait = missing / self.rate
+        # Waits below the timer granularity are not worth a timer (they also include waits below
+        # the clock's resolution, a deadline that would never let the packet go).
+        return None if wait < PACING_GRANULARITY else now + wait
 
     def on_packet_sent(self, size: int, *, now: float) -> float | None:
         """Take ``size`` bytes from the bucket; return when the next datagram may leave."""
