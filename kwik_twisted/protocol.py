@@ -131,6 +131,7 @@ class KwikConnection:
         self._timer = None
         self._turn = None
         self._servicing = False
+        self._flushAhead = False
         self._abandon: str | None = None
         self._pulls: set[KwikStreamTransport] = set()
 
@@ -155,14 +156,15 @@ class KwikConnection:
         """Dispatch events, run producers, send datagrams, re-arm the timer."""
         if self.dead:
             return
-        self._servicing = True
+        self._servicing = self._flushAhead = True
         try:
             self._dispatchEvents()
             self._runPulls()
+            self._flushAhead = False
             more = self._flush()
             self._rearm()
         except Exception:
-            self._servicing = False
+            self._servicing = self._flushAhead = False
             self._crash(Failure())
             return
         self._servicing = False
@@ -170,17 +172,17 @@ class KwikConnection:
             self._doAbandon(self._abandon)
         elif self.core.is_closed:
             self._gone()
-        elif more or self._pulls:
+        elif more or self._pulls or self.core.has_events:
             self.scheduleTurn()
 
     def scheduleTurn(self) -> None:
         """
         Service once on the next reactor turn (batches application calls).
 
-        What an event handler writes goes out with the flush of the service under way; the turn
-        still comes (the transports' ordering of half-close notifications relies on it).
+        Not while a service is about to flush: what an event handler does goes out with that
+        flush (a turn would find nothing left to do).
         """
-        if self.dead or self._turn is not None:
+        if self.dead or self._turn is not None or self._flushAhead:
             return
         self._turn = self.reactor.callLater(0, self._onTurn)
 
