@@ -381,9 +381,12 @@ class KwikConnection:
         """
         Stop using a path for good (PATH_ABANDON); its data moves to the other paths.
 
-        :raises ConfigurationError: no such path.
+        :raises ConfigurationError: no such path, or it is the last one (close the connection
+            instead).
         """
         self._checkPath(pathId)
+        if len(self.core.paths) == 1:
+            raise ConfigurationError(f"path {pathId} is the last one; close the connection instead")
         self.core.abandon_path(pathId)
         self.scheduleTurn()
 

@@ -649,7 +649,8 @@ class Connection:
             self._handshake_confirmed = True
             self._control.append(HandshakeDoneFrame())
             self.path_manager.advertise()
-            self.paths[0].address_validated = True
+            for path in self.paths.values():  # only path 0 can exist before the handshake ends
+                path.address_validated = True
             self._confirm_recovery()
         cert = self.tls.peer_certificate
         subject = cert.subject.rfc4514_string() if cert is not None else None
@@ -1087,7 +1088,7 @@ class Connection:
             self.crypto_send.on_lost(0, self.crypto_send.sent_offset, False)
 
     def _pto(self) -> float:
-        path = self.paths.get(0) or next(iter(self.paths.values()))
+        path = self.paths.get(0) or next(iter(self.paths.values()))  # never empty: see abandon()
         return path.recovery.rtt.pto_interval(self.config.max_ack_delay)
 
     # -- closing -------------------------------------------------------------------------

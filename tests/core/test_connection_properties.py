@@ -6,10 +6,17 @@ Properties of an established connection under arbitrary input (Hypothesis).
   keep working afterwards.
 * Any bytes at all handed to ``receive_datagram`` are dropped or ignored: they never raise and never
   close the connection (unauthenticated input cannot be attributed to the peer).
+
+The default run is derandomized (the same examples every time, so CI never goes red on a new random
+draw); the ``fuzz``-marked variants run ``KWIK_FUZZ_EXAMPLES`` random examples (``make fuzz``).
 """
 
 from __future__ import annotations
 
+import os
+from unittest import SkipTest
+
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import event as note_outcome
 from hypothesis import strategies as st
@@ -30,10 +37,20 @@ WIRE_CODES = frozenset(int(c) for c in ErrorCode) - {
     ErrorCode.IDLE_TIMEOUT, ErrorCode.INTERNAL_ERROR,
 }
 
-PROPERTY = settings(
-    max_examples=40, deadline=None, database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+_COMMON = {
+    "deadline": None,
+    "database": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+}
+PROPERTY = settings(max_examples=40, derandomize=True, **_COMMON)
+
+
+def fuzz(check, **strategies) -> None:
+    """Run ``check`` on KWIK_FUZZ_EXAMPLES random examples; skip unless that is set."""
+    examples = os.environ.get("KWIK_FUZZ_EXAMPLES")
+    if not examples:
+        raise SkipTest("fuzzing runs only with KWIK_FUZZ_EXAMPLES set (make fuzz)")
+    settings(max_examples=int(examples), **_COMMON)(given(**strategies)(check))()
 
 
 def acceptable_code(code: int) -> bool:
@@ -81,20 +98,48 @@ class ForgedFramesProperties(SynchronousTestCase):
     @given(frames=frame_lists())
     def test_forged_frames_to_the_server_end_cleanly(self, frames):
         """Frames from a hostile client are processed or close the server with a wire code."""
+        self.forged_to_server(frames)
+
+    def forged_to_server(self, frames) -> None:
+        """Deliver ``frames`` from a hostile client to an established server."""
         pair = established()
         self.check_victim(pair, pair.server, True, frames)
+
+    def forged_to_client(self, frames) -> None:
+        """Deliver ``frames`` from a hostile server to an established client."""
+        pair = established()
+        self.check_victim(pair, pair.client, False, frames)
+
+    @pytest.mark.fuzz
+    def test_fuzz_forged_frames_to_the_server(self):
+        """The server property on KWIK_FUZZ_EXAMPLES random frame lists."""
+        fuzz(self.forged_to_server, frames=frame_lists())
+
+    @pytest.mark.fuzz
+    def test_fuzz_forged_frames_to_the_client(self):
+        """The client property on KWIK_FUZZ_EXAMPLES random frame lists."""
+        fuzz(self.forged_to_client, frames=frame_lists())
+
+    @pytest.mark.fuzz
+    def test_fuzz_several_forged_packets_in_a_row(self):
+        """The packet-sequence property on KWIK_FUZZ_EXAMPLES random batches."""
+        batches = st.lists(frame_lists(max_size=3), min_size=2, max_size=4)
+        fuzz(self.forged_sequence, batches=batches)
 
     @PROPERTY
     @given(frames=frame_lists())
     def test_forged_frames_to_the_client_end_cleanly(self, frames):
         """Frames from a hostile server are processed or close the client with a wire code."""
-        pair = established()
-        self.check_victim(pair, pair.client, False, frames)
+        self.forged_to_client(frames)
 
     @PROPERTY
     @given(batches=st.lists(frame_lists(max_size=3), min_size=2, max_size=4))
     def test_several_forged_packets_in_a_row(self, batches):
         """A sequence of forged packets never makes an exception escape or close twice."""
+        self.forged_sequence(batches)
+
+    def forged_sequence(self, batches) -> None:
+        """Deliver several forged packets in a row to an established server."""
         pair = established()
         server = pair.server
         for frames in batches:

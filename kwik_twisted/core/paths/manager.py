@@ -15,7 +15,9 @@ Theory of operation (after the multipath QUIC draft, draft-ietf-quic-multipath, 
   if longer).  An acknowledgement of anything sent on it brings it back (fresh congestion state).
 * Backup: PATH_STATUS marks a path a backup; schedulers use backups only while no other path is
   usable.
-* PATH_ABANDON ends a path for good; its in-flight frames move to the other paths.
+* PATH_ABANDON ends a path for good; its in-flight frames move to the other paths.  The last path
+  cannot be abandoned (a connection needs one): locally that is a :class:`ValueError`, from the
+  peer a PROTOCOL_VIOLATION; to stop, close the connection.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 from ipaddress import ip_address
 from typing import TYPE_CHECKING
 
+from ...errors import ProtocolViolation
 from ...events import (
     AddressAdvertised,
     PathAbandoned,
@@ -149,7 +152,7 @@ class PathManager:
         """
         self.conn.stats["validations_failed"] += 1
         path.challenge = path.challenge_sent_at = None
-        if path.phase is PathPhase.VALIDATING:
+        if path.phase is PathPhase.VALIDATING and len(self.conn.paths) > 1:
             self.abandon(path.id, now=now)
 
     def live(self) -> list[Path]:
@@ -258,10 +261,20 @@ class PathManager:
     def abandon(
         self, path_id: int, error_code: int = 0, *, now: float, notify: bool = True
     ) -> None:
-        """Stop using a path for good; its in-flight frames move to the other paths."""
+        """
+        Stop using a path for good; its in-flight frames move to the other paths.
+
+        The last path cannot go (there would be nowhere to send even a CONNECTION_CLOSE): asked
+        locally that raises :class:`ValueError`; from the peer (``notify=False``) it is a
+        :class:`~kwik_twisted.errors.ProtocolViolation`.
+        """
         path = self._known(path_id) if notify else self.conn.paths.get(path_id)
         if path is None or path.phase is PathPhase.ABANDONED:
             return
+        if len(self.conn.paths) == 1:
+            if notify:
+                raise ValueError(f"path {path_id} is the last path; close the connection instead")
+            raise ProtocolViolation(f"PATH_ABANDON for the last path ({path_id})")
         if notify:
             self.conn._control.append(PathAbandonFrame(path_id, error_code))
         path.phase = PathPhase.ABANDONED
@@ -300,4 +313,5 @@ class PathManager:
         known = {p.remote_addr for p in conn.paths.values()}
         if conn.config.use_advertised and address not in known:
             if len(conn.paths) + len(self.pending) < conn.config.max_paths:
-                self.open(conn.paths[0].local_addr, address, now=now)
+                local = next(iter(conn.paths.values())).local_addr
+                self.open(local, address, now=now)

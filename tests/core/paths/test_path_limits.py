@@ -20,7 +20,7 @@ from kwik_twisted.testing.pair import (
     forge,
     server_config,
 )
-from kwik_twisted.wire import PathChallengeFrame, TransportParameter
+from kwik_twisted.wire import PathAbandonFrame, PathChallengeFrame, TransportParameter
 
 SECOND_LOCAL = ("192.0.2.77", 5555)
 THIRD_LOCAL = ("192.0.2.78", 5556)
@@ -116,6 +116,40 @@ class ChallengeFloodTests(SynchronousTestCase):
         sent = pair.server.stats["path_responses_sent"]
         self.assertGreaterEqual(sent, 1)
         self.assertLessEqual(sent, 20)
+
+
+class LastPathTests(SynchronousTestCase):
+    """A connection always keeps one path (found by the forged-frames property)."""
+
+    def test_peer_abandoning_the_only_path_is_a_protocol_violation(self) -> None:
+        """PATH_ABANDON for path 0, the only path: the server closes with PROTOCOL_VIOLATION."""
+        pair = handshaken()
+        pair.deliver_to_server(forge(pair.client, [PathAbandonFrame(0, 0)], now=pair.now))
+        pair.pump()
+        closes = of_type(pair.server_events, ConnectionTerminated)
+        self.assertEqual([c.error_code for c in closes], [ErrorCode.PROTOCOL_VIOLATION])
+        self.assertEqual([c.frame_type for c in closes], [0x11])
+        self.assertIn(0, pair.server.paths)
+
+    def test_abandoning_the_last_path_locally_is_refused(self) -> None:
+        """abandon_path on the only path raises ValueError and the path stays."""
+        pair = handshaken()
+        with self.assertRaises(ValueError):
+            pair.client.abandon_path(0)
+        self.assertIn(0, pair.client.paths)
+
+    def test_abandoning_path_zero_keeps_the_connection_on_the_other_path(self) -> None:
+        """With a second path, the peer abandoning path 0 moves everything to path 1."""
+        pair = handshaken()
+        path_id = pair.client.open_path(SECOND_LOCAL, pair.client.paths[0].remote_addr)
+        pair.advance(1.0)
+        pair.client.abandon_path(0)
+        pair.advance(1.0)
+        self.assertEqual(sorted(pair.server.paths), [path_id])
+        self.assertEqual(sorted(pair.client.paths), [path_id])
+        self.assertFalse(of_type(pair.server_events, ConnectionTerminated))
+        with self.assertRaises(ValueError):
+            pair.client.abandon_path(path_id)
 
 
 class CoupledFailoverTests(SynchronousTestCase):
