@@ -135,16 +135,17 @@ class TwoPathTransferTests(LoopbackTestCase):
     def test_eight_megabytes_cross_two_paths_byte_exact(self) -> Any:
         """
         A client with paths from 127.0.0.1 and 127.0.0.2 sends 8 MiB byte-exact; each path
-        sends at least a tenth of the client's packets, and the server sees path 1 arrive from
+        sends at least 2% of the client's packets, and the server sees path 1 arrive from
         127.0.0.2 (its own socket) with a matching share of the packets.
 
-        The client uses the ``wrr`` scheduler: unconstrained loopback paths never fill their
-        windows, so the default lowest-RTT scheduler (like MPTCP's) keeps nearly everything on
-        whichever path's RTT samples are lower, and its split is noise (4-43% on path 1 on a
-        loaded machine).  WRR spreads by weight; its bandwidth estimates here measure what each
-        path was given, so it settles near 1:3 to 1:2 (21-39% on path 1), above the bar.  The
-        default scheduler's use of both paths is checked where the paths have capacities, in
-        tests/scenarios/test_relay_multipath.py.
+        The bar follows from the scheduler, not from a hoped-for split.  Unconstrained loopback
+        paths never fill their windows, so the default lowest-RTT scheduler (like MPTCP's) keeps
+        nearly everything on whichever path's RTT samples are lower: its split is noise, and
+        nothing bounds it from below.  The client therefore uses ``wrr``, whose weights never go
+        under ``min_weight`` (5%); its bandwidth estimates here measure what each path was given
+        (the samples are application-limited), so the weights drift apart and path 1's share
+        was measured at 5-39% on a loaded machine.  The default scheduler's use of both paths is
+        checked where the paths have capacities, in tests/scenarios/test_relay_multipath.py.
         """
         port = yield self.listen()
         endpoint = KwikClientEndpoint(
@@ -163,11 +164,11 @@ class TwoPathTransferTests(LoopbackTestCase):
         total = paths[0].packets_sent + paths[1].packets_sent
         self.assertGreater(total, 8 * MiB // 1350)
         for path in paths.values():
-            self.assertGreater(path.packets_sent, total // 10)
+            self.assertGreater(path.packets_sent, total // 50)
         server_paths = sink.transport.kwikConnection.core.paths
         self.assertEqual(server_paths[1].remote_addr, paths[1].local_addr)
         self.assertEqual(server_paths[0].remote_addr, paths[0].local_addr)
-        self.assertGreater(server_paths[1].packets_received, total // 10)
+        self.assertGreater(server_paths[1].packets_received, total // 50)
 
     @defer.inlineCallbacks
     def test_a_path_to_the_servers_second_address(self) -> Any:
