@@ -359,6 +359,9 @@ def payload_corpus() -> dict[str, bytes]:
         "est_path_abandon_only_path": established(
             record(payload([PathAbandonFrame(0, 0)]), step=250)
         ),
+        "est_path_abandon_only_path_then_error": established(  # CI's Hypothesis find
+            record(payload([PathAbandonFrame(0, 0), StreamFrame(0, WINDOW, b"x")]))
+        ),
         "est_path_status_unknown_path": established(
             record(payload([PathStatusFrame(9, 1, PathState.AVAILABLE)]))
         ),

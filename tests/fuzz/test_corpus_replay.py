@@ -119,6 +119,8 @@ class PayloadReplayTests(ReplayMixin, SynchronousTestCase):
         "est_ack_never_sent.bin": "closed:0xa",
         "est_lz4_packet_bound_exceeded.bin": "closed:0x12",
         "est_stream_beyond_window.bin": "closed:0x3",
+        "est_path_abandon_only_path.bin": "closed:0xa",
+        "est_path_abandon_only_path_then_error.bin": "closed:0xa",
         "est_stream_beyond_max_streams.bin": "closed:0x4",
         "est_final_size_changed.bin": "closed:0x6",
         "est_handshake_beyond_buffer.bin": "closed:0xd",
