@@ -49,6 +49,7 @@ from kwik_twisted.wire import (
     PathChallengeFrame,
     StreamFrame,
 )
+from tests.polling import until
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -56,20 +57,6 @@ MiB = 1 << 20
 STREAM_WINDOW = 256 * KiB
 CONN_WINDOW = MiB
 MAX_STREAMS = 100
-
-
-def until(condition, timeout: float) -> defer.Deferred:
-    """Fire when ``condition()`` holds, polling on the reactor; fail after ``timeout``."""
-    deadline = reactor.seconds() + timeout
-
-    @defer.inlineCallbacks
-    def poll():
-        while not condition():
-            if reactor.seconds() > deadline:
-                raise AssertionError(f"condition not met within {timeout} s")
-            yield task.deferLater(reactor, 0.01, lambda: None)
-
-    return poll()
 
 
 class HostileSocketTest(TestCase):

@@ -32,8 +32,7 @@ from zope.interface import implementer
 from kwik_twisted.endpoints import KwikClientEndpoint, closeClientConnections
 from kwik_twisted.testing.hostile import ServerProcess
 from kwik_twisted.testing.pair import client_config, dev_certificates
-
-from .test_hostile_sockets import until
+from tests.polling import until
 
 KiB = 1 << 10
 MiB = 1 << 20

@@ -31,6 +31,7 @@ from kwik_twisted.interfaces import IKwikConnectionObserver
 from kwik_twisted.testing.links import LinkConfig
 from kwik_twisted.testing.pair import client_config, server_config
 from kwik_twisted.testing.relay import Relay
+from tests.polling import until
 from tests.scenarios.test_relay_scenarios import (
     CONNECT_TIMEOUT,
     IDLE_TIMEOUT,
@@ -42,7 +43,6 @@ from tests.scenarios.test_relay_scenarios import (
     RelayScenario,
     link,
     slow,
-    until,
 )
 
 #: The local address of the client's second path.

@@ -25,7 +25,7 @@ import random
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import load_pem_x509_certificates
-from twisted.internet import defer, error, reactor, task
+from twisted.internet import defer, error, reactor
 from twisted.internet.endpoints import connectProtocol
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
@@ -43,6 +43,7 @@ from kwik_twisted.testing.pair import (
     server_config,
 )
 from kwik_twisted.testing.relay import Relay
+from tests.polling import until
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -86,20 +87,6 @@ def payload(size: int, seed: int) -> bytes:
 def sha256(size: int, seed: int) -> bytes:
     """The digest a download of ``(size, seed)`` must have."""
     return hashlib.sha256(payload(size, seed)).digest()
-
-
-def until(condition, timeout: float) -> defer.Deferred:
-    """Fire when ``condition()`` holds, polling on the reactor; fail after ``timeout``."""
-    deadline = reactor.seconds() + timeout
-
-    @defer.inlineCallbacks
-    def poll():
-        while not condition():
-            if reactor.seconds() > deadline:
-                raise AssertionError(f"condition not met within {timeout} s")
-            yield task.deferLater(reactor, 0.01, lambda: None)
-
-    return poll()
 
 
 class FileServer(Protocol):

@@ -36,6 +36,7 @@ from kwik_twisted.testing.relay import (
     parse_schedule,
     parse_time,
 )
+from tests import polling
 
 WAIT = 10.0  # seconds a condition may take before the test fails
 TAG = b"kwik-relay-test-"
@@ -96,17 +97,8 @@ class Client(DatagramProtocol):
 
 
 def until(condition, timeout: float = WAIT) -> defer.Deferred:
-    """Fire when ``condition()`` holds, polling on the reactor; fail after ``timeout``."""
-    deadline = reactor.seconds() + timeout
-
-    @defer.inlineCallbacks
-    def poll():
-        while not condition():
-            if reactor.seconds() > deadline:
-                raise AssertionError(f"condition not met within {timeout} s")
-            yield task.deferLater(reactor, 0.005, lambda: None)
-
-    return poll()
+    """:func:`tests.polling.until` at this module's pace (5 ms polls, ``WAIT`` s at most)."""
+    return polling.until(condition, timeout, 0.005)
 
 
 class RelayTestCase(TestCase):
