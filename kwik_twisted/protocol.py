@@ -385,9 +385,10 @@ class KwikConnection:
             instead).
         """
         self._checkPath(pathId)
-        if len(self.core.paths) == 1:
-            raise ConfigurationError(f"path {pathId} is the last one; close the connection instead")
-        self.core.abandon_path(pathId)
+        try:
+            self.core.abandon_path(pathId)
+        except ValueError as e:  # the last path
+            raise ConfigurationError(str(e)) from None
         self.scheduleTurn()
 
     def _checkPath(self, pathId: int) -> None:
