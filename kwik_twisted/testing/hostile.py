@@ -48,18 +48,15 @@ from ..config import ConnectionConfig
 from ..core.connection import BURST_LIMIT, Connection
 from ..core.crypto.protection import initial_protections
 from ..core.entropy import SeededEntropy
-from ..core.recovery.loss import SentPacket
 from ..events import ConnectionTerminated, Event, StreamDataReceived
 from ..wire import (
-    CompressionInfo,
     Epoch,
     Header,
-    PacketType,
     decode_packet,
     encode_packet,
     encode_varint,
 )
-from .pair import DevCertificates, forge, server_config
+from .pair import DevCertificates, forge, seal_plaintext, server_config
 
 #: Frame flag bits and the control priority, from protocol.rst ("Frame flags").
 FIN, COMPRESSED, ENCRYPTED, ORDERED = 0x01, 0x04, 0x08, 0x10
@@ -112,38 +109,6 @@ def raw_control_frame(ctype: int, body: bytes) -> bytes:
 def varints(*values: int) -> bytes:
     """The concatenated varints of a control frame body."""
     return b"".join(encode_varint(v) for v in values)
-
-
-def seal_plaintext(
-    sender: Connection,
-    plaintext: bytes,
-    *,
-    frame_count: int = 1,
-    packet_type: int = PacketType.CONTROL,
-    compression: int = CompressionInfo.NONE,
-    now: float = 0.0,
-) -> bytes:
-    """
-    Seal an arbitrary plaintext as ``sender`` would on path 0 under application keys.
-
-    The header says what the caller says (frame count, packet type, compression info), so a payload
-    the frame encoders refuse to build is still authenticated.  The sequence number is consumed.
-    """
-    path = sender.paths[0]
-    seq = path.recovery.next_sequence_number
-    header = Header(
-        path.dcid or sender.peer_cid,
-        0,
-        seq,
-        packet_type,
-        frame_count,
-        compression,
-        Epoch.APPLICATION,
-        None,
-    )
-    datagram = encode_packet(header, plaintext, sender.send_keys(Epoch.APPLICATION).seal)
-    path.recovery.on_packet_sent(SentPacket(seq, now, len(datagram), False, False))
-    return datagram
 
 
 def _enlarge(transport) -> None:

@@ -24,7 +24,14 @@ from ..core.dispatcher import ServerDispatcher
 from ..core.entropy import SeededEntropy
 from ..core.recovery.loss import SentPacket
 from ..events import Event
-from ..wire import Epoch, Header, encode_packet, encode_payload
+from ..wire import (
+    CompressionInfo,
+    Epoch,
+    Header,
+    PacketType,
+    encode_packet,
+    encode_payload,
+)
 
 CLIENT_ADDR = ("127.0.0.1", 50000)
 SERVER_ADDR = ("127.0.0.1", 4433)
@@ -188,21 +195,50 @@ def forge(
     The sequence number is consumed from the sender's path (and recorded as sent), so its own later
     packets stay valid.  The frames bypass every check the sender's own logic would apply.
     """
-    frames = list(frames)
+    payload = encode_payload(list(frames), epoch)
+    return seal_plaintext(
+        sender,
+        payload.plaintext,
+        frame_count=payload.frame_count,
+        packet_type=payload.packet_type,
+        compression=payload.compression,
+        epoch=epoch,
+        path_id=path_id,
+        now=now,
+    )
+
+
+def seal_plaintext(
+    sender: Connection,
+    plaintext: bytes,
+    *,
+    frame_count: int = 1,
+    packet_type: int = PacketType.CONTROL,
+    compression: int = CompressionInfo.NONE,
+    epoch: int = Epoch.APPLICATION,
+    path_id: int = 0,
+    now: float = 0.0,
+) -> bytes:
+    """
+    Seal an arbitrary plaintext as ``sender`` would on ``path_id``.
+
+    The header says what the caller says (frame count, packet type, compression info), so a payload
+    the frame encoders refuse to build (an unknown type, too many ACK ranges, wrong flags) is still
+    authenticated.  The sequence number is consumed and recorded as sent, as in :func:`forge`.
+    """
     path = sender.paths[path_id]
-    payload = encode_payload(frames, epoch)
     seq = path.recovery.next_sequence_number
     long = epoch == Epoch.INITIAL
     header = Header(
         path.dcid or sender.peer_cid,
         path_id,
         seq,
-        payload.packet_type,
-        payload.frame_count,
-        payload.compression,
+        packet_type,
+        frame_count,
+        compression,
         epoch,
         sender.local_cid if long else None,
     )
-    datagram = encode_packet(header, payload.plaintext, sender.send_keys(epoch).seal)
+    datagram = encode_packet(header, plaintext, sender.send_keys(epoch).seal)
     path.recovery.on_packet_sent(SentPacket(seq, now, len(datagram), False, False))
     return datagram

@@ -2,9 +2,10 @@
 Hostile peers against an established connection, and attacks on packets.
 
 Frame-level attacks are sealed with the attacker's real keys
-(:func:`~kwik_twisted.testing.pair.forge`, or :func:`seal_raw` below for bytes the frame encoders
-refuse to produce), so they are authenticated and the victim must close the connection with the
-wire error code of ``docs/protocol.rst``; the attacker sees that code in its
+(:func:`~kwik_twisted.testing.pair.forge`, or :func:`~kwik_twisted.testing.pair.seal_plaintext`
+for bytes the frame encoders refuse to produce), so they are authenticated and the victim must
+close the connection with the wire error code of ``docs/protocol.rst``; the attacker sees that
+code in its
 ``ConnectionTerminated(by_peer=True)``.  Packet-level attacks (tampering, replay, garbage) must
 instead be dropped and counted without closing anything.
 """
@@ -17,17 +18,22 @@ from zlib import crc32
 from twisted.trial.unittest import SynchronousTestCase
 
 from kwik_twisted.core.connection import State
-from kwik_twisted.core.recovery.loss import SentPacket
 from kwik_twisted.errors import ErrorCode
 from kwik_twisted.events import StreamDataReceived
-from kwik_twisted.testing.pair import CLIENT_ADDR, SERVER_ADDR, MemoryPair, forge, server_config
+from kwik_twisted.testing.pair import (
+    CLIENT_ADDR,
+    SERVER_ADDR,
+    MemoryPair,
+    forge,
+    seal_plaintext,
+    server_config,
+)
 from kwik_twisted.wire import (
     AckFrame,
     ControlType,
     Epoch,
     HandshakeDoneFrame,
     HandshakeFrame,
-    Header,
     MaxStreamDataFrame,
     PacketType,
     PingFrame,
@@ -36,7 +42,6 @@ from kwik_twisted.wire import (
     TransportParameter,
     TransportParametersFrame,
     decode_packet,
-    encode_packet,
 )
 from tests.wire.strategies import (
     ENCRYPTED,
@@ -74,40 +79,6 @@ def mid_handshake_pair() -> MemoryPair:
     if pair.server.handshake_complete:
         raise AssertionError("the server finished its handshake too early for this test")
     return pair
-
-
-def seal_raw(
-    sender,
-    plaintext: bytes,
-    *,
-    frame_count: int = 1,
-    packet_type: int = PacketType.CONTROL,
-    epoch: int = Epoch.APPLICATION,
-    compression: int = 0,
-    now: float = 0.0,
-) -> bytes:
-    """
-    Seal an arbitrary plaintext as ``sender`` would on path 0, mirroring ``forge``.
-
-    The header's counts are whatever the caller says, so a payload the frame encoders would
-    refuse to build (an unknown type, too many ACK ranges, wrong flags) can still be authenticated.
-    """
-    path = sender.paths[0]
-    seq = path.recovery.next_sequence_number
-    long = epoch == Epoch.INITIAL
-    header = Header(
-        path.dcid or sender.peer_cid,
-        0,
-        seq,
-        packet_type,
-        frame_count,
-        compression,
-        epoch,
-        sender.local_cid if long else None,
-    )
-    datagram = encode_packet(header, plaintext, sender.send_keys(epoch).seal)
-    path.recovery.on_packet_sent(SentPacket(seq, now, len(datagram), False, False))
-    return datagram
 
 
 class AttackMixin:
@@ -266,7 +237,7 @@ class FrameAttackTests(AttackMixin, SynchronousTestCase):
     def test_unknown_control_frame_type_is_a_frame_encoding_error(self):
         """A control frame of type 0x30 (unassigned) closes with FRAME_ENCODING_ERROR (0x07)."""
         pair = victim_pair()
-        datagram = seal_raw(pair.client, raw_control(0x30, b""))
+        datagram = seal_plaintext(pair.client, raw_control(0x30, b""))
         self.assertClosedWith(pair, datagram, ErrorCode.FRAME_ENCODING_ERROR)
 
     def test_ack_with_more_than_256_ranges_is_a_frame_encoding_error(self):
@@ -275,7 +246,7 @@ class FrameAttackTests(AttackMixin, SynchronousTestCase):
         count = 257
         largest = 2 * (count + 1) + 10
         body = varints_body(0, largest, 0, count, 0) + varints_body(0, 0) * count
-        datagram = seal_raw(pair.client, raw_control(ControlType.ACK, body))
+        datagram = seal_plaintext(pair.client, raw_control(ControlType.ACK, body))
         self.assertClosedWith(pair, datagram, ErrorCode.FRAME_ENCODING_ERROR)
 
     def test_ack_of_a_sequence_number_never_sent_is_a_protocol_violation(self):
@@ -300,14 +271,14 @@ class FrameAttackTests(AttackMixin, SynchronousTestCase):
         """A PING with ENCRYPTED clear in an application-key packet is a PROTOCOL_VIOLATION."""
         pair = victim_pair()
         ping = raw_control(ControlType.PING, b"", flags=PRIORITY)
-        datagram = seal_raw(pair.client, ping, packet_type=PacketType.KEEP_ALIVE)
+        datagram = seal_plaintext(pair.client, ping, packet_type=PacketType.KEEP_ALIVE)
         self.assertClosedWith(pair, datagram, ErrorCode.PROTOCOL_VIOLATION)
 
     def test_stream_frame_without_encrypted_flag_is_refused(self):
         """A STREAM frame with ENCRYPTED clear under application keys is a PROTOCOL_VIOLATION."""
         pair = victim_pair()
         frame = raw_frame(0, b"cleartext?", flags=0x10)  # ORDERED only
-        datagram = seal_raw(pair.client, frame, packet_type=PacketType.DATA)
+        datagram = seal_plaintext(pair.client, frame, packet_type=PacketType.DATA)
         self.assertClosedWith(pair, datagram, ErrorCode.PROTOCOL_VIOLATION)
         self.assertEqual(received(pair.server_events, 0), b"")
 
@@ -315,7 +286,7 @@ class FrameAttackTests(AttackMixin, SynchronousTestCase):
         """Mid-handshake, an initial-key PING with ENCRYPTED set is a PROTOCOL_VIOLATION."""
         pair = mid_handshake_pair()
         ping = raw_control(ControlType.PING, b"", flags=PRIORITY | ENCRYPTED)
-        datagram = seal_raw(
+        datagram = seal_plaintext(
             pair.client, ping, packet_type=PacketType.KEEP_ALIVE, epoch=Epoch.INITIAL
         )
         self.assertClosedWith(pair, datagram, ErrorCode.PROTOCOL_VIOLATION)
@@ -327,7 +298,9 @@ class FrameAttackTests(AttackMixin, SynchronousTestCase):
         """
         pair = mid_handshake_pair()
         frame = raw_frame(0, b"injected", flags=0x10, epoch=Epoch.INITIAL)
-        datagram = seal_raw(pair.client, frame, packet_type=PacketType.DATA, epoch=Epoch.INITIAL)
+        datagram = seal_plaintext(
+            pair.client, frame, packet_type=PacketType.DATA, epoch=Epoch.INITIAL
+        )
         self.assertClosedWith(pair, datagram, ErrorCode.PROTOCOL_VIOLATION)
         self.assertEqual(received(pair.server_events, 0), b"")
 
@@ -344,7 +317,7 @@ class FrameAttackTests(AttackMixin, SynchronousTestCase):
         pair.pump()
         server_addr = server.paths[0].remote_addr
         close = raw_control(ControlType.CONNECTION_CLOSE, b"\x00\x0a\x3f\x00")
-        forged = seal_raw(pair.client, close, epoch=Epoch.INITIAL)
+        forged = seal_plaintext(pair.client, close, epoch=Epoch.INITIAL)
         pair.dispatcher.receive_datagram(
             forged, ("127.0.0.1", 4433), ("203.0.113.9", 9), now=pair.now
         )
@@ -377,14 +350,16 @@ class FrameAttackTests(AttackMixin, SynchronousTestCase):
         """A header announcing two frames for a payload of one is a FRAME_ENCODING_ERROR."""
         pair = victim_pair()
         ping = raw_control(ControlType.PING, b"")
-        datagram = seal_raw(pair.client, ping, frame_count=2, packet_type=PacketType.KEEP_ALIVE)
+        datagram = seal_plaintext(
+            pair.client, ping, frame_count=2, packet_type=PacketType.KEEP_ALIVE
+        )
         self.assertClosedWith(pair, datagram, ErrorCode.FRAME_ENCODING_ERROR)
 
     def test_wrong_packet_type_is_a_protocol_violation(self):
         """A packet whose type is not the one its frames call for is a PROTOCOL_VIOLATION."""
         pair = victim_pair()
         ping = raw_control(ControlType.PING, b"")
-        datagram = seal_raw(pair.client, ping, packet_type=PacketType.DATA)
+        datagram = seal_plaintext(pair.client, ping, packet_type=PacketType.DATA)
         self.assertClosedWith(pair, datagram, ErrorCode.PROTOCOL_VIOLATION)
 
     def test_well_formed_frames_from_a_legitimate_peer_do_not_close(self):
