@@ -12,6 +12,9 @@ from typing import Any
 
 from .errors import ConfigurationError
 
+#: ``keep_alive`` value: PING at a third of the idle timeout while a stream is open.
+KEEP_ALIVE_AUTO = "auto"
+
 
 @dataclass(slots=True)
 class ConnectionConfig:
@@ -23,7 +26,10 @@ class ConnectionConfig:
     :ivar scheduler: a registered path scheduler name.
     :ivar idle_timeout: seconds of silence after which the connection ends (the smaller of both
         sides').
-    :ivar keep_alive: seconds between PINGs on an otherwise idle connection, or ``None``.
+    :ivar keep_alive: seconds between PINGs on an otherwise idle connection; ``None`` for none;
+        :data:`KEEP_ALIVE_AUTO` (the default) for PINGs at a third of the negotiated idle timeout
+        while at least one stream is open, so a connection (a tunnel, an SSH or database session)
+        ends only when its peer is really gone, as a TCP connection would.
     :ivar max_datagram_size: the largest UDP payload we send.  1350 fits every common path MTU with
         room for IPv6 and tunnel headers.
     :ivar initial_max_data: the connection receive window we start with; it grows (auto-tuning) up
@@ -37,13 +43,18 @@ class ConnectionConfig:
     :ivar initial_rtt: the RTT assumed before the first sample.
     :ivar advertise: (server) further ``(host, port)`` addresses announced with ADD_ADDRESS.
     :ivar use_advertised: (client) open a path to each advertised address.
+    :ivar accept_unordered: deliver the streams a peer opens without the ORDERED flag as pieces
+        with their offsets.  Off (the default), every peer stream is reassembled in order whatever
+        its flags say: the flag is the sender's permission, not an obligation of the receiver
+        (protocol.rst, "Streams").  The Twisted glue turns it on only for factories whose protocol
+        opts in to pieces.
     """
 
     tls: Any = None
     congestion_control: str = "cubic"
     scheduler: str = "lowest-rtt"
     idle_timeout: float = 30.0
-    keep_alive: float | None = None
+    keep_alive: float | str | None = "auto"
     max_datagram_size: int = 1350
     initial_max_data: int = 4 * 1024 * 1024
     max_data_window: int = 32 * 1024 * 1024
@@ -60,6 +71,7 @@ class ConnectionConfig:
     advertise: tuple = ()
     #: Client: open a path to every address the server advertises (from path 0's local address).
     use_advertised: bool = False
+    accept_unordered: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -67,7 +79,8 @@ class ConnectionConfig:
             raise ConfigurationError("max_datagram_size must be at least 1200 bytes")
         if self.idle_timeout <= 0:
             raise ConfigurationError("idle_timeout must be positive")
-        if self.keep_alive is not None and self.keep_alive <= 0:
-            raise ConfigurationError("keep_alive must be positive (or None)")
+        if self.keep_alive != KEEP_ALIVE_AUTO and self.keep_alive is not None:
+            if isinstance(self.keep_alive, str) or self.keep_alive <= 0:
+                raise ConfigurationError('keep_alive must be positive, None or "auto"')
         if self.max_streams < 1:
             raise ConfigurationError("max_streams must be at least 1")

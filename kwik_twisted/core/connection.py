@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from enum import Enum
 
-from ..config import ConnectionConfig
+from ..config import KEEP_ALIVE_AUTO, ConnectionConfig
 from ..errors import (
     ConfigurationError,
     DecryptionFailed,
@@ -95,8 +95,11 @@ from .streams.sendbuffer import SendBuffer
 
 #: Handshake bytes buffered past the read offset at most (protocol.rst, HANDSHAKE).
 MAX_HANDSHAKE_BUFFER = 64 * 1024
-#: Undecryptable application packets a server holds until its keys exist.
+#: Undecryptable application packets a server holds until its keys exist, and their bytes at most:
+#: an honest client's first application flight (its initial window, ten packets) can overtake its
+#: Finished; nothing in this queue is authenticated, so a forger must not be able to grow it.
 MAX_EARLY_PACKETS = 16
+MAX_EARLY_BYTES = 24 * 1024
 #: One in this many packets skips a sequence number (optimistic-ACK defence).
 SKIP_ONE_IN = 256
 #: The peer's max_paths and max_datagram_size until its transport parameters arrive.
@@ -167,6 +170,7 @@ class Connection:
         self._app_send: PacketProtection | None = None
         self._app_recv: PacketProtection | None = None
         self._early: list[tuple[bytes, tuple, tuple]] = []
+        self._early_bytes = 0
         self._control: deque = deque()  # connection-level control frames (reliable)
         self._handshake_confirmed = False
         self._replay_early = False
@@ -360,9 +364,9 @@ class Connection:
             return self._close_deadline
         now = self._now
         deadlines = [self._last_received + self._idle_timeout]
-        keep_alive = self.config.keep_alive
-        if keep_alive is not None and self.state is State.ESTABLISHED:
-            deadlines.append(max(self._last_sent, self._last_received) + keep_alive)
+        keep_alive = self._keep_alive_deadline()
+        if keep_alive is not None:
+            deadlines.append(keep_alive)
         for path in self.paths.values():
             loss = path.recovery.deadline(now=now)
             if loss is not None:
@@ -390,15 +394,35 @@ class Connection:
             self._terminate(ErrorCode.IDLE_TIMEOUT, "idle timeout", by_peer=False)
             self.state = State.CLOSED
             return
-        keep_alive = self.config.keep_alive
-        if keep_alive is not None and self.state is State.ESTABLISHED:
-            if now >= max(self._last_sent, self._last_received) + keep_alive:
-                for path in self.paths.values():
-                    if path.usable:
-                        path.probes_pending = max(path.probes_pending, 1)
+        keep_alive = self._keep_alive_deadline()
+        if keep_alive is not None and now >= keep_alive:
+            for path in self.paths.values():
+                if path.usable:
+                    path.probes_pending = max(path.probes_pending, 1)
         for path in list(self.paths.values()):
             if path.phase is not PathPhase.ABANDONED:
                 self._path_timers(path, now)
+
+    def _keep_alive_deadline(self) -> float | None:
+        """
+        When the next keep-alive PING is due, or ``None`` when none is.
+
+        An explicit ``keep_alive`` interval pings whenever the connection is quiet that long.  The
+        default, :data:`~kwik_twisted.config.KEEP_ALIVE_AUTO`, pings at a third of the negotiated
+        idle timeout while at least one stream is open: a connection with work in progress (a
+        tunnel, an idle SSH session) ends only when the peer is really gone, while one with no
+        stream still idles out.  Three pings per timeout survive two losses in a row.
+        """
+        if self.state is not State.ESTABLISHED:
+            return None
+        interval = self.config.keep_alive
+        if interval == KEEP_ALIVE_AUTO:
+            if not self.streams.streams:
+                return None
+            interval = self._idle_timeout / 3
+        elif interval is None:
+            return None
+        return max(self._last_sent, self._last_received) + interval
 
     @property
     def has_events(self) -> bool:
@@ -493,8 +517,8 @@ class Connection:
             keys = self._app_recv
         if keys is None:
             # The client's first application packets (on any path) can overtake its Finished.
-            if not self.is_client and len(self._early) < MAX_EARLY_PACKETS:
-                self._early.append((data, local_addr, remote_addr))
+            if not self.is_client:
+                self._hold_early(data, local_addr, remote_addr)
             raise DecryptionFailed("no application keys yet")
         path = self.paths.get(header.path_id)
         if path is None:
@@ -532,8 +556,26 @@ class Connection:
         if self._replay_early:
             self._replay_early = False
             early, self._early = self._early, []
+            self._early_bytes = 0
             for data, local_addr, remote_addr in early:
                 self.receive_datagram(data, local_addr, remote_addr, now=now)
+
+    def _hold_early(self, data: bytes, local_addr: tuple, remote_addr: tuple) -> None:
+        """Keep a datagram that may be the client's application data overtaking its Finished,
+        within :data:`MAX_EARLY_PACKETS` and :data:`MAX_EARLY_BYTES`; drop it (counted) beyond."""
+        if (
+            len(self._early) >= MAX_EARLY_PACKETS
+            or self._early_bytes + len(data) > MAX_EARLY_BYTES
+        ):
+            self.stats["early_dropped"] += 1
+            return
+        self._early.append((data, local_addr, remote_addr))
+        self._early_bytes += len(data)
+
+    @property
+    def early_bytes(self) -> int:
+        """Bytes of not-yet-decryptable datagrams held until the application keys exist."""
+        return self._early_bytes
 
     def _initial_retired(self) -> bool:
         """Whether initial-key packets are no longer accepted (the handshake is confirmed)."""

@@ -1,0 +1,188 @@
+"""
+Connection-level bounds a hostile peer can reach: early datagrams, the AEAD integrity limit, and
+keep-alive by default (issue 11).
+
+The stream-level bounds (reassembly, resets, pieces) are in ``tests/core/streams``; these are the
+ones the connection itself keeps.
+"""
+
+from __future__ import annotations
+
+from unittest import mock
+from zlib import crc32
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from kwik_twisted.core.connection import MAX_EARLY_BYTES, MAX_EARLY_PACKETS, State
+from kwik_twisted.core.crypto import protection
+from kwik_twisted.errors import ErrorCode
+from kwik_twisted.events import ConnectionTerminated
+from kwik_twisted.testing.pair import client_config, forge, server_config
+from kwik_twisted.wire import PingFrame
+from tests.wire.strategies import checksum_offset, raw_datagram
+
+from .test_connection import established, received, settle, terminations
+from .test_hostile import mid_handshake_pair
+
+
+class EarlyDatagramTests(SynchronousTestCase):
+    """What a server holds for the client's application packets that overtake its Finished."""
+
+    def application_datagram(self, pair, size: int, seq: int) -> bytes:
+        """An application-epoch datagram for the server's connection, ``size`` bytes of garbage
+        where the protected payload goes (it cannot be opened before the keys exist)."""
+        dcid = pair.client.peer_cid
+        return raw_datagram(payload=bytes(size), dcid=dcid, seq=seq)
+
+    def test_early_datagrams_are_bounded_in_bytes(self):
+        """
+        Sixteen datagrams of 60,000 bytes each used to be held (about 1 MiB per half-open
+        connection); now the held bytes never pass MAX_EARLY_BYTES and the rest is dropped and
+        counted.
+        """
+        pair = mid_handshake_pair()
+        server = pair.server
+        for seq in range(MAX_EARLY_PACKETS):
+            pair.deliver_to_server(self.application_datagram(pair, 60_000, seq + 100))
+        self.assertLessEqual(server.early_bytes, MAX_EARLY_BYTES)
+        self.assertGreater(server.stats["early_dropped"], 0)
+        self.assertIsNot(server.state, State.CLOSED)
+
+    def test_early_datagrams_are_bounded_in_count(self):
+        """Many small early datagrams: at most MAX_EARLY_PACKETS are held."""
+        pair = mid_handshake_pair()
+        server = pair.server
+        for seq in range(5 * MAX_EARLY_PACKETS):
+            pair.deliver_to_server(self.application_datagram(pair, 40, seq + 100))
+        self.assertLessEqual(server.early_bytes, MAX_EARLY_PACKETS * 200)
+        self.assertEqual(server.stats["early_dropped"], 4 * MAX_EARLY_PACKETS)
+
+    def test_an_honest_first_flight_that_overtakes_the_finished_is_delivered(self):
+        """
+        The client's first stream data, held because it arrived before the client's Finished,
+        is processed once the keys exist: the bound does not cost an honest client its data.
+        """
+        pair = mid_handshake_pair()
+        # The client finishes its handshake on the server's flight, then writes at once.
+        for datagram, _, _ in pair.server.datagrams_to_send(now=pair.now):
+            pair.deliver_to_client(datagram)
+        sid = pair.client.open_stream()
+        pair.client.send_stream_data(sid, b"x" * 8000, end_stream=True)
+        flight = [d for d, _, _ in pair.client.datagrams_to_send(now=pair.now)]
+        self.assertGreater(len(flight), 2)
+        for datagram in reversed(flight):  # the Finished arrives last
+            pair.deliver_to_server(datagram)
+        settle(pair, 1.0)
+        self.assertEqual(received(pair.server_events, sid), b"x" * 8000)
+        self.assertEqual(pair.server.early_bytes, 0)
+
+
+class IntegrityLimitTests(SynchronousTestCase):
+    """The AEAD integrity limit (protocol.rst, "Receiving"): too many forgeries end the
+    connection with AEAD_LIMIT_REACHED instead of letting one of them through eventually."""
+
+    def test_the_spec_limit_is_enforced_by_default(self):
+        """Protections start with the spec's limit of 2**36 failed opens."""
+        keys = protection.PacketProtection(bytes(16), bytes(12))
+        self.assertEqual(keys.integrity_limit, 2**36)
+        self.assertEqual(protection.INTEGRITY_LIMIT, 2**36)
+
+    def test_reaching_the_limit_closes_with_aead_limit_reached(self):
+        """
+        Forged packets below the limit are dropped and counted without closing; the one that
+        reaches it closes the connection with AEAD_LIMIT_REACHED (0x0f), and the peer is told.
+        """
+        with mock.patch.object(protection, "INTEGRITY_LIMIT", 5):
+            pair = established()
+        tampered = bytearray(forge(pair.client, [PingFrame()]))
+        tampered[-1] ^= 1  # the tag: authentication fails, the checksum is made right again
+        at = checksum_offset(bytes(tampered))
+        rest = bytes(tampered[:at]) + bytes(tampered[at + 4 :])
+        tampered[at : at + 4] = crc32(rest).to_bytes(4, "big")
+        tampered = bytes(tampered)
+        for _ in range(4):
+            pair.deliver_to_server(tampered)
+            self.assertEqual(terminations(pair.server_events), [])
+        self.assertEqual(pair.server.stats["dropped_DecryptionFailed"], 4)
+        pair.deliver_to_server(tampered)
+        [mine] = terminations(pair.server_events)
+        self.assertEqual(mine.error_code, ErrorCode.AEAD_LIMIT_REACHED)
+        self.assertFalse(mine.by_peer)
+        pair.pump()
+        [theirs] = terminations(pair.client_events)
+        self.assertEqual(theirs.error_code, ErrorCode.AEAD_LIMIT_REACHED)
+        self.assertTrue(theirs.by_peer)
+
+
+class KeepAliveDefaultTests(SynchronousTestCase):
+    """By default a connection with an open stream keeps itself alive (tunnels stay up)."""
+
+    def test_an_idle_connection_with_an_open_stream_outlives_its_idle_timeout(self):
+        """
+        With default settings and a 3 s idle timeout, a connection whose stream is open but
+        silent is still established after 20 s, and the stream still works.
+        """
+        pair = established(client_config(idle_timeout=3.0), server_config(idle_timeout=3.0))
+        sid = pair.client.open_stream()
+        pair.client.send_stream_data(sid, b"hello")
+        settle(pair, 20.0)
+        self.assertEqual(terminations(pair.client_events + pair.server_events), [])
+        self.assertIs(pair.client.state, State.ESTABLISHED)
+        pair.client.send_stream_data(sid, b" again")
+        settle(pair, 1.0)
+        self.assertEqual(received(pair.server_events, sid), b"hello again")
+
+    def test_a_connection_without_streams_still_idles_out(self):
+        """With no stream open the default keep-alive sends nothing: the idle timeout ends it."""
+        pair = established(client_config(idle_timeout=3.0), server_config(idle_timeout=3.0))
+        settle(pair, 5.0)
+        ends = terminations(pair.client_events + pair.server_events)
+        self.assertTrue(ends)
+        self.assertTrue(all(e.error_code == ErrorCode.IDLE_TIMEOUT for e in ends))
+
+    def test_keep_alive_none_opts_out(self):
+        """``keep_alive=None`` on both sides: an open but silent stream idles out as before."""
+        pair = established(
+            client_config(idle_timeout=3.0, keep_alive=None),
+            server_config(idle_timeout=3.0, keep_alive=None),
+        )
+        sid = pair.client.open_stream()
+        pair.client.send_stream_data(sid, b"hello")
+        settle(pair, 5.0)
+        ends = terminations(pair.client_events + pair.server_events)
+        self.assertTrue(ends)
+        self.assertEqual({e.error_code for e in ends}, {ErrorCode.IDLE_TIMEOUT})
+
+    def test_a_gone_peer_still_ends_the_connection(self):
+        """Keep-alive PINGs that nobody answers do not keep a connection alive: when the server
+        vanishes, the client ends by idle timeout within the timeout (plus a PTO)."""
+        pair = established(client_config(idle_timeout=3.0), server_config(idle_timeout=3.0))
+        sid = pair.client.open_stream()
+        pair.client.send_stream_data(sid, b"hello")
+        settle(pair, 0.5)
+        client = pair.client
+        start = pair.now
+        now = start
+        while client.state is not State.CLOSED and now < start + 10:
+            client.datagrams_to_send(now=now)  # into the void
+            deadline = client.next_deadline()
+            now = max(now + 1e-3, deadline if deadline is not None else now + 0.1)
+            client.handle_deadline(now=now)
+        self.assertIs(client.state, State.CLOSED)
+        self.assertLess(now - start, 3.0 + 1.0)
+        events = []
+        while (event := client.next_event()) is not None:
+            events.append(event)
+        ends = [e for e in events if isinstance(e, ConnectionTerminated)]
+        self.assertEqual([e.error_code for e in ends], [ErrorCode.IDLE_TIMEOUT])
+
+    def test_config_refuses_other_strings(self):
+        """``keep_alive`` takes a positive number, None or "auto"; anything else is refused."""
+        from kwik_twisted.config import ConnectionConfig
+        from kwik_twisted.errors import ConfigurationError
+
+        for bad in ("sometimes", 0, -1.0):
+            with self.assertRaises(ConfigurationError):
+                ConnectionConfig(keep_alive=bad)
+        self.assertEqual(ConnectionConfig().keep_alive, "auto")
+
