@@ -73,8 +73,10 @@ _CONFIGS: dict[str, object] = {}
 
 def _configs():
     if not _CONFIGS:
-        _CONFIGS["client"] = client_config()
-        _CONFIGS["server"] = server_config()
+        # Keep-alive off on both sides: the default keeps a connection with an open stream alive
+        # for as long as its peer answers, and the harness must still reach the idle timer.
+        _CONFIGS["client"] = client_config(keep_alive=None)
+        _CONFIGS["server"] = server_config(keep_alive=None)
         _CONFIGS["initial"] = initial_protections(CLIENT_DCID, is_client=True)[0]
     return _CONFIGS
 

@@ -377,8 +377,9 @@ class Connection:
                 deadlines.append(path.challenge_sent_at + 3 * path.recovery.rtt.pto_interval())
             if path.pacing_deadline is not None:
                 deadlines.append(path.pacing_deadline)
-            if path.phase is PathPhase.FAILED:
-                deadlines.append(path.next_probe)
+            probe = self.path_manager.deadline(path)  # a failed path's probe, a silent path's
+            if probe is not None:
+                deadlines.append(probe)
         return min(deadlines)
 
     def handle_deadline(self, *, now: float) -> None:
@@ -456,6 +457,21 @@ class Connection:
     def pause_reading(self, stream_id: int, paused: bool = True) -> None:
         """Stop or resume delivering a stream's data (flow control pushes back on the peer)."""
         self.streams.pause(stream_id, paused, now=self._now)
+
+    def stream_delivers_pieces(self, stream_id: int) -> bool:
+        """
+        Whether a stream's data arrives as pieces in arrival order (each event with its offset)
+        rather than as the in-order byte stream; ``False`` for a stream that is gone.
+
+        That is the receiver's choice made at the stream's first frame (protocol.rst, "Receive
+        ordering and resets"), not the peer's ORDERED flag.
+        """
+        return self.streams.delivers_pieces(stream_id)
+
+    @property
+    def idle_timeout(self) -> float:
+        """The idle timeout in force: ours, or the peer's once its parameters say it is shorter."""
+        return self._idle_timeout
 
     def stream_writable(self, stream_id: int) -> bool:
         """Whether a stream's send buffer has room (producers pause while it does not)."""
@@ -598,6 +614,7 @@ class Connection:
         self._last_received = now
         path.last_activity = now
         path.packets_received += 1
+        self.path_manager.on_heard(path, header.packet_type, header.seq, now=now)
         if (
             remote_addr != path.remote_addr
             and header.seq > path.ack.largest
@@ -1114,7 +1131,7 @@ class Connection:
                 path.probes_pending = result.probes
                 self._queue_probe_data(path)
                 self.path_manager.on_probe_timeout(path, now=now)
-        self.path_manager.on_probe_due(path, now=now)
+        self.path_manager.on_deadline(path, now=now)
         if path.ack.ack_deadline is not None and now >= path.ack.ack_deadline:
             path.ack.immediate = True
         if path.challenge_sent_at is not None:

@@ -186,3 +186,33 @@ class KeepAliveDefaultTests(SynchronousTestCase):
                 ConnectionConfig(keep_alive=bad)
         self.assertEqual(ConnectionConfig().keep_alive, "auto")
 
+
+
+class ReceiveChoiceTests(SynchronousTestCase):
+    """What the owner can read about the receiver's choices without reaching into the core."""
+
+    def test_idle_timeout_is_the_smaller_of_both_sides(self):
+        """``idle_timeout`` is our configured value until the peer's shorter one arrives."""
+        pair = established(client_config(idle_timeout=10.0), server_config(idle_timeout=4.0))
+        self.assertEqual(pair.client.idle_timeout, 4.0)
+        self.assertEqual(pair.server.idle_timeout, 4.0)
+
+    def test_a_stream_opened_unordered_is_delivered_as_pieces(self):
+        """Our own unordered stream is delivered as pieces; an ordered one, and a stream that
+        does not exist, are not."""
+        pair = established()
+        pieces = pair.client.open_stream(ordered=False)
+        ordered = pair.client.open_stream()
+        self.assertTrue(pair.client.stream_delivers_pieces(pieces))
+        self.assertFalse(pair.client.stream_delivers_pieces(ordered))
+        self.assertFalse(pair.client.stream_delivers_pieces(4 * 99))
+
+    def test_the_server_reassembles_a_peer_unordered_stream_unless_it_accepts_pieces(self):
+        """A peer stream without ORDERED is reassembled in order by default, and delivered as
+        pieces only when the server's configuration accepts unordered streams."""
+        for accept in (False, True):
+            pair = established(server=server_config(accept_unordered=accept))
+            sid = pair.client.open_stream(ordered=False)
+            pair.client.send_stream_data(sid, b"abc")
+            settle(pair, 0.5)
+            self.assertEqual(pair.server.stream_delivers_pieces(sid), accept)

@@ -381,11 +381,11 @@ class BackPressureTests(SynchronousTestCase):
 
 
 class UnorderedTests(SynchronousTestCase):
-    """Streams opened with ordered=False."""
+    """Streams opened with ordered=False, to a server that accepts unordered delivery."""
 
     def test_unordered_stream_delivers_every_byte(self):
         """All bytes of an unordered stream arrive (same multiset and length) with a FIN."""
-        pair = established()
+        pair = established(server=server_config(accept_unordered=True))
         sid = pair.client.open_stream(ordered=False)
         data = blob(200_000, 9)
         pair.client.send_stream_data(sid, data, end_stream=True)
@@ -397,7 +397,7 @@ class UnorderedTests(SynchronousTestCase):
 
     def test_unordered_stream_delivers_out_of_order_arrivals_at_once(self):
         """With datagrams arriving reversed, an unordered stream delivers before the gap fills."""
-        pair = established()
+        pair = established(server=server_config(accept_unordered=True))
         sid = pair.client.open_stream(ordered=False)
         data = blob(20_000, 10)
         pair.client.send_stream_data(sid, data)
@@ -431,7 +431,7 @@ class UnorderedTests(SynchronousTestCase):
 
     def test_unordered_pieces_carry_offsets_that_rebuild_the_stream(self):
         """Each unordered piece says its offset; placed there, the pieces rebuild the bytes."""
-        pair = established()
+        pair = established(server=server_config(accept_unordered=True))
         sid = pair.client.open_stream(ordered=False)
         data = blob(50_000, 12)
         pair.client.send_stream_data(sid, data, end_stream=True)

@@ -5,6 +5,7 @@ These are pure, sans-I/O objects; the connection owns one of each per stream
 and feeds them STREAM-frame values (RFC 9000 §2-4).
 """
 
+from kwik_twisted.core.streams.budget import ReceiveBudget
 from kwik_twisted.core.streams.flow_control import ReceiveWindow, SendCredit
 from kwik_twisted.core.streams.ranges import RangeSet
 from kwik_twisted.core.streams.reassembly import Reassembler, UnorderedReassembler
@@ -20,6 +21,7 @@ from kwik_twisted.core.streams.state import (
 __all__ = [
     "RangeSet",
     "Reassembler",
+    "ReceiveBudget",
     "ReceiveWindow",
     "RecvState",
     "RecvStateMachine",

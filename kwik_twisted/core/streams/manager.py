@@ -11,6 +11,14 @@ Theory of operation (RFC 9000 §2-4 adapted by protocol.rst "Streams"):
   the connection window by the *highest offset* received per stream; the application's consumption
   reopens both windows (MAX_STREAM_DATA / MAX_DATA).  The reassembler's buffer bound equals the
   stream window, so a peer holding gaps open cannot make us buffer more than we granted.
+* Receive ordering: the ORDERED flag is the sender's permission to deliver pieces, not an
+  obligation.  A peer stream is reassembled in order unless its first frame has ORDERED clear *and*
+  ``config.accept_unordered`` is on; a stream we opened unordered is delivered as pieces (our
+  application opted in).  The choice is made once, at the stream's first frame, so a final size is
+  never forgotten; a peer that changes the flag after its first frame commits a PROTOCOL_VIOLATION.
+* Memory: every reassembler charges one :class:`~.budget.ReceiveBudget` per connection (bytes and
+  pieces across all streams, with a bound on pieces); a RESET_STREAM from the peer drops the
+  stream's buffers at once, so the credit it returns is memory really released.
 * Priority: the seed's levels.  :meth:`next_stream_frame` serves critical, then high, then normal
   streams, round-robin within a level; control frames (priority 0xFF) go before all of them, which
   is the connection's business.
@@ -52,7 +60,9 @@ from ...wire import (
     StreamFrame,
     StreamsBlockedFrame,
 )
+from .budget import ReceiveBudget
 from .flow_control import ReceiveWindow, SendCredit
+from .reassembly import UnorderedReassembler
 from .state import RecvState, SendState, StreamEvent
 from .stream import UNIDIRECTIONAL, Stream
 
@@ -87,10 +97,19 @@ class StreamManager:
     :param is_client: our role (decides which IDs we open).
     :param emit: called with each event for the application.
     :param config: the connection's :class:`~kwik_twisted.config.ConnectionConfig`.
+    :param budget: the connection's receive memory budget (a new one by default).
     """
 
-    def __init__(self, *, is_client: bool, emit: Callable[[Event], None], config) -> None:
+    def __init__(
+        self,
+        *,
+        is_client: bool,
+        emit: Callable[[Event], None],
+        config,
+        budget: ReceiveBudget | None = None,
+    ) -> None:
         self.is_client = is_client
+        self.budget = ReceiveBudget() if budget is None else budget
         self._emit = emit
         self._config = config
         self.streams: dict[int, Stream] = {}
@@ -111,6 +130,11 @@ class StreamManager:
         self._signalling: set[Stream] = set()  # streams with a RESET_STREAM / STOP_SENDING to send
         self.control: deque = deque()  # flow-control frames waiting to be sent
         self.rtt = 0.0  # smoothed RTT, kept fresh by the connection for window tuning
+
+    @property
+    def receive_memory(self) -> int:
+        """Bytes of receive-side memory held on all streams (data plus piece bookkeeping)."""
+        return self.budget.used
 
     # -- opening -------------------------------------------------------------------------
 
@@ -165,6 +189,7 @@ class StreamManager:
             ordered=ordered,
             compress=compress,
             qos=qos,
+            budget=self.budget,
         )
 
     def _peer_stream(self, sid: int) -> Stream | None:
@@ -242,6 +267,11 @@ class StreamManager:
         if not paused:
             self._deliver(stream, now)
 
+    def delivers_pieces(self, sid: int) -> bool:
+        """Whether stream ``sid`` is delivered as pieces (unordered); ``False`` once it is gone."""
+        stream = self.streams.get(sid)
+        return stream is not None and not stream.recv.ordered
+
     def writable(self, sid: int) -> bool:
         """Whether stream ``sid``'s send buffer is below its limit."""
         stream = self.streams.get(sid)
@@ -257,10 +287,8 @@ class StreamManager:
         stream = self._peer_stream(frame.stream_id)
         if stream is None or stream.recv_state.is_reset:
             return
-        if frame.ordered != stream.ordered:
-            if stream.recv.highest_received or stream.local:
-                raise ProtocolViolation(f"ORDERED flag changed on stream {stream.id}")
-            self._make_unordered(stream)
+        if frame.ordered is not stream.peer_ordered:
+            self._check_ordered_flag(stream, frame.ordered)
         if frame.priority != stream.priority and not stream.local:
             stream.priority = frame.priority
         end = frame.offset + len(frame.data)
@@ -273,14 +301,14 @@ class StreamManager:
         if frame.fin or stream.recv_state.state is not RecvState.RECV:
             # RECV_DATA in RECV is the one transition taken per packet, and a no-op.
             stream.recv_state.process(StreamEvent.RECV_FIN if frame.fin else StreamEvent.RECV_DATA)
-        recv = stream.recv
-        if (
-            recv.final_size is not None
-            and stream.recv_state.state is RecvState.SIZE_KNOWN
-            and recv.buffered_bytes == recv.final_size - recv.read_offset
-        ):
-            stream.recv_state.process(StreamEvent.ALL_RECEIVED)
+        self._note_all_received(stream)
         self._deliver(stream, now)
+
+    @staticmethod
+    def _note_all_received(stream: Stream) -> None:
+        """Size Known -> Data Recvd once every byte up to the final size has arrived."""
+        if stream.recv_state.state is RecvState.SIZE_KNOWN and stream.recv.all_received:
+            stream.recv_state.process(StreamEvent.ALL_RECEIVED)
 
     def _receive_next(self, stream: Stream, frame: StreamFrame, now: float) -> bool:
         """
@@ -296,8 +324,8 @@ class StreamManager:
         if (
             frame.fin
             or not data
-            or not frame.ordered
-            or not stream.ordered
+            or frame.ordered is not stream.peer_ordered
+            or not recv.ordered
             or stream.paused
             or frame.priority != stream.priority
             or stream.recv_state.state is not _RECV
@@ -316,11 +344,17 @@ class StreamManager:
         self._emit(StreamDataReceived(stream.id, chunk, False, offset))
         return True
 
-    def _make_unordered(self, stream: Stream) -> None:
-        from .reassembly import UnorderedReassembler
-
-        stream.ordered = False
-        stream.recv = UnorderedReassembler(stream.window.window)
+    def _check_ordered_flag(self, stream: Stream, ordered: bool) -> None:
+        """The peer's first frame fixes its ORDERED flag and, on a peer stream, our reassembly
+        (nothing was inserted yet, so nothing is forgotten); a change is a PROTOCOL_VIOLATION."""
+        if stream.peer_ordered is not None:
+            raise ProtocolViolation(f"ORDERED flag changed on stream {stream.id}")
+        stream.peer_ordered = ordered = bool(ordered)
+        if stream.local:
+            return
+        stream.ordered = ordered  # our frames mirror the peer's flag
+        if not ordered and self._config.accept_unordered:
+            stream.recv = UnorderedReassembler(stream.recv.max_buffer, self.budget)
 
     def _deliver(self, stream: Stream, now: float) -> None:
         """Hand what can be read to the application, and credit the windows for it."""
@@ -328,7 +362,7 @@ class StreamManager:
             return
         recv = stream.recv
         start = recv.read_offset
-        if stream.ordered:
+        if recv.ordered:
             pieces = [(start, recv.read())] if recv.readable else []
         else:
             pieces = []
@@ -348,13 +382,14 @@ class StreamManager:
         for i, (offset, data) in enumerate(pieces):
             self._emit(StreamDataReceived(stream.id, data, finished and i == last, offset))
         if finished:
+            self._note_all_received(stream)
             stream.recv_state.process(StreamEvent.APP_READ_ALL)
             self._maybe_close(stream)
 
     def _consumed(self, stream: Stream, n: int, now: float) -> None:
         stream.window.on_consumed(n, now=now, rtt=self.rtt)
         limit = stream.window.update_due()
-        if limit is not None and stream.recv.final_size is None:
+        if limit is not None and not stream.recv_state.size_known:
             stream.recv.max_buffer = stream.window.window
             self.control.append(MaxStreamDataFrame(stream.id, limit))
         self.window.on_consumed(n, now=now, rtt=self.rtt)
@@ -365,12 +400,14 @@ class StreamManager:
     def on_reset_stream(self, frame: ResetStreamFrame, *, now: float) -> None:
         """Handle RESET_STREAM: the peer abandoned its direction."""
         stream = self._peer_stream(frame.stream_id)
-        if stream is None or stream.recv_state.is_reset:
+        if stream is None:
             return
         final = frame.final_size
         known = stream.recv.final_size
         if (known is not None and known != final) or final < stream.recv.highest_received:
             raise FinalSizeError(f"RESET_STREAM final size {final} contradicts stream {stream.id}")
+        if stream.recv_state.is_reset:
+            return
         stream.window.on_data(final)
         if final > stream.recv.highest_received:
             self.received_total += final - stream.recv.highest_received
@@ -378,6 +415,8 @@ class StreamManager:
         unread = final - stream.recv.read_offset
         stream.recv_state.process(StreamEvent.RECV_RESET)
         if stream.recv_state.is_reset:
+            # Drop the buffers now, not at close (our reset may wait for an ACK that never comes).
+            stream.recv.discard(final)
             self._consumed(stream, max(unread, 0), now)
             self._emit(StreamReset(stream.id, frame.error_code))
             stream.recv_state.process(StreamEvent.APP_READ_RESET)

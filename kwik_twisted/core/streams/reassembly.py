@@ -7,30 +7,53 @@ duplicated, overlapping, and on several paths (RFC 9000 §2.2, §19.8).
 
 * the *fast path*: data that starts at or below the contiguous end while
   nothing is held out of order is trimmed and appended to a ready list, with
-  no copy when the frame is ``bytes`` and not trimmed;
+  no copy when the frame is ``bytes`` and not trimmed (small chunks that wait
+  behind others are coalesced, so a stream the application does not read
+  holds few objects);
 * the *slow path*: data beyond a gap goes into two parallel lists sorted by
   offset (found with :mod:`bisect`).  Only the parts of a frame not already
   held are stored, so held chunks never overlap: the first copy of a byte wins
   (the peer must send the same bytes at the same offset, §2.2).  When the gap
-  fills, held chunks move to the ready list in one slice.
+  fills, held chunks move to the ready list.
 
-The final size rules of RFC 9000 §4.5 raise :class:`FinalSizeError`.  Memory is
-bounded by ``max_buffer``: data ending more than ``max_buffer`` bytes past the
-read offset raises :class:`FlowControlError`.  The connection sets
-``max_buffer`` to the stream's receive window and credits ``read_offset``
-advances to it, so a peer that obeys flow control (§4.1) never hits the bound
-while a peer that holds gaps open cannot make us buffer more than the window.
+:class:`UnorderedReassembler` serves streams delivered as pieces (a stream we
+opened unordered, or one the peer opened without the ORDERED flag when the
+configuration accepts that): each new byte is queued once for delivery, with
+its offset, as it arrives (later copies are dropped against a
+:class:`RangeSet` of received offsets).  ``read_offset`` is the end of the
+contiguous prefix of *delivered* bytes, the amount the connection may credit
+to flow control; it moves when the delivery queue is drained.
 
-:class:`UnorderedReassembler` serves streams without the ORDERED flag: chunks
-are delivered as they arrive (duplicates dropped against a :class:`RangeSet`
-of received offsets) with the same final-size and buffer rules.
+Both apply the same rules:
+
+* Final size (§4.5): once known it never changes or is forgotten; data past
+  it, a different FIN, or a FIN below data received is :class:`FinalSizeError`.
+* Bytes: data ending more than ``max_buffer`` bytes past the read offset is
+  :class:`FlowControlError`.  The connection sets ``max_buffer`` to the
+  stream's receive window, so a peer holding gaps open cannot make us buffer
+  more than we granted.
+* Pieces: the window bounds bytes, not objects.  A stream joins its touching
+  pieces once it holds more than ``max(512, window / 256)``, and so does every
+  stream of the connection once the connection holds more than
+  :data:`~.budget.MAX_HELD_PIECES`; more than half either bound left in
+  separate runs is :class:`FlowControlError`.  Held pieces live in lists of
+  at most that size, so an insertion in the middle stays cheap, and a join
+  costs O(pieces) once per half a bound of new pieces.
+* "All received": the final size is known and every byte from ``read_offset``
+  to it has arrived (:attr:`all_received`); "finished": every byte up to the
+  final size was delivered (:attr:`finished`).  The first always comes first.
+* Memory: every byte and piece held is charged to the connection's
+  :class:`~.budget.ReceiveBudget`; :meth:`discard` (the peer reset the stream)
+  drops the buffers at once and keeps only the final size and highest offset.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from collections import deque
+from operator import itemgetter
 
+from kwik_twisted.core.streams.budget import ReceiveBudget
 from kwik_twisted.core.streams.ranges import RangeSet
 from kwik_twisted.errors import FinalSizeError, FlowControlError
 
@@ -38,21 +61,31 @@ Data = bytes | bytearray | memoryview
 
 #: Out-of-order pieces a stream may hold before they are joined into runs: at least this many,
 #: and one per this many bytes of the window; after joining, more than half the limit in separate
-#: runs is a FLOW_CONTROL_ERROR (protocol.rst, "Flow control").
+#: runs is a FLOW_CONTROL_ERROR (protocol.rst, "Out-of-order pieces").
 MIN_HELD_PIECES = 512
 BYTES_PER_HELD_PIECE = 256
+#: Contiguous chunks smaller than this that wait behind others are coalesced into one ...
+SMALL_CHUNK = 1024
+#: ... growing chunk of up to this many bytes.
+COALESCE = 64 * 1024
+
+_offset_of = itemgetter(0)
 
 
 class _Limits:
-    """Final size and buffer bound checks shared by both reassemblers (§4.5)."""
+    """Final size, buffer and piece bounds shared by both reassemblers (§4.5)."""
 
-    __slots__ = ("max_buffer", "final_size", "highest_received", "_read_offset")
+    #: Whether :meth:`read` serves the bytes in order (else :meth:`pop_any` serves pieces).
+    ordered = True
 
-    def __init__(self, max_buffer: int) -> None:
+    __slots__ = ("max_buffer", "final_size", "highest_received", "_read_offset", "_budget")
+
+    def __init__(self, max_buffer: int, budget: ReceiveBudget | None = None) -> None:
         self.max_buffer = max_buffer
         self.final_size: int | None = None
         self.highest_received = 0
         self._read_offset = 0
+        self._budget = ReceiveBudget() if budget is None else budget
 
     @property
     def read_offset(self) -> int:
@@ -63,6 +96,11 @@ class _Limits:
     def finished(self) -> bool:
         """Whether the final size is known and every byte up to it was delivered."""
         return self.final_size is not None and self._read_offset == self.final_size
+
+    @property
+    def piece_limit(self) -> int:
+        """Pieces this stream may hold before joining them (half of it after joining)."""
+        return max(MIN_HELD_PIECES, self.max_buffer // BYTES_PER_HELD_PIECE)
 
     def _check(self, offset: int, end: int, fin: bool) -> None:
         """Apply the final size and buffer rules to a frame covering ``[offset, end)``."""
@@ -85,6 +123,42 @@ class _Limits:
         if end > self.highest_received:
             self.highest_received = end
 
+    def _bound_pieces(self, held: int) -> None:
+        """
+        Join pieces when this stream holds ``held`` > its limit or the connection too many.
+
+        :raises FlowControlError: after joining, the stream holds more than half its limit in
+            separate runs, or the connection more than half its bound.
+        """
+        budget = self._budget
+        limit = self.piece_limit
+        crowded = budget.crowded
+        if held <= limit and not crowded:
+            return
+        self.join_pieces()
+        if crowded:
+            budget.join_all()
+        runs = self.held_pieces
+        if runs > limit // 2:
+            raise FlowControlError(
+                f"{runs} separate out-of-order pieces held on one stream (limit {limit // 2})"
+            )
+
+    def _keep_final(self, final_size: int | None) -> None:
+        """Record a final size learnt from RESET_STREAM (already checked by the caller)."""
+        if final_size is not None:
+            self.final_size = final_size
+            self.highest_received = max(self.highest_received, final_size)
+
+    @property
+    def held_pieces(self) -> int:
+        """Separate pieces held (charged to the budget's ``pieces``)."""
+        raise NotImplementedError
+
+    def join_pieces(self) -> None:
+        """Join touching held pieces into runs."""
+        raise NotImplementedError
+
 
 class Reassembler(_Limits):
     """
@@ -98,9 +172,9 @@ class Reassembler(_Limits):
 
     __slots__ = ("_ready", "_ready_bytes", "_starts", "_chunks", "_held_bytes")
 
-    def __init__(self, max_buffer: int) -> None:
-        super().__init__(max_buffer)
-        self._ready: deque[bytes] = deque()
+    def __init__(self, max_buffer: int, budget: ReceiveBudget | None = None) -> None:
+        super().__init__(max_buffer, budget)
+        self._ready: deque[bytes | bytearray] = deque()
         self._ready_bytes = 0
         self._starts: list[int] = []
         self._chunks: list[bytes] = []
@@ -116,13 +190,24 @@ class Reassembler(_Limits):
         """Bytes held in memory: ready to read plus held out of order."""
         return self._ready_bytes + self._held_bytes
 
+    @property
+    def held_pieces(self) -> int:
+        """Separate out-of-order pieces held."""
+        return len(self._starts)
+
+    @property
+    def all_received(self) -> bool:
+        """Whether the final size is known and every byte up to it has arrived."""
+        final = self.final_size
+        return final is not None and self._read_offset + self._ready_bytes == final
+
     def insert(self, offset: int, data: Data, fin: bool = False) -> None:
         """
         Accept one STREAM frame's payload.
 
         :raises FinalSizeError: the frame contradicts the final size (§4.5).
         :raises FlowControlError: the frame ends more than ``max_buffer``
-            bytes past the read offset.
+            bytes past the read offset, or leaves too many separate pieces held.
         """
         length = len(data)
         end = offset + length
@@ -158,13 +243,28 @@ class Reassembler(_Limits):
         return data if type(data) is bytes else bytes(data)
 
     def _append_ready(self, chunk: bytes) -> None:
-        """Add a chunk that starts exactly at the contiguous end."""
-        self._ready.append(chunk)
-        self._ready_bytes += len(chunk)
+        """Add a chunk that starts exactly at the contiguous end (coalescing small ones)."""
+        size = len(chunk)
+        ready = self._ready
+        budget = self._budget
+        if ready and size < SMALL_CHUNK:
+            last = ready[-1]
+            if type(last) is bytearray and len(last) < COALESCE:
+                last += chunk  # in place: amortised O(size)
+            else:
+                ready.append(bytearray(chunk))
+                budget.chunks += 1
+        else:
+            ready.append(chunk)
+            budget.chunks += 1
+        self._ready_bytes += size
+        budget.bytes += size
 
     def _hold(self, offset: int, data: Data, contiguous: int) -> None:
         """Store the parts of ``data`` not yet held, then release what became contiguous."""
         starts, chunks = self._starts, self._chunks
+        before = len(starts)
+        added = 0
         view = memoryview(data)
         end = offset + len(view)
         pos = max(offset, contiguous)
@@ -177,30 +277,37 @@ class Reassembler(_Limits):
             if stop > pos:
                 starts.insert(i, pos)
                 chunks.insert(i, _piece(data, view, pos - offset, stop - offset))
-                self._held_bytes += stop - pos
+                added += stop - pos
                 i += 1
             if stop < end:
                 pos = stop + len(chunks[i])
                 i += 1
             else:
                 pos = end
+        if not added:
+            return
+        self._held_bytes += added
+        budget = self._budget
+        budget.bytes += added
+        budget.pieces += len(starts) - before
+        budget.holders.add(self)
         self._release(contiguous)
-        if len(starts) > max(MIN_HELD_PIECES, self.max_buffer // BYTES_PER_HELD_PIECE):
-            self._compact()
+        if self._starts:
+            self._bound_pieces(len(self._starts))
 
-    def _compact(self) -> None:
+    def join_pieces(self) -> None:
         """
-        Join held chunks that touch into one chunk per run; too many runs is a flow-control error.
+        Join held chunks that touch into one chunk per run.
 
         The window bounds the bytes held, not the pieces: one byte at every other offset would
         otherwise cost a ``bytes`` object and two list slots per byte (about 40x the window).
         Honest senders make few runs (one per gap that loss or reordering opened), so joining
         brings them far under the limit, and the join's cost is spread over the many inserts
         it takes to reach the limit again.
-
-        :raises FlowControlError: the held data still has more separate runs than the limit.
         """
         starts, chunks = self._starts, self._chunks
+        if len(starts) < 2:
+            return
         new_starts: list[int] = []
         new_chunks: list[bytes] = []
         run: list[bytes] = []
@@ -214,15 +321,10 @@ class Reassembler(_Limits):
                 run_start = start
             run.append(chunk)
             run_end = start + len(chunk)
-        if run:
-            new_starts.append(run_start)
-            new_chunks.append(b"".join(run) if len(run) > 1 else run[0])
+        new_starts.append(run_start)
+        new_chunks.append(b"".join(run) if len(run) > 1 else run[0])
+        self._budget.pieces -= len(starts) - len(new_starts)
         self._starts, self._chunks = new_starts, new_chunks
-        limit = max(MIN_HELD_PIECES, self.max_buffer // BYTES_PER_HELD_PIECE)
-        if len(new_starts) > limit // 2:
-            raise FlowControlError(
-                f"{len(new_starts)} separate out-of-order pieces held (limit {limit // 2})"
-            )
 
     def _release(self, contiguous: int) -> None:
         """Move held chunks that now continue the ready data to the ready list."""
@@ -231,14 +333,20 @@ class Reassembler(_Limits):
         while count < len(starts) and starts[count] == contiguous:
             contiguous += len(chunks[count])
             count += 1
-        if count:
-            moved = chunks[:count]
-            size = contiguous - starts[0]
-            del starts[:count]
-            del chunks[:count]
-            self._ready.extend(moved)
-            self._ready_bytes += size
-            self._held_bytes -= size
+        if not count:
+            return
+        moved = chunks[:count]
+        size = contiguous - starts[0]
+        del starts[:count]
+        del chunks[:count]
+        self._held_bytes -= size
+        budget = self._budget
+        budget.bytes -= size
+        budget.pieces -= count
+        if not starts:
+            budget.holders.discard(self)
+        for chunk in moved:
+            self._append_ready(chunk)
 
     def read(self, max_bytes: int | None = None) -> bytes:
         """Remove and return up to ``max_bytes`` contiguous bytes (all when ``None``)."""
@@ -246,18 +354,25 @@ class Reassembler(_Limits):
         if not ready:
             return b""
         if max_bytes is None or max_bytes >= self._ready_bytes:
-            data = ready[0] if len(ready) == 1 else b"".join(ready)
+            count = len(ready)
+            data = ready[0] if count == 1 else b"".join(ready)
             ready.clear()
+            self._budget.chunks -= count
         else:
             data = self._read_some(max_bytes)
-        self._ready_bytes -= len(data)
-        self._read_offset += len(data)
+        if type(data) is not bytes:
+            data = bytes(data)
+        size = len(data)
+        self._ready_bytes -= size
+        self._budget.bytes -= size
+        self._read_offset += size
         return data
 
     def _read_some(self, max_bytes: int) -> bytes:
         """Take exactly ``max_bytes`` (fewer than are ready) from the ready list."""
         ready = self._ready
-        parts: list[bytes] = []
+        before = len(ready)
+        parts: list[bytes | bytearray] = []
         want = max_bytes
         while want > 0:
             chunk = ready.popleft()
@@ -266,6 +381,7 @@ class Reassembler(_Limits):
                 chunk = chunk[:want]
             parts.append(chunk)
             want -= len(chunk)
+        self._budget.chunks += len(ready) - before
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def pop_any(self) -> tuple[int, bytes] | None:
@@ -274,26 +390,46 @@ class Reassembler(_Limits):
             return None
         offset = self._read_offset
         chunk = self._ready.popleft()
-        self._ready_bytes -= len(chunk)
-        self._read_offset += len(chunk)
+        if type(chunk) is not bytes:
+            chunk = bytes(chunk)
+        size = len(chunk)
+        self._ready_bytes -= size
+        self._read_offset += size
+        budget = self._budget
+        budget.chunks -= 1
+        budget.bytes -= size
         return offset, chunk
+
+    def discard(self, final_size: int | None = None) -> None:
+        """Drop every byte held (the peer reset the stream, with ``final_size``); the final
+        size and the highest offset received stay known."""
+        self._keep_final(final_size)
+        budget = self._budget
+        budget.bytes -= self._ready_bytes + self._held_bytes
+        budget.chunks -= len(self._ready)
+        budget.pieces -= len(self._starts)
+        budget.holders.discard(self)
+        self._ready = deque()
+        self._ready_bytes = self._held_bytes = 0
+        self._starts, self._chunks = [], []
 
 
 class UnorderedReassembler(_Limits):
     """
-    Delivery in arrival order for streams without the ORDERED flag.
+    Delivery as pieces, in arrival order, for streams delivered unordered.
 
     Each byte is delivered once (later copies are dropped against the set of
     received ranges).  ``read_offset`` is the end of the contiguous prefix of
     *delivered* bytes: the amount the connection may credit to flow control.
     """
 
-    __slots__ = ("_received", "_delivered", "_queue", "_queued_bytes")
+    ordered = False
 
-    def __init__(self, max_buffer: int) -> None:
-        super().__init__(max_buffer)
-        self._received = RangeSet()
-        self._delivered = RangeSet()
+    __slots__ = ("_received", "_queue", "_queued_bytes")
+
+    def __init__(self, max_buffer: int, budget: ReceiveBudget | None = None) -> None:
+        super().__init__(max_buffer, budget)
+        self._received = RangeSet()  # offsets >= read_offset that arrived
         self._queue: deque[tuple[int, bytes]] = deque()
         self._queued_bytes = 0
 
@@ -307,6 +443,19 @@ class UnorderedReassembler(_Limits):
         """Bytes received and not yet popped."""
         return self._queued_bytes
 
+    @property
+    def held_pieces(self) -> int:
+        """Separate received runs past the read offset plus pieces queued for delivery."""
+        return len(self._received) + len(self._queue)
+
+    @property
+    def all_received(self) -> bool:
+        """Whether the final size is known and every byte up to it has arrived."""
+        final = self.final_size
+        if final is None:
+            return False
+        return self._read_offset == final or self._received.covers(self._read_offset, final)
+
     def insert(self, offset: int, data: Data, fin: bool = False) -> None:
         """Accept one STREAM frame's payload; same errors as :meth:`Reassembler.insert`."""
         length = len(data)
@@ -315,26 +464,84 @@ class UnorderedReassembler(_Limits):
         start = max(offset, self._read_offset)
         if start >= end:
             return
+        received = self._received
+        gaps = received.gaps(start, end)
+        if not gaps:
+            return
+        queue = self._queue
+        before = len(received) + len(queue)
         view = memoryview(data)
-        for lo, hi in self._received.gaps(start, end):
-            self._queue.append((lo, _piece(data, view, lo - offset, hi - offset)))
-            self._queued_bytes += hi - lo
-        self._received.add(start, end)
+        added = 0
+        for lo, hi in gaps:
+            queue.append((lo, _piece(data, view, lo - offset, hi - offset)))
+            added += hi - lo
+        received.add(start, end)
+        self._queued_bytes += added
+        budget = self._budget
+        budget.bytes += added
+        held = len(received) + len(queue)
+        budget.pieces += held - before
+        budget.holders.add(self)
+        self._bound_pieces(held)
+
+    def join_pieces(self) -> None:
+        """Sort the delivery queue by offset and join touching pieces (delivery order is free
+        on an unordered stream)."""
+        queue = self._queue
+        if len(queue) < 2:
+            return
+        joined: deque[tuple[int, bytes]] = deque()
+        run: list[bytes] = []
+        run_start = run_end = -1
+        for start, chunk in sorted(queue, key=_offset_of):
+            if start != run_end and run:
+                joined.append((run_start, b"".join(run) if len(run) > 1 else run[0]))
+                run = []
+            if not run:
+                run_start = start
+            run.append(chunk)
+            run_end = start + len(chunk)
+        joined.append((run_start, b"".join(run) if len(run) > 1 else run[0]))
+        self._budget.pieces -= len(queue) - len(joined)
+        self._queue = joined
 
     def pop_any(self) -> tuple[int, bytes] | None:
-        """Remove and return the oldest received chunk as ``(offset, data)``, or ``None``."""
-        if not self._queue:
+        """Remove and return the oldest queued piece as ``(offset, data)``, or ``None``."""
+        queue = self._queue
+        if not queue:
             return None
-        offset, chunk = self._queue.popleft()
-        self._queued_bytes -= len(chunk)
-        delivered = self._delivered
-        delivered.add(offset, offset + len(chunk))
-        first = delivered.first()
-        if first is not None and first[0] <= self._read_offset:
-            self._read_offset = first[1]
-            delivered.discard_below(first[1])
-            self._received.discard_below(first[1])
+        offset, chunk = queue.popleft()
+        size = len(chunk)
+        self._queued_bytes -= size
+        budget = self._budget
+        budget.bytes -= size
+        budget.pieces -= 1
+        if not queue:
+            self._advance()
         return offset, chunk
+
+    def _advance(self) -> None:
+        """With everything received delivered, move ``read_offset`` over the first run."""
+        received = self._received
+        first = received.first()
+        if first is not None and first[0] == self._read_offset:
+            self._read_offset = first[1]
+            received.pop_first(first[1] - first[0])
+            self._budget.pieces -= 1
+        if not received:
+            self._budget.holders.discard(self)
+
+    def discard(self, final_size: int | None = None) -> None:
+        """Drop every byte held (the peer reset the stream, with ``final_size``); the final
+        size and the highest offset received stay known."""
+        self._keep_final(final_size)
+        budget = self._budget
+        budget.bytes -= self._queued_bytes
+        budget.pieces -= len(self._received) + len(self._queue)
+        budget.holders.discard(self)
+        self._queue = deque()
+        self._queued_bytes = 0
+        self._received = RangeSet()
 
 
 def _trimmed(data: Data, skip: int, length: int) -> bytes:

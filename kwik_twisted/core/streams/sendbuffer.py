@@ -127,6 +127,11 @@ class SendBuffer:
         return self._write_offset
 
     @property
+    def held_bytes(self) -> int:
+        """Bytes of written data still in memory (released by acknowledgement or reset)."""
+        return sum(len(chunk) for chunk in self._chunks[self._head :])
+
+    @property
     def sent_offset(self) -> int:
         """The offset just past the highest byte sent; the next new byte's offset."""
         return self._sent_offset

@@ -9,6 +9,7 @@ type (v3 uses bidirectional streams only).
 from __future__ import annotations
 
 from ...wire import QosPolicy
+from .budget import ReceiveBudget
 from .flow_control import ReceiveWindow, SendCredit
 from .reassembly import Reassembler, UnorderedReassembler
 from .sendbuffer import SendBuffer
@@ -30,7 +31,12 @@ class Stream:
 
     :ivar id: the stream ID.
     :ivar priority: 0 normal, 1 high, 2 critical (the seed's levels).
-    :ivar ordered: whether bytes are delivered in order (the ORDERED flag).
+    :ivar ordered: the ORDERED flag we put on our frames (a peer stream mirrors the peer's).
+    :ivar peer_ordered: the ORDERED flag of the peer's first frame on this stream, or ``None``
+        before it; the peer may not change it.
+    :ivar recv: the receive reassembler, chosen once: unordered for a stream we opened unordered,
+        or for a peer stream whose first frame had ORDERED clear when the configuration accepts
+        unordered delivery; ordered otherwise.
     :ivar compress: whether to try lz4 on this stream's frames.
     :ivar qos: the seed's QoS policy, announced on the first frame, or ``None``.
     :ivar paused: the application asked us to stop delivering (back-pressure on the peer).
@@ -40,6 +46,7 @@ class Stream:
         "id",
         "priority",
         "ordered",
+        "peer_ordered",
         "compress",
         "qos",
         "qos_sent",
@@ -73,18 +80,19 @@ class Stream:
         ordered: bool = True,
         compress: bool = False,
         qos: QosPolicy | None = None,
+        budget: ReceiveBudget | None = None,
     ) -> None:
         self.id = stream_id
         self.local = local
         self.priority = priority
         self.ordered = ordered
+        self.peer_ordered: bool | None = None
         self.compress = compress
         self.qos = qos
         self.qos_sent = qos is None
         self.send = SendBuffer(send_limit)
-        self.recv: Reassembler | UnorderedReassembler = (
-            Reassembler(initial_window) if ordered else UnorderedReassembler(initial_window)
-        )
+        reassembler = Reassembler if ordered else UnorderedReassembler
+        self.recv: Reassembler | UnorderedReassembler = reassembler(initial_window, budget)
         self.credit = SendCredit(peer_max_stream_data)
         self.window = ReceiveWindow(initial_window, max_window)
         self.send_state = SendStateMachine()
