@@ -9,10 +9,32 @@ Theory of operation (after the multipath QUIC draft, draft-ietf-quic-multipath, 
   answers the challenge and challenges back.  A path carries stream data once its own challenge was
   answered; until the server has validated the client's address on a path it also keeps to the 3x
   amplification budget.
-* Failover: a path whose probe timer fired :data:`FAILURE_PTOS` times in a row while another path is
-  usable is *failed*: its in-flight frames go back to the send queues at once (and so out on the
-  remaining paths), and it is probed with a PING every :data:`PROBE_INTERVAL` seconds (or its PTO,
-  if longer).  An acknowledgement of anything sent on it brings it back (fresh congestion state).
+* Failure, detected by both ends whichever way data flows.  Two rules, one per direction:
+
+  - *Sending side*: a path whose probe timer fired :data:`FAILURE_PTOS` times in a row (RFC 9002
+    §6.2: ack-eliciting packets unanswered) while another path is usable is *failed*.
+  - *Receiving side*: a side that only acknowledges on a path has no probe timer there, so it
+    watches arrivals instead.  A path on which none of the peer's *traffic* (any packet but an ACK-
+    or PING-only one: those are what probing itself exchanges) arrived for the silence interval
+    ``SILENCE_RTTS x max(path srtt, our max_ack_delay)`` while another usable path received traffic
+    after that interval is sent one ack-eliciting PING (once per silence), which arms its probe
+    timer.  If nothing at all arrives on the path before that timer fires once, the path is failed:
+    one PTO, not :data:`FAILURE_PTOS`, since the silence was the first unanswered round (two more
+    PTOs, some 6 RTTs, would break the budget of 1 s plus 3 RTTs from the cut beyond about 100 ms
+    of RTT).  The interval: a path in use carries the peer's packets at least once per RTT plus
+    our ACK delay (the peer waits for our ACKs when its window is full); three of those is a gap
+    no working path shows, and the path's own RTT (not the best path's) keeps a slow path from
+    being probed for its normal gaps.  Only while *other* paths deliver: an idle connection sends
+    nothing, and a single path never fails.  Detection takes the interval, the wait for the next
+    arrival elsewhere and one PTO: about ``3 RTT + PTO``, some 6 RTTs (0.2 s at 30 ms RTT), within
+    the budget up to about 300 ms of RTT.
+
+  A failed path's in-flight frames go back to the send queues at once (and so out on the remaining
+  paths), and it is probed with a PING at one PTO, then at intervals doubling up to
+  :data:`MAX_PROBE_INTERVAL` (or its PTO, if longer), so a path that comes back is found within
+  about a second.  It recovers (fresh congestion state) when anything sent on it is acknowledged,
+  or when a new authenticated packet of the peer's arrives on it (the peer's own probe): the side
+  that only receives on a path hears of its return as soon as the side that sends does.
 * Backup: PATH_STATUS marks a path a backup; schedulers use backups only while no other path is
   usable.
 * PATH_ABANDON ends a path for good; its in-flight frames move to the other paths.  The last path
@@ -34,7 +56,7 @@ from ...events import (
     PathRecovered,
     PathValidated,
 )
-from ...wire import AddAddressFrame, PathAbandonFrame, PathState, PathStatusFrame
+from ...wire import AddAddressFrame, PacketType, PathAbandonFrame, PathState, PathStatusFrame
 from .path import Path, PathPhase
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,8 +64,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Consecutive probe timeouts after which a path is declared failed (if another path is usable).
 FAILURE_PTOS = 2
-#: Seconds between probes of a failed path (at least its PTO).
-PROBE_INTERVAL = 1.0
+#: The longest wait between probes of a failed path, in seconds (or its PTO, if longer); the
+#: first comes one PTO after the failure and the wait doubles up to this.
+MAX_PROBE_INTERVAL = 1.0
+#: Doublings of the failed-path probe interval counted at most (the cap is reached long before).
+MAX_PROBE_BACKOFF = 16
+#: A path is silent after this many RTTs (or max_ack_delays, if longer) without peer traffic.
+SILENCE_RTTS = 3
+#: Packet types that do not count as the peer's traffic on a path: what probing itself exchanges.
+PROBE_PACKET_TYPES = frozenset({int(PacketType.ACK), int(PacketType.KEEP_ALIVE)})
 
 
 class PathManager:
@@ -170,9 +199,14 @@ class PathManager:
     # -- failure and recovery -------------------------------------------------------------
 
     def on_probe_timeout(self, path: Path, *, now: float) -> None:
-        """A PTO fired on ``path``: fail it if it keeps timing out and another path can take
-        over."""
-        if path.phase is not PathPhase.ACTIVE or path.recovery.pto_count < FAILURE_PTOS:
+        """
+        A PTO fired on ``path``: fail it if it keeps timing out and another path can take over.
+
+        A path probed for its silence with nothing heard since fails at the probe's first PTO:
+        the silence was already the first unanswered round.
+        """
+        needed = 1 if path.suspect else FAILURE_PTOS
+        if path.phase is not PathPhase.ACTIVE or path.recovery.pto_count < needed:
             return
         others = [p for p in self.conn.paths.values() if p is not path and p.usable]
         if not others:
@@ -184,6 +218,7 @@ class PathManager:
         path.phase = PathPhase.FAILED
         path.failed_at = now
         path.metrics.on_phase_change(False, now=now)
+        path.probe_backoff = 0
         path.next_probe = now + self._probe_interval(path)
         self.conn._requeue_packets(path, path.recovery.abandon())
         # Out of the coupled group while failed (its window would skew the others' increase);
@@ -195,26 +230,71 @@ class PathManager:
         self.conn._events.append(PathFailed(path.id, path.local_addr, path.remote_addr))
 
     def _probe_interval(self, path: Path) -> float:
-        return max(PROBE_INTERVAL, path.recovery.rtt.pto_interval())
+        """One PTO, doubled ``probe_backoff`` times, at most :data:`MAX_PROBE_INTERVAL` (or PTO)."""
+        pto = path.recovery.rtt.pto_interval()
+        return min(max(MAX_PROBE_INTERVAL, pto), pto * (1 << path.probe_backoff))
 
-    def probe_deadline(self, path: Path) -> float | None:
-        """When a failed path is probed next."""
-        return path.next_probe if path.phase is PathPhase.FAILED else None
+    def silence_interval(self, path: Path) -> float:
+        """How long ``path`` may go without the peer's traffic before it is probed."""
+        return SILENCE_RTTS * max(path.recovery.rtt.smoothed_rtt, path.ack.max_ack_delay)
 
-    def on_probe_due(self, path: Path, *, now: float) -> None:
-        """Time to probe a failed path."""
-        if path.phase is PathPhase.FAILED and now >= path.next_probe:
-            path.probes_pending = 1
+    def deadline(self, path: Path) -> float | None:
+        """
+        When :meth:`on_deadline` has work for ``path``: the next probe of a failed path, or the
+        end of an active path's silence once another usable path heard traffic after it (then it
+        is already due: the deadline appears with the arrival that makes it true).
+        """
+        if path.phase is PathPhase.FAILED:
+            return path.next_probe
+        if path.phase is not PathPhase.ACTIVE or path.silence_probed:
+            return None
+        silent_from = path.traffic_heard_at + self.silence_interval(path)
+        for other in self.conn.paths.values():
+            if other is not path and other.traffic_heard_at >= silent_from and other.usable:
+                return silent_from
+        return None
+
+    def on_deadline(self, path: Path, *, now: float) -> None:
+        """Probe ``path`` if :meth:`deadline` says so: a failed path, or a silent one (once)."""
+        deadline = self.deadline(path)
+        if deadline is None or now < deadline:
+            return
+        path.probes_pending = max(path.probes_pending, 1)
+        if path.phase is PathPhase.FAILED:
+            path.probe_backoff = min(path.probe_backoff + 1, MAX_PROBE_BACKOFF)
             path.next_probe = now + self._probe_interval(path)
+        else:
+            path.silence_probed = path.suspect = True
+            self.conn.stats["silence_probes"] += 1
+
+    def on_heard(self, path: Path, packet_type: int, seq: int, *, now: float) -> None:
+        """
+        An authenticated packet of the peer's arrived on ``path`` (before its frames are handled).
+
+        Any packet clears the suspicion of a silence probe; anything but ACKs and PINGs is traffic
+        and ends the silence; a new packet (not a late one from before the failure) brings a failed
+        path back.
+        """
+        path.suspect = False
+        if packet_type not in PROBE_PACKET_TYPES:
+            path.traffic_heard_at = now
+            path.silence_probed = False
+        if path.phase is PathPhase.FAILED and seq > path.ack.largest:
+            self.recover(path, now=now)
 
     def on_acked(self, path: Path, *, now: float) -> None:
         """Something sent on ``path`` was acknowledged: a failed path is back."""
-        if path.phase is not PathPhase.FAILED:
-            return
+        if path.phase is PathPhase.FAILED:
+            self.recover(path, now=now)
+
+    def recover(self, path: Path, *, now: float) -> None:
+        """A failed path answered: back in use with fresh congestion state, its silence reset."""
         path.phase = PathPhase.ACTIVE
         path.failed_at = None
         path.metrics.on_phase_change(True, now=now)
         path.recovery.pto_count = 0
+        path.traffic_heard_at = now
+        path.silence_probed = path.suspect = False
         self.conn._reset_congestion(path)
         self.conn.stats["paths_recovered"] += 1
         self.conn._events.append(PathRecovered(path.id, path.local_addr, path.remote_addr))

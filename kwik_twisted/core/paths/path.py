@@ -167,6 +167,12 @@ class Path:
     :ivar phase: a :class:`PathPhase`.
     :ivar status: AVAILABLE or BACKUP (ours; ``peer_status`` is the peer's wish).
     :ivar address_validated: whether the peer's address is proven (no amplification limit).
+    :ivar traffic_heard_at: when the peer's last packet carrying more than ACKs and PINGs arrived
+        on this path (its creation or recovery until then); see
+        :meth:`~kwik_twisted.core.paths.manager.PathManager.deadline`.
+    :ivar silence_probed: whether the current silence was already probed (once per silence).
+    :ivar suspect: probed for its silence, and nothing at all heard on it since.
+    :ivar next_probe: when a failed path is probed next; ``probe_backoff`` doublings so far.
     """
 
     __slots__ = (
@@ -202,6 +208,10 @@ class Path:
         "metrics",
         "pacing_deadline",
         "next_probe",
+        "probe_backoff",
+        "traffic_heard_at",
+        "silence_probed",
+        "suspect",
     )
 
     def __init__(
@@ -249,6 +259,10 @@ class Path:
         self.metrics = None
         self.pacing_deadline: float | None = None
         self.next_probe = 0.0
+        self.probe_backoff = 0
+        self.traffic_heard_at = now
+        self.silence_probed = False
+        self.suspect = False
 
     @property
     def usable(self) -> bool:
