@@ -4,7 +4,9 @@ Kwik endpoints: ``IStreamServerEndpoint`` and ``IStreamClientEndpoint`` over Kwi
 Theory of operation.  A server endpoint listens on one UDP port (:class:`KwikServerProtocol`);
 every stream a client opens becomes a protocol built by the listening factory, whose ``doStart``
 runs on listen and ``doStop`` on ``stopListening``.  Stopping the port closes its connections at
-once.
+once.  Its connections accept unordered streams only when the factory's ``protocol`` class
+implements :class:`~kwik_twisted.interfaces.IKwikMessageProtocol`; for any other factory every
+stream is reassembled in order (``docs/endpoints.rst``, "Ordered and unordered streams").
 
 A client endpoint's ``connect()`` opens a *stream*, not a connection: streams to the same server
 (``host``, ``port``, TLS server name and an equal :class:`~kwik_twisted.config.ConnectionConfig`)
@@ -18,8 +20,10 @@ lost its connection.
 
 Multipath.  A client endpoint given ``paths`` binds one more UDP socket per extra path (to the
 path's local address) when it connects, and opens the paths once the handshake completed; ``backup``
-marks paths as backups.  A server endpoint given ``extraInterfaces`` listens on those addresses too
-(same port number, same connections), so a client may open paths to any of them.
+marks paths as backups.  With ``config.use_advertised`` it also opens a path to each address the
+server advertises, from a socket of its own (see :mod:`kwik_twisted.protocol`).  A server
+endpoint given ``extraInterfaces`` listens on those addresses too (same port number, same
+connections), so a client may open paths to any of them.
 
 A pooled connection with no streams left lingers :data:`POOL_LINGER` seconds for reuse, then
 closes. :func:`closeClientConnections` closes every client connection of a reactor and fires when

@@ -87,6 +87,7 @@ CLIENT_ARGUMENTS = (
     "paths",
     "path",
     "backup",
+    "useAdvertised",
 ) + COMMON_ARGUMENTS
 #: The most paths a connection may be configured for.
 MAX_PATHS = 64
@@ -132,9 +133,15 @@ def _ip_address(name: str, value: str) -> str:
         raise ConfigurationError(f"{name}={value!r}: expected an IPv4 or IPv6 address") from None
 
 
-def _keep_alive(value: str) -> float | None:
-    if value.strip().lower() in _FALSE:
+def _keep_alive(value: str) -> float | str | None:
+    """``no`` (no PINGs), ``auto`` (the default: PINGs while a stream is open) or seconds."""
+    from kwik_twisted.config import KEEP_ALIVE_AUTO
+
+    word = value.strip().lower()
+    if word in _FALSE:
         return None
+    if word == KEEP_ALIVE_AUTO:
+        return KEEP_ALIVE_AUTO
     return _seconds("keepAlive", value)
 
 
@@ -483,7 +490,8 @@ def parse_client_arguments(*args: str, **kwargs: str) -> dict[str, Any]:
 
     :returns: the keyword arguments of :class:`~kwik_twisted.endpoints.KwikClientEndpoint`
         besides the reactor: ``host``, ``port``, ``config``, ``timeout``, ``bindAddress``
-        and ``reuse``, and ``paths`` and ``backup`` when given.
+        and ``reuse``, and ``paths`` and ``backup`` when given (``useAdvertised`` goes to
+        ``config.use_advertised``).
     :raises ConfigurationError: naming the argument (or file) that is unknown or unusable.
     """
     _positional(args, kwargs, ("host", "port"), "client")
@@ -501,6 +509,8 @@ def parse_client_arguments(*args: str, **kwargs: str) -> dict[str, Any]:
     backup = _backup(kwargs.pop("backup"), len(paths)) if "backup" in kwargs else ()
     tls = _client_tls(host, kwargs)
     settings = _connection_settings(kwargs)
+    if "useAdvertised" in kwargs:
+        settings["use_advertised"] = _boolean("useAdvertised", kwargs.pop("useAdvertised"))
     _reject_unknown(kwargs, "client", CLIENT_ARGUMENTS)
     config = _config(tls, settings)
     if len(paths) >= config.max_paths:

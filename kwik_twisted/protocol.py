@@ -21,12 +21,18 @@ waiting for the timeout.
 Multipath.  A port protocol may own more sockets (:class:`PathSocket`), each bound to one local
 address: a client binds one per extra path (connected to that path's server address) and opens the
 paths once the handshake completed; a server may listen on several addresses with one port number,
-all feeding one dispatcher.  Every datagram reaches the core with the local address of the socket
-it arrived on, and each datagram the core returns leaves through the socket whose local address is
-the path's.  A socket bound to a wildcard address reports that address (``0.0.0.0``): the kernel
-then picks the source address of replies, so a multihomed server should bind each of its addresses
-instead (``docs/endpoints.rst``, "Multipath").  Path events reach the stream protocols that provide
-:class:`~kwik_twisted.interfaces.IKwikConnectionObserver`.
+all feeding one dispatcher.  A client configured with ``use_advertised`` opens a path to each
+address the server advertises (ADD_ADDRESS) the same way, on a socket of its own connected to that
+address (the core itself is told not to: it would send from the main socket, which is connected
+to the server's first address only).  Every datagram reaches the core with the local address of
+the socket it arrived on, and each datagram the core returns leaves through the socket whose
+local address is the path's.  A socket bound to a wildcard address reports that address
+(``0.0.0.0``): the kernel then picks the source address of replies, so a multihomed server should
+bind each of its addresses instead (``docs/endpoints.rst``, "Multipath").  Path events reach the
+stream protocols that provide :class:`~kwik_twisted.interfaces.IKwikConnectionObserver`.
+
+Logging.  A connection that ends on its idle timeout is logged at info level with the peer's
+address (it is what a user of a tunnel needs to know); other ends are logged at debug level.
 
 Exceptions.  The core raises nothing a peer can provoke (it turns protocol errors into
 CONNECTION_CLOSE), so any exception escaping it here is a bug: it is logged with its traceback and
@@ -35,6 +41,7 @@ ends that one connection (INTERNAL_ERROR), never the port or its other connectio
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from functools import partial
 
@@ -49,6 +56,7 @@ from .core.crypto.handshake import TlsSession, make_context
 from .core.dispatcher import ServerDispatcher
 from .errors import ConfigurationError, DroppedPacket, ErrorCode, StreamStateError
 from .events import (
+    AddressAdvertised,
     ConnectionTerminated,
     HandshakeCompleted,
     PathEvent,
@@ -60,7 +68,7 @@ from .events import (
     StreamReset,
     StreamWritable,
 )
-from .interfaces import IKwikConnectionObserver
+from .interfaces import IKwikConnectionObserver, IKwikMessageProtocol
 from .transport import KwikStreamTransport
 from .udp import listenBatchingUDP, send_batch
 from .wire import peek_dcid
@@ -113,7 +121,7 @@ class KwikConnection:
     :param owner: the port protocol; it provides ``sendDatagram(data, local, remote)``,
         ``hostAddress()``, ``openPath(localHost, remote)``, ``streamOpenedByPeer(conn, stream_id)``,
         ``handshakeCompleted(conn)``, ``pathChanged(conn, event)``,
-        ``connectionTerminated(conn, event)``,
+        ``addressAdvertised(conn, event)``, ``connectionTerminated(conn, event)``,
         ``connectionGone(conn)`` and ``streamsIdle(conn)``.
     :ivar transports: the stream transports still connected to a protocol, by stream ID.
     :ivar liveStreams: IDs of the streams the core still keeps (connected or closing).
@@ -269,7 +277,7 @@ class KwikConnection:
     def _onData(self, event: StreamDataReceived) -> None:
         transport = self.transports.get(event.stream_id)
         if transport is not None:
-            transport._dataReceived(event.data, event.end_stream)
+            transport._dataReceived(event.offset, event.data, event.end_stream)
 
     def _onReset(self, event: StreamReset) -> None:
         transport = self.transports.get(event.stream_id)
@@ -299,10 +307,25 @@ class KwikConnection:
             return
         self.terminated = event
         reason = describe_termination(event)
-        log.debug("Kwik connection ended: {reason}", reason=reason)
+        if event.error_code == ErrorCode.IDLE_TIMEOUT and not event.by_peer:
+            log.info("Kwik connection with {peer} ended: {reason} (nothing received within the "
+                     "negotiated idle timeout of {timeout} s; see "
+                     "keepAlive= in docs/endpoints.rst)",
+                     peer=self.peerAddress(), reason=reason, timeout=self.core.idle_timeout)
+        else:
+            log.debug("Kwik connection with {peer} ended: {reason}", peer=self.peerAddress(),
+                      reason=reason)
         for transport in list(self.transports.values()):
             transport._connectionGone(error.ConnectionLost(reason))
         self.owner.connectionTerminated(self, event)
+
+    def _onAddressAdvertised(self, event: AddressAdvertised) -> None:
+        self.owner.addressAdvertised(self, event)
+
+    def peerAddress(self) -> tuple | None:
+        """The peer's address on the lowest-numbered live path (``None`` when none is left)."""
+        paths = self.core.paths
+        return paths[min(paths)].remote_addr if paths else None
 
     # -- streams ---------------------------------------------------------------------
 
@@ -315,13 +338,17 @@ class KwikConnection:
         transport._start()
         return transport
 
-    def openStream(self, protocol, onLost=None) -> KwikStreamTransport:
+    def openStream(self, protocol, onLost=None, *, ordered: bool = True) -> KwikStreamTransport:
         """
         Open a stream of ours and connect ``protocol`` to it.
 
+        :param ordered: ``False`` opens the stream without the ORDERED flag: the peer's bytes on
+            it reach ``protocol.pieceReceived`` if ``protocol`` provides
+            :class:`~kwik_twisted.interfaces.IKwikMessageProtocol` (else the stream is reset
+            the first time a piece would arrive out of order).
         :raises KwikError: the peer's stream limit does not allow another stream now.
         """
-        stream_id = self.core.open_stream()
+        stream_id = self.core.open_stream(ordered=ordered)
         self.liveStreams.add(stream_id)
         return self.attach(stream_id, protocol, onLost)
 
@@ -416,6 +443,15 @@ class KwikConnection:
         self.scheduleTurn()
         return ok
 
+    def streamOrdered(self, stream_id: int) -> bool:
+        """
+        Whether the core delivers a stream's bytes in order (``True`` for a stream gone).
+
+        That is its reassembler's kind, not the peer's ORDERED flag: a server that does not
+        accept unordered streams reassembles them in order.
+        """
+        return not self.core.stream_delivers_pieces(stream_id)
+
     def writable(self, stream_id: int) -> bool:
         """Whether the stream's send buffer has room."""
         return not self.dead and self.core.stream_writable(stream_id)
@@ -501,6 +537,7 @@ _HANDLERS = {
     StreamWritable: KwikConnection._onWritable,
     StreamClosed: KwikConnection._onClosed,
     ConnectionTerminated: KwikConnection._onTerminated,
+    AddressAdvertised: KwikConnection._onAddressAdvertised,
 }
 
 
@@ -661,6 +698,9 @@ class KwikServerProtocol(_PortMixin, DatagramProtocol):
     """
     A listening UDP port: many connections, each stream a protocol from ``factory``.
 
+    When the factory's ``protocol`` class implements
+    :class:`~kwik_twisted.interfaces.IKwikMessageProtocol`, the connections accept unordered
+    streams (``accept_unordered``); otherwise the core reassembles every stream in order.
     More local addresses (same dispatcher, same connections) are added with :meth:`bindSocket`.
 
     :raises ConfigurationError: (from the constructor) the TLS configuration is unusable.
@@ -669,6 +709,8 @@ class KwikServerProtocol(_PortMixin, DatagramProtocol):
     def __init__(self, reactor, config, factory, *, entropy) -> None:
         self.reactor = reactor
         self.factory = factory
+        if not config.accept_unordered and wantsPieces(factory):
+            config = dataclasses.replace(config, accept_unordered=True)
         context = make_context(config.tls, is_client=False)
         self.dispatcher = ServerDispatcher(
             config, entropy=entropy, on_connection=self._newConnection,
@@ -736,6 +778,9 @@ class KwikServerProtocol(_PortMixin, DatagramProtocol):
     def handshakeCompleted(self, conn: KwikConnection) -> None:
         """Nothing to do: streams arrive by themselves."""
 
+    def addressAdvertised(self, conn: KwikConnection, event: AddressAdvertised) -> None:
+        """Nothing to do: only a server advertises."""
+
     def pathChanged(self, conn: KwikConnection, event: PathEvent) -> None:
         """Nothing to do: the core accepts and manages the client's paths."""
 
@@ -757,6 +802,12 @@ class KwikServerProtocol(_PortMixin, DatagramProtocol):
         """Close every connection at once (the port is about to stop)."""
         for conn in list(self.connections.values()):
             conn.abandon(reason)
+
+
+def wantsPieces(factory) -> bool:
+    """Whether ``factory``'s ``protocol`` class implements IKwikMessageProtocol (takes pieces)."""
+    protocol = getattr(factory, "protocol", None)
+    return isinstance(protocol, type) and IKwikMessageProtocol.implementedBy(protocol)
 
 
 def _serverSession(context, config, *, is_client: bool) -> TlsSession:
@@ -813,8 +864,11 @@ class KwikClientProtocol(_PortMixin, DatagramProtocol):
         for local_host, remote in self._plannedPaths:
             self._planned.append(self.bindSocket(local_host, 0, remote))
         context = self._tlsContext or make_context(self.config.tls, is_client=True)
+        # The glue, not the core, opens the paths to advertised addresses (addressAdvertised):
+        # the main socket is connected to the server's first address and cannot reach them.
+        config = dataclasses.replace(self.config, use_advertised=False)
         core = Connection.client(
-            self.config, local_addr=self._local, remote_addr=self.remote,
+            config, local_addr=self._local, remote_addr=self.remote,
             entropy=self.entropy, now=self.reactor.seconds(),
             tls_factory=partial(_serverSession, context),
         )
@@ -887,6 +941,34 @@ class KwikClientProtocol(_PortMixin, DatagramProtocol):
         self.owner.handshakeCompleted()
         if not conn.dead:
             self._openPlanned()
+
+    def addressAdvertised(self, conn: KwikConnection, event: AddressAdvertised) -> None:
+        """
+        The server advertised another address: with ``use_advertised``, open a path to it.
+
+        The path gets a socket of its own, bound to the main socket's local host (or the wildcard
+        of the address's family) and connected to the advertised address: the main socket is
+        connected to the server's first address and could not reach it.  A path the connection
+        cannot take (``max_paths``, an address already used) is logged, not opened.
+        """
+        address = (event.address[0], event.address[1])
+        paths = conn.core.paths
+        if not self.config.use_advertised or conn.dead:
+            return
+        if any(path.remote_addr == address for path in paths.values()):
+            return
+        if len(paths) >= self.config.max_paths:
+            log.info("Kwik: advertised address {address} not used: {count} paths already",
+                     address=address, count=len(paths))
+            return
+        local = self._local[0]
+        if (":" in local) != (":" in address[0]):
+            local = "::" if ":" in address[0] else "0.0.0.0"
+        try:
+            conn.openPath(local, address)
+        except (ConfigurationError, error.CannotListenError) as e:
+            log.warn("Kwik path to the advertised address {address} not opened: {error}",
+                     address=address, error=e)
 
     def pathChanged(self, conn: KwikConnection, event: PathEvent) -> None:
         """

@@ -23,6 +23,13 @@ stream allows them:
   ``connectionLost(ConnectionAborted)`` on the next reactor turn.  A peer reset, or the connection
   ending (error, idle timeout, close by either side) before the stream closed, gives
   ``ConnectionLost``.
+* Byte-stream integrity: ``dataReceived`` gets the exact in-order bytes of the stream, never a
+  piece out of order.  The transport follows the offset of every piece; a piece that does not
+  start where the previous one ended (only possible on a stream without the ORDERED flag) is not
+  delivered: the stream is reset both ways with :data:`UNORDERED_REFUSED` and the protocol gets
+  ``connectionLost(ConnectionLost)``.  On an unordered stream, a protocol providing
+  :class:`~kwik_twisted.interfaces.IKwikMessageProtocol` gets every piece through
+  ``pieceReceived(offset, data)`` instead, as it arrives.
 * ``pauseProducing`` stops delivering data (the core stops reading, so flow control pushes back on
   the peer); events already queued are held and delivered, in order, on ``resumeProducing``.
 
@@ -44,10 +51,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from .interfaces import IKwikMessageProtocol
+
 #: Code of the RESET_STREAM / STOP_SENDING that abortConnection sends.
 ABORT_CODE = 0
 #: Code of the STOP_SENDING that loseConnection sends (a clean close).
 CLOSE_CODE = 0
+#: Code of the RESET_STREAM / STOP_SENDING of a stream whose bytes would reach a protocol that
+#: takes only in-order bytes (no :class:`~kwik_twisted.interfaces.IKwikMessageProtocol`) out of
+#: order ("K" and 1; docs/endpoints.rst, "Ordered and unordered streams").
+UNORDERED_REFUSED = 0x4B01
 
 log = Logger()
 
@@ -87,7 +100,9 @@ class KwikStreamTransport:
         self._coreClosed = False
         self._aborting = False
         self._paused = False
-        self._held: list[tuple[bytes, bool]] = []
+        self._held: list[tuple[int, bytes, bool]] = []
+        self._readOffset = 0
+        self._pieces: bool | None = None  # pieceReceived rather than dataReceived; None: not known
         self._noDelay = True
         self._keepAlive = False
 
@@ -261,29 +276,56 @@ class KwikStreamTransport:
             self._pullOwed = False
             producer.resumeProducing()
 
-    def _dataReceived(self, data: bytes, fin: bool) -> None:
+    def _dataReceived(self, offset: int, data: bytes, fin: bool) -> None:
+        """A piece of the stream at ``offset`` (``fin``: the stream's last), from the core."""
         if self.disconnected or self._aborting:
             return
         if self._paused or self._held:
-            self._held.append((data, fin))
+            self._held.append((offset, data, fin))
             return
-        self._deliver(data, fin)
+        self._deliver(offset, data, fin)
 
     def _deliverHeld(self) -> None:
         while self._held and not self._paused and not self.disconnected:
-            data, fin = self._held.pop(0)
-            self._deliver(data, fin)
+            self._deliver(*self._held.pop(0))
         self._maybeFinish()
 
-    def _deliver(self, data: bytes, fin: bool) -> None:
+    def _deliver(self, offset: int, data: bytes, fin: bool) -> None:
         if data and not self.disconnecting:
+            if self._pieces is None:
+                self._pieces = (IKwikMessageProtocol.providedBy(self.protocol)
+                                and not self._conn.streamOrdered(self.streamId))
+            if not self._pieces and offset != self._readOffset:
+                self._refuseUnordered(offset)
+                return
+            self._readOffset = max(self._readOffset, offset + len(data))
             try:
-                self.protocol.dataReceived(data)
+                if self._pieces:
+                    self.protocol.pieceReceived(offset, data)
+                else:
+                    self.protocol.dataReceived(data)
             except Exception:
                 self._protocolFailed(Failure())
                 return
         if fin and not self.disconnected:
             self._readEOF()
+
+    def _refuseUnordered(self, offset: int) -> None:
+        """A piece out of order for a protocol that takes only in-order bytes: reset the stream."""
+        log.warn(
+            "Kwik stream {sid}: bytes at offset {offset} arrived before those at {expected}, and "
+            "{protocol} takes only in-order bytes (it does not provide IKwikMessageProtocol); "
+            "stream reset with code {code}",
+            sid=self.streamId, offset=offset, expected=self._readOffset, protocol=self.protocol,
+            code=hex(UNORDERED_REFUSED),
+        )
+        conn, sid = self._conn, self.streamId
+        conn.pauseReading(sid, False)
+        conn.resetStream(sid, UNORDERED_REFUSED)
+        conn.stopSending(sid, UNORDERED_REFUSED)
+        conn.scheduleTurn()
+        self._lose(error.ConnectionLost(
+            f"stream data arrived out of order; stream reset (code {hex(UNORDERED_REFUSED)})"))
 
     def _readEOF(self) -> None:
         self._readClosed = True
@@ -408,4 +450,4 @@ class KwikStreamTransport:
         return f"<KwikStreamTransport stream={self.streamId} peer={self._peer}>"
 
 
-__all__ = ["KwikStreamTransport"]
+__all__ = ["ABORT_CODE", "CLOSE_CODE", "UNORDERED_REFUSED", "KwikStreamTransport"]

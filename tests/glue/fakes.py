@@ -190,3 +190,41 @@ class FakeKwik:
     def pump(self, seconds: float = 0.0) -> None:
         """Run the fake network until quiet."""
         self.reactor.pump(seconds)
+
+
+class FakeStreamConnection:
+    """
+    What a :class:`~kwik_twisted.transport.KwikStreamTransport` calls on its Kwik connection,
+    recorded: the stream operations (``send``, ``resetStream``, ``stopSending``, ...) append
+    ``(name, arguments)`` to :attr:`calls`.
+
+    :ivar ordered: what ``streamOrdered`` answers (the core's view of the stream's ORDERED flag).
+    :ivar reactor: a ``task.Clock`` for the transport's ``callLater(0)`` calls.
+    """
+
+    def __init__(self, ordered: bool = True) -> None:
+        self.ordered = ordered
+        self.reactor = Clock()
+        self.calls: list[tuple] = []
+        self.detached: list[int] = []
+
+    def streamOrdered(self, stream_id: int) -> bool:
+        """The configured answer."""
+        return self.ordered
+
+    def writable(self, stream_id: int) -> bool:
+        """Always room."""
+        return True
+
+    def detach(self, stream_id: int) -> None:
+        """Record that the transport let go of its stream."""
+        self.detached.append(stream_id)
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def record(*args):
+            self.calls.append((name, args))
+
+        return record

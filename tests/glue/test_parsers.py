@@ -30,7 +30,7 @@ from twisted.internet.testing import MemoryReactor
 from twisted.plugin import IPlugin
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from kwik_twisted.config import ConnectionConfig
+from kwik_twisted.config import KEEP_ALIVE_AUTO, ConnectionConfig
 from kwik_twisted.core.congestion import available_controllers
 from kwik_twisted.errors import ConfigurationError
 from kwik_twisted.parsers import (
@@ -397,13 +397,24 @@ class CommonArgumentTests(Assertions):
             self.refusedByBoth("idleTimeout", idleTimeout=bad)
 
     def test_keep_alive(self) -> None:
-        """``keepAlive`` is a positive float of seconds, or ``no`` for none."""
+        """``keepAlive`` is a positive float of seconds, ``no`` for none, or ``auto``."""
         for config in self.both(keepAlive="5"):
             self.assertEqual(config.keep_alive, 5.0)
             self.assertIsInstance(config.keep_alive, float)
         for config in self.both(keepAlive="no"):
             self.assertIsNone(config.keep_alive)
+        for config in self.both(keepAlive="Auto"):
+            self.assertEqual(config.keep_alive, KEEP_ALIVE_AUTO)
         self.refusedByBoth("keepAlive", keepAlive="-5")
+        self.refusedByBoth("keepAlive", keepAlive="sometimes")
+
+    def test_keep_alive_defaults_to_auto(self) -> None:
+        """
+        Without ``keepAlive``, both sides keep connections with open streams alive
+        (``"auto"``): an idle tunnel must not end after ``idleTimeout`` (issue 11, finding 8).
+        """
+        for config in self.both():
+            self.assertEqual(config.keep_alive, KEEP_ALIVE_AUTO)
 
     def test_compression(self) -> None:
         """``compression`` is yes/no (true/false, on/off, 1/0 also work)."""
@@ -545,6 +556,14 @@ class MultipathArgumentTests(Assertions):
             self.assertRefused("advertise", self.server, "4433", advertise=bad)
         self.assertRefused("advertise", self.server, "0", advertise="192.0.2.7")
         self.assertRefused("advertise", self.client, host="h", port="1", advertise="192.0.2.7:1")
+
+    def test_use_advertised_is_a_client_boolean(self) -> None:
+        """``useAdvertised=yes`` sets config.use_advertised (default off); a server refuses it."""
+        config = self.client(host="h", port="1", useAdvertised="yes")["config"]
+        self.assertTrue(config.use_advertised)
+        self.assertFalse(self.client(host="h", port="1")["config"].use_advertised)
+        self.assertRefused("useAdvertised", self.client, host="h", port="1", useAdvertised="maybe")
+        self.assertRefused("useAdvertised", self.server, "4433", useAdvertised="yes")
 
     def test_several_interfaces(self) -> None:
         """``interface=A,B`` listens on A, with B as an extra interface; each must be an IP."""

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, clientFromString
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import SkipTest, TestCase
@@ -313,3 +313,109 @@ class UserErrorTests(ProcessTestCase):
         self.assertIn(f"Couldn't listen on 127.0.0.1:{port}", text)
         self.assertIn("Address already in use", text)
         self.assertNoTraceback(process)
+
+
+class Line(Protocol):
+    """A TCP client: keeps what comes back; ``lost`` fires when the connection ends."""
+
+    def connectionMade(self) -> None:
+        self.received = bytearray()
+        self.waiting: tuple[int, defer.Deferred] | None = None
+        self.lost: defer.Deferred[None] = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if self.waiting is not None and len(self.received) >= self.waiting[0]:
+            _, d = self.waiting
+            self.waiting = None
+            d.callback(bytes(self.received))
+
+    def echo(self, data: bytes) -> defer.Deferred[bytes]:
+        """Write ``data``; fire with everything received once it came back."""
+        d: defer.Deferred[bytes] = defer.Deferred()
+        self.waiting = (len(self.received) + len(data), d)
+        self.transport.write(data)
+        return d.addTimeout(STARTUP, reactor)
+
+    def connectionLost(self, reason: Any) -> None:
+        self.lost.callback(None)
+
+
+class IdleTunnelTests(ProcessTestCase):
+    """
+    A TCP session through ``twistd kwik`` tunnels to ``twistd kwik --echo``, both with
+    ``idleTimeout=1``, stays quiet for more than twice the idle timeout (issue 11, finding 8).
+    """
+
+    #: The idle timeout of both ``kwik:`` strings, in seconds.
+    IDLE = 1
+
+    @defer.inlineCallbacks
+    def startTunnel(self, settings: str):
+        """Start the echo server and the TCP-to-Kwik tunnel, both with ``settings``; return the
+        tunnel's process and its TCP port."""
+        kwik_port = yield self.startServer(
+            "twistd kwik --echo",
+            lambda port: processes.twistd_argv(
+                "kwik", "--listen", self.serverKwik(port) + settings, "--echo"
+            ),
+            lambda port: clientFromString(reactor, self.clientKwik(port) + ":timeout=2"),
+            socket.SOCK_DGRAM,
+        )
+        self.addCleanup(closeClientConnections, reactor)  # the readiness probe's connection
+        tcp_port = yield self.startServer(
+            "twistd kwik tunnel",
+            lambda port: processes.twistd_argv(
+                "kwik",
+                "--listen",
+                f"tcp:{port}:interface=127.0.0.1",
+                "--forward",
+                self.clientKwik(kwik_port) + settings,
+            ),
+            lambda port: TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=2),
+            socket.SOCK_STREAM,
+        )
+        return self.processes[-1], tcp_port
+
+    @defer.inlineCallbacks
+    def idleSession(self, settings: str):
+        """Open a TCP session through the tunnel, check it echoes, leave it idle for 2.5 idle
+        timeouts; return the tunnel process and the session."""
+        tunnel, tcp_port = yield self.startTunnel(f":idleTimeout={self.IDLE}{settings}")
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", tcp_port, timeout=5)
+        session = yield endpoint.connect(Factory.forProtocol(Line))
+        self.addCleanup(session.transport.loseConnection)
+        echoed = yield session.echo(b"hello\n")
+        self.assertEqual(echoed, b"hello\n")
+        yield task.deferLater(reactor, 2.5 * self.IDLE, lambda: None)
+        return tunnel, session
+
+    @defer.inlineCallbacks
+    def keptAlive(self):
+        _, session = yield self.idleSession("")
+        self.assertFalse(session.lost.called, "the idle tunnel was closed")
+        echoed = yield session.echo(b"still there\n")
+        self.assertEqual(echoed, b"hello\nstill there\n")
+
+    def test_idle_tunnel_with_default_settings_stays_open(self):
+        """
+        With the default ``keepAlive`` (auto), the session is still open after 2.5 idle timeouts
+        of silence, and bytes written then still come back.
+        """
+        return self.withOutputs(self.keptAlive())
+
+    @defer.inlineCallbacks
+    def endedWithoutKeepAlive(self):
+        tunnel, session = yield self.idleSession(":keepAlive=no")
+        yield session.lost.addTimeout(STARTUP, reactor)
+        text = tunnel.output()
+        self.assertIn("ended: idle timeout", text)
+        self.assertIn("127.0.0.1", text[text.index("ended: idle timeout") - 200 :])
+
+    def test_idle_tunnel_without_keep_alive_ends_and_says_why(self):
+        """
+        With ``keepAlive=no`` the same idle session ends (the tunnel closes its TCP side), and
+        the tunnel's log says, at the default log level, that the Kwik connection with the
+        server ended on its idle timeout.
+        """
+        return self.withOutputs(self.endedWithoutKeepAlive())
