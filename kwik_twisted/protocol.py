@@ -75,6 +75,8 @@ from .wire import peek_dcid
 
 #: Rounds of ``datagrams_to_send`` in one turn before the reactor gets to read (and so see ACKs).
 FLUSH_ROUNDS = 8
+#: The least a timer waits when the core's deadline did not move on after it ran (a safety net).
+MIN_TIMER_DELAY = 0.001
 #: Socket buffers asked of the kernel (it caps them at net.core.[rw]mem_max).
 SOCKET_BUFFER = 4 * 1024 * 1024
 #: Code of the RESET_STREAM / STOP_SENDING a refused or aborted stream gets.
@@ -138,6 +140,7 @@ class KwikConnection:
         self.dead = False
         self._timer = None
         self._turn = None
+        self._timerRanAt = float("-inf")
         self._servicing = False
         self._flushAhead = False
         self._abandon: str | None = None
@@ -202,8 +205,9 @@ class KwikConnection:
         self._timer = None
         if self.dead:
             return
+        self._timerRanAt = now = self.reactor.seconds()
         try:
-            self.core.handle_deadline(now=self.reactor.seconds())
+            self.core.handle_deadline(now=now)
         except Exception:
             self._crash(Failure())
             return
@@ -229,6 +233,12 @@ class KwikConnection:
                 timer.cancel()
                 self._timer = None
             return
+        if deadline <= self._timerRanAt:
+            # The core handled this deadline and still says it is due: wait a little rather than
+            # fire again at once (a busy loop would starve every other connection).  Never seen
+            # since the keep-alive fix; counted so that a test or an operator would notice.
+            self.core.stats["timer_stalls"] += 1
+            deadline = self._timerRanAt + MIN_TIMER_DELAY
         delay = max(0.0, deadline - self.reactor.seconds())
         if timer is None:
             self._timer = self.reactor.callLater(delay, self._onTimer)

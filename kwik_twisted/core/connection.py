@@ -189,6 +189,7 @@ class Connection:
         self._idle_timeout = config.idle_timeout
         self._last_received = now
         self._last_sent = now
+        self._keep_alive_at = now
         self._close_frame: ConnectionCloseFrame | None = None
         self._close_pending = False
         self._close_deadline: float | None = None
@@ -397,12 +398,18 @@ class Connection:
             return
         keep_alive = self._keep_alive_deadline()
         if keep_alive is not None and now >= keep_alive:
+            # Counted as done even if no path can carry the PING now (none usable, or no
+            # amplification room): the next one is an interval away, never a deadline left due.
+            self._keep_alive_at = now
             for path in self.paths.values():
                 if path.usable:
                     path.probes_pending = max(path.probes_pending, 1)
-        for path in list(self.paths.values()):
-            if path.phase is not PathPhase.ABANDONED:
-                self._path_timers(path, now)
+        try:
+            for path in list(self.paths.values()):
+                if path.phase is not PathPhase.ABANDONED:
+                    self._path_timers(path, now)
+        except ProtocolError as e:  # a timer found the connection unusable (NO_VIABLE_PATH)
+            self._fail(e, now)
 
     def _keep_alive_deadline(self) -> float | None:
         """
@@ -423,7 +430,7 @@ class Connection:
             interval = self._idle_timeout / 3
         elif interval is None:
             return None
-        return max(self._last_sent, self._last_received) + interval
+        return max(self._last_sent, self._last_received, self._keep_alive_at) + interval
 
     @property
     def has_events(self) -> bool:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from ..wire import (
     CID_LENGTH,
+    MAX_FRAME_COUNT,
     TAG_LENGTH,
     ControlFrame,
     Epoch,
@@ -43,8 +44,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Smallest UDP payload of a client's initial-key datagram.
 MIN_INITIAL_DATAGRAM = 1200
-#: Most frames in one packet (keeps Frame Count a one-byte varint).
-MAX_FRAMES = 63
+#: Most frames in one packet (the spec's limit: Frame Count stays a one-byte varint).
+MAX_FRAMES = MAX_FRAME_COUNT
 #: Worst-case bytes of a STREAM frame header without extensions.
 STREAM_HEADER_MAX = 8 + 8 + 1 + 2 + 4 + 1 + 1
 #: Bytes of a control frame header with a body under 64 bytes.

@@ -55,6 +55,7 @@ from .frames import (
 )
 from .packets import (
     CID_LENGTH,
+    MAX_FRAME_COUNT,
     TAG_LENGTH,
     VERSION,
     Header,
@@ -74,6 +75,7 @@ __all__ = [
     "MAX_ACK_RANGES",
     "MAX_DECOMPRESSED_FRAME",
     "MAX_DECOMPRESSED_PACKET",
+    "MAX_FRAME_COUNT",
     "TAG_LENGTH",
     "VARINT_MAX",
     "VERSION",

@@ -41,6 +41,9 @@ VERSION = 0x03
 CID_LENGTH = 8
 TAG_LENGTH = 16
 MAX_PATH_ID = 0xFFFFFFFF
+#: Most frames one packet may carry (Frame Count stays a one-byte varint).  A receiver drops a
+#: header claiming more before decrypting: it bounds the per-frame work one datagram can ask for.
+MAX_FRAME_COUNT = 63
 #: Envelope flag bits.
 FLAG_LONG = 0x01
 EPOCH_SHIFT = 1
@@ -464,8 +467,8 @@ def _finish(
         raise MalformedPacket(f"unknown Compression Info 0x{compression:02x}")
     if total != len(view) - start:
         raise MalformedPacket(f"Total Length says {total}, the datagram holds {len(view) - start}")
-    if frame_count == 0:
-        raise MalformedPacket("Frame Count is zero")
+    if frame_count == 0 or frame_count > MAX_FRAME_COUNT:
+        raise MalformedPacket(f"Frame Count {frame_count} is not in 1..{MAX_FRAME_COUNT}")
     if checksum != crc32(view[at + 4 :], crc32(view[:at])):
         raise ChecksumMismatch("packet checksum mismatch")
     header.path_id = path_id

@@ -17,8 +17,13 @@ from kwik_twisted.core.connection import MAX_EARLY_BYTES, MAX_EARLY_PACKETS, Sta
 from kwik_twisted.core.crypto import protection
 from kwik_twisted.errors import ErrorCode
 from kwik_twisted.events import ConnectionTerminated
-from kwik_twisted.testing.pair import client_config, forge, server_config
-from kwik_twisted.wire import PingFrame
+from kwik_twisted.testing.pair import (
+    SERVER_ADDR,
+    client_config,
+    forge,
+    server_config,
+)
+from kwik_twisted.wire import PathAbandonFrame, PingFrame
 from tests.wire.strategies import checksum_offset, raw_datagram
 
 from .test_connection import established, received, settle, terminations
@@ -216,3 +221,84 @@ class ReceiveChoiceTests(SynchronousTestCase):
             pair.client.send_stream_data(sid, b"abc")
             settle(pair, 0.5)
             self.assertEqual(pair.server.stream_delivers_pieces(sid), accept)
+
+
+def drive_alone(pair, seconds: float, *, max_wakeups: int = 10_000) -> tuple[int, int]:
+    """
+    Run the server's timers alone for ``seconds`` as the Twisted glue does (send, then sleep until
+    ``next_deadline``), its datagrams going nowhere; return (wake-ups, wake-ups with no delay).
+
+    A deadline that stays in the past after its timer ran is a zero-delay wake-up: in a reactor,
+    a busy loop.
+    """
+    server = pair.server
+    now, end = pair.now, pair.now + seconds
+    wakeups = zero = 0
+    while now < end and wakeups < max_wakeups and not server.is_closed:
+        server.datagrams_to_send(now=now)
+        deadline = server.next_deadline()
+        if deadline is None or deadline > end:
+            break
+        zero += deadline <= now
+        now = max(now, deadline)
+        server.handle_deadline(now=now)
+        wakeups += 1
+    return wakeups, zero
+
+
+def from_elsewhere(pair, datagram: bytes, remote: tuple) -> None:
+    """Deliver ``datagram`` to the server as if it came from ``remote``."""
+    pair.dispatcher.receive_datagram(datagram, SERVER_ADDR, remote, now=pair.now)
+
+
+class TimerLivelockTests(SynchronousTestCase):
+    """A deadline that cannot be served must move on, not stay due (found by attacking the
+    keep-alive default: each of these made the server's timer fire with no delay for ever)."""
+
+    def open_stream(self):
+        """An established pair with one open stream (so keep-alive is on by default)."""
+        pair = established()
+        sid = pair.client.open_stream()
+        pair.client.send_stream_data(sid, b"hello")
+        settle(pair, 0.5)
+        return pair
+
+    def test_keep_alive_without_amplification_room_waits_an_interval(self):
+        """
+        One packet from a new address (a rebinding) and then silence: the server's path is held
+        to its amplification budget, which the challenge spends, so the keep-alive PING cannot go.
+        The keep-alive is still counted as done: no zero-delay wake-ups over 25 s.
+        """
+        pair = self.open_stream()
+        from_elsewhere(pair, forge(pair.client, [PingFrame()], now=pair.now), ("127.0.0.1", 50002))
+        wakeups, zero = drive_alone(pair, 25.0)
+        self.assertEqual(zero, 0)
+        self.assertLess(wakeups, 100)
+
+    def test_abandoning_every_validated_path_ends_with_no_viable_path(self):
+        """
+        The peer opens path 1 (never answering its challenge) and abandons path 0: the server's
+        only path can never be validated, so once its challenges go unanswered the connection
+        closes with NO_VIABLE_PATH instead of keeping an unusable path (and spinning its timer).
+        """
+        pair = self.open_stream()
+        other = ("127.0.0.1", 50001)
+        pair.client.open_path(other, SERVER_ADDR)
+        from_elsewhere(pair, forge(pair.client, [PingFrame()], path_id=1, now=pair.now), other)
+        abandon = forge(pair.client, [PathAbandonFrame(0, 0)], path_id=1, now=pair.now)
+        from_elsewhere(pair, abandon, other)
+        self.assertEqual(sorted(pair.server.paths), [1])
+        wakeups, zero = drive_alone(pair, 25.0)
+        self.assertEqual(zero, 0)
+        self.assertTrue(pair.server.is_closed)
+        ends = terminations([e for e in iter(pair.server.next_event, None)])
+        self.assertEqual([e.error_code for e in ends], [ErrorCode.NO_VIABLE_PATH])
+
+    def test_a_silent_peer_costs_a_few_wakeups(self):
+        """A peer that goes quiet with a stream open: over 25 s the server wakes for its
+        keep-alive PINGs and their probe timeouts only, never with no delay."""
+        pair = self.open_stream()
+        wakeups, zero = drive_alone(pair, 25.0)
+        self.assertEqual(zero, 0)
+        self.assertLess(wakeups, 40)
+        self.assertFalse(pair.server.is_closed)

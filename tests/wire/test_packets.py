@@ -101,8 +101,9 @@ class RoundTripTests(SynchronousTestCase):
 
     def test_application_packet_round_trips(self) -> None:
         """Every header field of an application-key packet survives, for short and long payloads,
-        path IDs and frame counts, and the payload is the sealed plaintext."""
-        for plaintext, path_id, count in product(PLAINTEXTS, (0, 7, 63, 64), (1, 63, 64)):
+        path IDs and frame counts (up to the largest allowed, 63), and the payload is the sealed
+        plaintext."""
+        for plaintext, path_id, count in product(PLAINTEXTS, (0, 7, 63, 64), (1, 2, 63)):
             hdr = Header(DCID, path_id, 2**40, PacketType.ACK, count, CompressionInfo.LZ4_BLOCK)
             packet = decode_packet(encode_packet(hdr, plaintext, fake_seal))
             expected = Header(
@@ -391,6 +392,17 @@ class EnvelopeRefusalTests(SynchronousTestCase):
         for payload in PAYLOADS:
             data = raw_datagram(payload=payload, frame_count=0)
             self.assertRaises(MalformedPacket, decode_packet, data)
+
+    def test_frame_count_above_63_is_refused(self) -> None:
+        """A Frame Count above MAX_FRAME_COUNT (63) is a MalformedPacket, dropped before any
+        decryption; 63 itself is accepted by the header codec."""
+        for payload in PAYLOADS:
+            for count in (64, 200, 16383):
+                data = raw_datagram(payload=payload, frame_count=count)
+                self.assertRaises(MalformedPacket, decode_packet, data)
+            self.assertEqual(
+                decode_packet(raw_datagram(payload=payload, frame_count=63)).header.frame_count, 63
+            )
 
     def test_unknown_packet_types_are_refused(self) -> None:
         """Packet Types 0x00-0x05 are accepted; every other value is a MalformedPacket."""

@@ -47,7 +47,7 @@ from __future__ import annotations
 from ipaddress import ip_address
 from typing import TYPE_CHECKING
 
-from ...errors import ProtocolViolation
+from ...errors import NoViablePath, ProtocolViolation
 from ...events import (
     AddressAdvertised,
     PathAbandoned,
@@ -177,12 +177,20 @@ class PathManager:
 
         A new path (the peer refused it, or it does not reach the peer) is abandoned; a path that
         moved to a new address (rebinding) stops challenging and stays held to the amplification
-        budget, which the peer's own packets from that address keep refilling.
+        budget, which the peer's own packets from that address keep refilling.  A new path that is
+        the last one left (the peer abandoned every validated path) leaves nothing to carry the
+        connection: that is NO_VIABLE_PATH.
+
+        :raises NoViablePath: the last path of the connection was never validated.
         """
         self.conn.stats["validations_failed"] += 1
         path.challenge = path.challenge_sent_at = None
-        if path.phase is PathPhase.VALIDATING and len(self.conn.paths) > 1:
+        if path.phase is not PathPhase.VALIDATING:
+            return
+        if len(self.conn.paths) > 1:
             self.abandon(path.id, now=now)
+        else:
+            raise NoViablePath(f"path {path.id}, the only one left, failed validation")
 
     def live(self) -> list[Path]:
         """Paths not abandoned."""
