@@ -51,7 +51,7 @@ soak: $(VENV)/.stamp-test
 	$(PY) -m pytest -m slow
 
 demo: $(VENV)/.stamp-test
-	$(PY) -m kwik_twisted.demo
+	$(PY) -m kwik_twisted.tools.demo
 
 bench: $(VENV)/.stamp-bench
 	@if [ -f benchmarks/run_all.py ]; then \

@@ -90,7 +90,7 @@ from twisted.internet.interfaces import (  # noqa: E402
 )
 from twisted.plugin import getPlugins  # noqa: E402
 
-from kwik_twisted import devcerts  # noqa: E402
+from kwik_twisted.tools import devcerts  # noqa: E402
 from kwik_twisted.endpoints import KwikClientEndpoint, KwikServerEndpoint  # noqa: E402
 from kwik_twisted.tap import quote_endpoint_value as q  # noqa: E402
 

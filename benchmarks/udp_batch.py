@@ -11,7 +11,7 @@ costs.  Reported per mode: send, receive and overall datagrams/s, and datagrams 
 
 Twisted (``--twisted``, on by default): a sender port writes bursts of 64 datagrams to a receiver
 port on the same reactor, the next burst once the last one arrived: Twisted's own ``Port``
-(``write`` each), :class:`kwik_twisted.udp.BatchingPort` with GSO/GRO off, and with them on
+(``write`` each), :class:`kwik_twisted.glue.udp.BatchingPort` with GSO/GRO off, and with them on
 (``sendBatch``).  Run: ``python benchmarks/udp_batch.py [--json]``.
 """
 
@@ -26,7 +26,7 @@ import time
 import harness
 from twisted.internet.protocol import DatagramProtocol
 
-from kwik_twisted.udp import (
+from kwik_twisted.glue.udp import (
     MAX_GSO_PAYLOAD,
     SOL_UDP,
     UDP_GRO,

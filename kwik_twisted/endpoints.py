@@ -21,7 +21,7 @@ lost its connection.
 Multipath.  A client endpoint given ``paths`` binds one more UDP socket per extra path (to the
 path's local address) when it connects, and opens the paths once the handshake completed; ``backup``
 marks paths as backups.  With ``config.use_advertised`` it also opens a path to each address the
-server advertises, from a socket of its own (see :mod:`kwik_twisted.protocol`).  A server
+server advertises, from a socket of its own (see :mod:`kwik_twisted.glue.client`).  A server
 endpoint given ``extraInterfaces`` listens on those addresses too (same port number, same
 connections), so a client may open paths to any of them.
 
@@ -44,16 +44,14 @@ from zope.interface import implementer
 
 from .config import ConnectionConfig
 from .core.crypto.handshake import make_context
-from .entropy import SystemEntropy
 from .errors import ConfigurationError, KwikError
-from .protocol import (
-    MAX_DATAGRAM,
-    KwikClientProtocol,
-    KwikHandshakeError,
-    KwikServerProtocol,
-    ip_address,
-)
-from .udp import listenBatchingUDP
+from .glue.client import KwikClientProtocol, KwikHandshakeError
+from .glue.connection import ip_address
+from .glue.entropy import SystemEntropy
+from .glue.interfaces import IClientPortOwner
+from .glue.ports import MAX_DATAGRAM
+from .glue.server import KwikServerProtocol
+from .glue.udp import listenBatchingUDP
 
 #: Seconds an unused pooled client connection stays open for reuse.
 POOL_LINGER = 2.0
@@ -371,6 +369,7 @@ class _Attempt:
         deferred.errback(error.ConnectingCancelledError(self.entry.peerAddress()))
 
 
+@implementer(IClientPortOwner)
 class _ClientConnection:
     """
     One client Kwik connection: resolution, UDP port, handshake, then streams until it closes.
@@ -471,7 +470,7 @@ class _ClientConnection:
         except Exception:
             self._fail(Failure())
 
-    # -- the client protocol's owner interface --------------------------------------------
+    # -- IClientPortOwner: what the client port protocol tells us -------------------------
 
     def handshakeCompleted(self) -> None:
         """Serve every waiting attempt."""

@@ -9,8 +9,8 @@ Byte-stream integrity.  A protocol that provides only ``IProtocol`` always recei
 in-order byte stream through ``dataReceived``, whatever flags the peer sets: a server reassembles
 in order every stream a client opens without the ORDERED flag, unless its factory's protocol
 provides :class:`IKwikMessageProtocol`, and the glue resets (code
-:data:`~kwik_twisted.transport.UNORDERED_REFUSED`) a stream whose bytes would still reach such a
-protocol out of order.  Only :class:`IKwikMessageProtocol` providers get unordered pieces.
+:data:`~kwik_twisted.glue.transport.UNORDERED_REFUSED`) a stream whose bytes would still reach
+such a protocol out of order.  Only :class:`IKwikMessageProtocol` providers get unordered pieces.
 """
 
 from __future__ import annotations

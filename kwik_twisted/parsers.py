@@ -287,15 +287,21 @@ def _private_key(name: str, path: str) -> Any:
 
 
 def _pem(certificates: list[Any]) -> bytes:
-    from kwik_twisted.devcerts import certificate_pem
+    """PEM encoding of certificates, in order."""
+    from cryptography.hazmat.primitives import serialization
 
-    return certificate_pem(*certificates)
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
 
 
 def _key_pem(key: Any) -> bytes:
-    from kwik_twisted.devcerts import key_pem
+    """Unencrypted PKCS#8 PEM encoding of a private key."""
+    from cryptography.hazmat.primitives import serialization
 
-    return key_pem(key)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
 
 
 def _same_public_key(certificate: Any, key: Any) -> bool:

@@ -6,8 +6,8 @@ Each ``--listen`` endpoint becomes one
 :class:`~twisted.application.internet.StreamServerEndpointService`, built with
 :func:`twisted.application.strports.service` so that a port that cannot be bound stops ``twistd``
 instead of being merely logged.  They all share one factory: a
-:class:`~kwik_twisted.forwarding.ForwardingFactory` for ``--forward`` or an
-:class:`~kwik_twisted.forwarding.EchoFactory` for ``--echo``.  Every endpoint string is parsed
+:class:`~kwik_twisted.glue.forwarding.ForwardingFactory` for ``--forward`` or an
+:class:`~kwik_twisted.glue.forwarding.EchoFactory` for ``--echo``.  Every endpoint string is parsed
 while the options are checked, so a typo is a usage error, not a traceback at startup.
 ``--make-certificates`` writes a development CA and server certificate and prints the endpoint
 strings that use them.  Recipes are in ``docs/twistd.rst``.
@@ -27,7 +27,7 @@ from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
-from kwik_twisted.forwarding import EchoFactory, ForwardingFactory
+from kwik_twisted.glue.forwarding import EchoFactory, ForwardingFactory
 
 #: The Kwik port the printed examples use.
 EXAMPLE_PORT = 4433
@@ -148,7 +148,7 @@ class Options(usage.Options):
 
     def makeCertificates(self, directory: str) -> None:
         """Write the development CA, certificate and key; print how to use them."""
-        from kwik_twisted import devcerts
+        from kwik_twisted.tools import devcerts
 
         target = Path(directory).absolute()
         for name in ("ca.pem", "server.pem", "server.key"):

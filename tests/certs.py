@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from kwik_twisted import devcerts
+from kwik_twisted.tools import devcerts
 
 
 @dataclass(frozen=True)

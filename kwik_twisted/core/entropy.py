@@ -2,8 +2,9 @@
 Randomness, injected.
 
 The core draws connection IDs, path challenges and skipped sequence numbers from an :class:`Entropy`
-handed in by its owner: the Twisted glue passes :class:`kwik_twisted.entropy.SystemEntropy` (the
-OS's CSPRNG), tests pass :class:`SeededEntropy` so that a run is reproducible bit for bit.
+handed in by its owner: the Twisted glue passes
+:class:`kwik_twisted.glue.entropy.SystemEntropy` (the OS's CSPRNG), tests pass
+:class:`SeededEntropy` so that a run is reproducible bit for bit.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ class DevCertificates:
 @functools.cache
 def dev_certificates(hostname: str = "localhost") -> DevCertificates:
     """Make (once per process) a CA and a server certificate signed by it."""
-    from ..devcerts import certificate_pem, key_pem, make_ca, make_certificate
+    from ..tools.devcerts import certificate_pem, key_pem, make_ca, make_certificate
 
     ca_cert, ca_key = make_ca()
     cert, key = make_certificate((ca_cert, ca_key), hostnames=(hostname,))

@@ -38,7 +38,7 @@ from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol
 
 from kwik_twisted.errors import ConfigurationError
-from kwik_twisted.protocol import enlarge_buffers
+from kwik_twisted.glue.udp import enlarge_buffers
 from kwik_twisted.testing.links import Address, Impairment, LinkConfig, LinkStats
 
 #: Datagrams due within this many seconds of the timer leave together.

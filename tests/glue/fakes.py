@@ -5,7 +5,8 @@ A fake UDP reactor: a ``task.Clock`` whose UDP ports exchange datagrams in memor
 deterministically and without sockets: datagrams are queued by ``write`` and delivered by
 :meth:`FakeUDPReactor.pump`, which also runs the delayed calls that come due, in fake time.
 :class:`FakeKwik` puts a Kwik server endpoint and a client endpoint on one such reactor, with
-seeded entropy.
+seeded entropy.  :class:`FakeStreamConnection` and :class:`FakeConnectionOwner` stand in for the
+connection glue's collaborators, providing the same glue interfaces as the real ones.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from zope.interface import implementer
 
 from kwik_twisted.core.entropy import SeededEntropy
 from kwik_twisted.endpoints import KwikClientEndpoint, KwikServerEndpoint
+from kwik_twisted.errors import ConfigurationError
+from kwik_twisted.glue.interfaces import IConnectionOwner, IStreamConnection
 from kwik_twisted.testing.pair import client_config, server_config
 
 SERVER_PORT = 4433
@@ -180,7 +183,7 @@ class FakeKwik:
         self.client = KwikClientEndpoint(self.reactor, "127.0.0.1", SERVER_PORT, **clientKw)
 
     def connect(self, clientProtocol=Protocol) -> tuple:
-        """Open a stream; return ``(client protocol, deferred result list)`` after pumping."""
+        """Open a stream; return the list of what the Deferred fired with, after pumping."""
         results: list = []
         d = self.client.connect(Factory.forProtocol(clientProtocol))
         d.addBoth(results.append)
@@ -192,14 +195,17 @@ class FakeKwik:
         self.reactor.pump(seconds)
 
 
+@implementer(IStreamConnection)
 class FakeStreamConnection:
     """
-    What a :class:`~kwik_twisted.transport.KwikStreamTransport` calls on its Kwik connection,
-    recorded: the stream operations (``send``, ``resetStream``, ``stopSending``, ...) append
-    ``(name, arguments)`` to :attr:`calls`.
+    What a :class:`~kwik_twisted.glue.transport.KwikStreamTransport` calls on its Kwik connection
+    (:class:`~kwik_twisted.glue.interfaces.IStreamConnection`), recorded: the stream operations
+    (``send``, ``resetStream``, ``stopSending``, ``pauseReading``, ``requestPull``,
+    ``scheduleTurn``) append ``(name, arguments)`` to :attr:`calls`.
 
     :ivar ordered: what ``streamOrdered`` answers (the core's view of the stream's ORDERED flag).
     :ivar reactor: a ``task.Clock`` for the transport's ``callLater(0)`` calls.
+    :ivar detached: the stream IDs whose transport let go of them, in order.
     """
 
     def __init__(self, ordered: bool = True) -> None:
@@ -208,23 +214,98 @@ class FakeStreamConnection:
         self.calls: list[tuple] = []
         self.detached: list[int] = []
 
-    def streamOrdered(self, stream_id: int) -> bool:
+    def _record(self, name: str, *args) -> None:
+        self.calls.append((name, args))
+
+    def send(self, streamId: int, data: bytes, fin: bool = False) -> bool:
+        """Record the data; the core would take it."""
+        self._record("send", streamId, data, fin)
+        return True
+
+    def resetStream(self, streamId: int, code: int) -> None:
+        """Record a RESET_STREAM."""
+        self._record("resetStream", streamId, code)
+
+    def stopSending(self, streamId: int, code: int) -> None:
+        """Record a STOP_SENDING."""
+        self._record("stopSending", streamId, code)
+
+    def pauseReading(self, streamId: int, paused: bool) -> None:
+        """Record a pause or a resume."""
+        self._record("pauseReading", streamId, paused)
+
+    def requestPull(self, transport) -> None:
+        """Record that the transport wants a ``pull()`` (the test calls it)."""
+        self._record("requestPull", transport)
+
+    def scheduleTurn(self) -> None:
+        """Record that a service turn was asked for."""
+        self._record("scheduleTurn")
+
+    def streamOrdered(self, streamId: int) -> bool:
         """The configured answer."""
         return self.ordered
 
-    def writable(self, stream_id: int) -> bool:
+    def writable(self, streamId: int) -> bool:
         """Always room."""
         return True
 
-    def detach(self, stream_id: int) -> None:
+    def detach(self, streamId: int) -> None:
         """Record that the transport let go of its stream."""
-        self.detached.append(stream_id)
+        self.detached.append(streamId)
 
-    def __getattr__(self, name: str):
-        if name.startswith("_"):
-            raise AttributeError(name)
 
-        def record(*args):
-            self.calls.append((name, args))
+@implementer(IConnectionOwner)
+class FakeConnectionOwner:
+    """
+    The port side of the connection glue (:class:`~kwik_twisted.glue.interfaces.IConnectionOwner`),
+    reduced to recording: datagrams sent go to :attr:`sent`, every other call to :attr:`calls` as
+    ``(name, arguments)``.  It has no end-of-batch hook (``received`` is ``None``), so a
+    connection services on the next turn.
+    """
 
-        return record
+    received = None
+
+    def __init__(self) -> None:
+        self.sent: list[tuple] = []
+        self.calls: list[tuple] = []
+
+    def sendDatagrams(self, out: list) -> None:
+        """Keep the ``(data, local, remote)`` triples."""
+        self.sent.extend(out)
+
+    def hostAddress(self):
+        """A fixed local address."""
+        return IPv4Address("UDP", "127.0.0.1", 50000)
+
+    def openPath(self, localHost: str, remote) -> int:
+        """Refuse, as a server does."""
+        raise ConfigurationError("the fake owner opens no paths")
+
+    def streamOpenedByPeer(self, conn, streamId: int) -> None:
+        """Record the stream."""
+        self.calls.append(("streamOpenedByPeer", (conn, streamId)))
+
+    def handshakeCompleted(self, conn) -> None:
+        """Record the handshake."""
+        self.calls.append(("handshakeCompleted", (conn,)))
+
+    def pathChanged(self, conn, event) -> None:
+        """Record the path event."""
+        self.calls.append(("pathChanged", (conn, event)))
+
+    def addressAdvertised(self, conn, event) -> None:
+        """Record the advertised address."""
+        self.calls.append(("addressAdvertised", (conn, event)))
+
+    def connectionTerminated(self, conn, event) -> None:
+        """Record the termination."""
+        self.calls.append(("connectionTerminated", (conn, event)))
+
+    def streamsIdle(self, conn) -> None:
+        """Record that no streams are left."""
+        self.calls.append(("streamsIdle", (conn,)))
+
+    def connectionGone(self, conn) -> None:
+        """Record that the connection is gone."""
+        self.calls.append(("connectionGone", (conn,)))

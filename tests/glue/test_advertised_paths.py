@@ -20,9 +20,9 @@ from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.internet.protocol import Factory
 from twisted.trial.unittest import TestCase
 
-from kwik_twisted import devcerts
 from kwik_twisted.endpoints import closeClientConnections
 from kwik_twisted.events import PathValidated
+from kwik_twisted.tools import devcerts
 from tests.polling import until
 
 from .processes import free_port

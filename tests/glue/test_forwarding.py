@@ -1,5 +1,5 @@
 """
-Tests for kwik_twisted.forwarding: the relays behind ``twistd kwik --forward`` and ``--echo``.
+Tests for kwik_twisted.glue.forwarding: the relays behind ``twistd kwik --forward`` and ``--echo``.
 
 The first group drives the relays over in-memory transports with a hand-cranked client endpoint;
 the second runs them over real loopback TCP (plain ``tcp:`` endpoints) end to end, with 5 MB
@@ -28,7 +28,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from kwik_twisted.forwarding import (
+from kwik_twisted.glue.forwarding import (
     EchoFactory,
     EchoProtocol,
     ForwardingFactory,

@@ -19,7 +19,12 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface import implementer
 
 from kwik_twisted.core.paths.metrics import PathMetrics
-from kwik_twisted.endpoints import KwikClientEndpoint, KwikServerEndpoint, closeClientConnections
+from kwik_twisted.endpoints import (
+    KwikClientEndpoint,
+    KwikServerEndpoint,
+    closeClientConnections,
+    normalizePaths,
+)
 from kwik_twisted.errors import ConfigurationError
 from kwik_twisted.events import PathAbandoned, PathAdded, PathEvent, PathValidated
 from kwik_twisted.interfaces import IKwikConnectionObserver
@@ -296,9 +301,19 @@ class EndpointPathArgumentTests(SynchronousTestCase):
         return KwikClientEndpoint(reactor, "127.0.0.1", 4433, config=client_config(), **kwargs)
 
     def test_path_forms_are_accepted(self) -> None:
-        """A bare address, a 1-tuple, a 2-tuple and a full triple are all valid paths."""
-        self.endpoint(paths=["127.0.0.2", ("127.0.0.3",), ("::1", "::1")])
-        self.endpoint(paths=[("127.0.0.4", "127.0.0.5", 99), ("127.0.0.4", None, 4434)])
+        """A bare address, a 1-tuple, a 2-tuple and a full triple are all valid paths, each
+        normalised to (local host, remote host or None, remote port or None)."""
+        short = ["127.0.0.2", ("127.0.0.3",), ("::1", "::1")]
+        self.endpoint(paths=short)
+        self.assertEqual(
+            normalizePaths(short),
+            (("127.0.0.2", None, None), ("127.0.0.3", None, None), ("::1", "::1", None)),
+        )
+        full = [("127.0.0.4", "127.0.0.5", 99), ("127.0.0.4", None, 4434)]
+        self.endpoint(paths=full)
+        self.assertEqual(
+            normalizePaths(full), (("127.0.0.4", "127.0.0.5", 99), ("127.0.0.4", None, 4434))
+        )
 
     def test_malformed_paths_are_refused(self) -> None:
         """Host names, ports out of range, empty tuples and too many paths raise

@@ -23,7 +23,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from kwik_twisted import tap
-from kwik_twisted.forwarding import EchoFactory, ForwardingFactory
+from kwik_twisted.glue.forwarding import EchoFactory, ForwardingFactory
 from kwik_twisted.parsers import parse_client_arguments
 from tests.certs import fixtures
 from tests.glue.test_parsers import record_endpoints

@@ -9,7 +9,9 @@ from collections import Counter
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from kwik_twisted.protocol import MIN_TIMER_DELAY, KwikConnection
+from kwik_twisted.glue.connection import MIN_TIMER_DELAY, KwikConnection
+
+from .fakes import FakeConnectionOwner
 
 
 class StuckCore:
@@ -44,15 +46,6 @@ class MovingCore(StuckCore):
         return 1.0 + self.handled
 
 
-class Owner:
-    """The port side of the glue, reduced to what a timer turn touches."""
-
-    received = None
-
-    def sendDatagrams(self, out: list) -> None:
-        pass
-
-
 class TimerTests(SynchronousTestCase):
     """How KwikConnection arms its timer from the core's deadline."""
 
@@ -63,7 +56,7 @@ class TimerTests(SynchronousTestCase):
         time give about ten timer runs, not an endless loop at one instant.
         """
         clock, core = Clock(), StuckCore()
-        conn = KwikConnection(clock, core, Owner())
+        conn = KwikConnection(clock, core, FakeConnectionOwner())
         conn.service()
         clock.advance(1.0)
         self.assertEqual(core.handled, 1)
@@ -77,7 +70,7 @@ class TimerTests(SynchronousTestCase):
     def test_a_moving_deadline_is_followed_exactly(self) -> None:
         """A healthy core's deadlines are kept to the instant, with no stall counted."""
         clock, core = Clock(), MovingCore()
-        conn = KwikConnection(clock, core, Owner())
+        conn = KwikConnection(clock, core, FakeConnectionOwner())
         conn.service()
         for expected in (1, 2, 3):
             clock.advance(1.0)

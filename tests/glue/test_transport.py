@@ -1,5 +1,5 @@
 """
-Tests for :class:`kwik_twisted.transport.KwikStreamTransport`, driven over the fake UDP reactor.
+Tests for :class:`kwik_twisted.glue.transport.KwikStreamTransport`, over the fake UDP reactor.
 
 Real Kwik connections (TLS, packet protection, recovery) run between a server and a client endpoint
 on :class:`tests.glue.fakes.FakeUDPReactor`, in fake time, so every test is deterministic.
@@ -24,8 +24,8 @@ from zope.interface.verify import verifyObject
 from kwik_twisted.core.congestion import register, unregister
 from kwik_twisted.core.congestion.newreno import NewReno
 from kwik_twisted.endpoints import closeClientConnections
+from kwik_twisted.glue.transport import KwikStreamTransport
 from kwik_twisted.testing.pair import client_config, server_config
-from kwik_twisted.transport import KwikStreamTransport
 
 from .fakes import SERVER_PORT, FakeKwik
 

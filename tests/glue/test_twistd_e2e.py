@@ -28,8 +28,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
 
-from kwik_twisted import devcerts
 from kwik_twisted.endpoints import closeClientConnections
+from kwik_twisted.tools import devcerts
 from tests.glue import processes
 
 #: Seconds a server gets to start answering.

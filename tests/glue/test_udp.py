@@ -1,5 +1,5 @@
 """
-Tests for kwik_twisted.udp: batched UDP reads (GRO) and writes (GSO) over real loopback sockets.
+Tests for kwik_twisted.glue.udp: batched UDP reads (GRO) and writes (GSO) on loopback sockets.
 
 Each test listens with :func:`listenBatchingUDP` on 127.0.0.1 (or ::1) on the running reactor and
 checks what a receiving protocol got, in order, plus the ports' counters, which tell whether the
@@ -13,8 +13,10 @@ import socket
 from twisted.internet import defer, error, reactor, task
 from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import TestCase
+from zope.interface import implementer
 
-from kwik_twisted.udp import (
+from kwik_twisted.glue.interfaces import IReadBatchObserver
+from kwik_twisted.glue.udp import (
     BatchingPort,
     gro_supported,
     gso_supported,
@@ -41,6 +43,7 @@ def datagrams(sizes) -> list[bytes]:
     return [bytes([i % 256]) * size for i, size in enumerate(sizes)]
 
 
+@implementer(IReadBatchObserver)
 class Collector(DatagramProtocol):
     """Records datagrams, batch ends and refusals; fires a Deferred when enough arrived."""
 

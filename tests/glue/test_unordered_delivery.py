@@ -5,7 +5,7 @@ A protocol that provides only ``IProtocol`` gets the exact in-order bytes of a s
 ``dataReceived``, whatever flags the peer sets: a server reassembles unordered streams in order
 unless its factory's protocol provides :class:`~kwik_twisted.interfaces.IKwikMessageProtocol`,
 and a piece that would still reach such a protocol past a gap resets the stream
-(:data:`~kwik_twisted.transport.UNORDERED_REFUSED`) instead.  An ``IKwikMessageProtocol`` gets
+(:data:`~kwik_twisted.glue.transport.UNORDERED_REFUSED`) instead.  An ``IKwikMessageProtocol`` gets
 the pieces of an unordered stream through ``pieceReceived(offset, data)``, each exactly once.
 
 Three levels: the transport's dispatch over a recording fake connection; real connections over the
@@ -26,10 +26,10 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from kwik_twisted.glue.transport import UNORDERED_REFUSED, KwikStreamTransport
 from kwik_twisted.interfaces import IKwikMessageProtocol
 from kwik_twisted.testing.hostile import HostilePeer
 from kwik_twisted.testing.pair import client_config, dev_certificates, server_config
-from kwik_twisted.transport import UNORDERED_REFUSED, KwikStreamTransport
 from kwik_twisted.wire import StreamFrame
 from tests.polling import until
 
@@ -106,7 +106,7 @@ class DispatchTests(SynchronousTestCase):
         host = IPv4Address("UDP", "127.0.0.1", SERVER_PORT)
         peer = IPv4Address("UDP", "127.0.0.1", 50000)
         transport = KwikStreamTransport(conn, 0, host, peer, protocol)
-        transport._start()
+        transport.attached()
         return transport, conn
 
     def test_the_interface_is_an_iprotocol_with_piece_received(self) -> None:
@@ -118,8 +118,8 @@ class DispatchTests(SynchronousTestCase):
         for ordered in (True, False):
             protocol = Recorder()
             transport, conn = self.connect(protocol, ordered)
-            transport._dataReceived(0, DATA[:100], False)
-            transport._dataReceived(100, DATA[100:], True)
+            transport.dataReceivedAt(0, DATA[:100], False)
+            transport.dataReceivedAt(100, DATA[100:], True)
             self.assertEqual(protocol.received, DATA)
             self.assertEqual(conn.calls, [("send", (0, b"", True))])
             self.assertTrue(protocol.lost[0].check(error.ConnectionDone))
@@ -132,9 +132,9 @@ class DispatchTests(SynchronousTestCase):
         """
         protocol = Recorder()
         transport, conn = self.connect(protocol, ordered=False)
-        transport._dataReceived(0, DATA[:100], False)
-        transport._dataReceived(300, DATA[300:400], False)
-        transport._dataReceived(100, DATA[100:300], False)
+        transport.dataReceivedAt(0, DATA[:100], False)
+        transport.dataReceivedAt(300, DATA[300:400], False)
+        transport.dataReceivedAt(100, DATA[100:300], False)
         self.assertEqual(protocol.received, DATA[:100])
         self.assertIn(("resetStream", (0, UNORDERED_REFUSED)), conn.calls)
         self.assertIn(("stopSending", (0, UNORDERED_REFUSED)), conn.calls)
@@ -151,9 +151,9 @@ class DispatchTests(SynchronousTestCase):
         """
         protocol = PieceRecorder()
         transport, conn = self.connect(protocol, ordered=False)
-        transport._dataReceived(300, DATA[300:], False)
-        transport._dataReceived(0, DATA[:100], False)
-        transport._dataReceived(100, DATA[100:300], True)
+        transport.dataReceivedAt(300, DATA[300:], False)
+        transport.dataReceivedAt(0, DATA[:100], False)
+        transport.dataReceivedAt(100, DATA[100:300], True)
         self.assertEqual(
             protocol.pieces, [(300, DATA[300:]), (0, DATA[:100]), (100, DATA[100:300])]
         )
@@ -165,7 +165,7 @@ class DispatchTests(SynchronousTestCase):
         """An IKwikMessageProtocol on an ordered stream is an ordinary protocol."""
         protocol = PieceRecorder()
         transport, _ = self.connect(protocol, ordered=True)
-        transport._dataReceived(0, DATA, False)
+        transport.dataReceivedAt(0, DATA, False)
         self.assertEqual(protocol.received, DATA)
         self.assertEqual(protocol.pieces, [])
 
@@ -174,12 +174,12 @@ class DispatchTests(SynchronousTestCase):
         protocol = PieceRecorder()
         transport, conn = self.connect(protocol, ordered=False)
         transport.pauseProducing()
-        transport._dataReceived(200, DATA[200:], False)
-        transport._dataReceived(0, DATA[:200], False)
+        transport.dataReceivedAt(200, DATA[200:], False)
+        transport.dataReceivedAt(0, DATA[:200], False)
         self.assertEqual(protocol.pieces, [])
         transport.resumeProducing()
         self.assertIn(("requestPull", (transport,)), conn.calls)
-        transport._pull()
+        transport.pull()
         self.assertEqual(protocol.pieces, [(200, DATA[200:]), (0, DATA[:200])])
 
 

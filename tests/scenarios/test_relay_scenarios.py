@@ -32,7 +32,6 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface import implementer
 
-from kwik_twisted.devcerts import certificate_pem, make_ca
 from kwik_twisted.endpoints import KwikClientEndpoint, KwikServerEndpoint, closeClientConnections
 from kwik_twisted.errors import ErrorCode
 from kwik_twisted.testing.links import LinkConfig
@@ -43,6 +42,7 @@ from kwik_twisted.testing.pair import (
     server_config,
 )
 from kwik_twisted.testing.relay import Relay
+from kwik_twisted.tools.devcerts import certificate_pem, make_ca
 from tests.polling import until
 
 KiB = 1 << 10

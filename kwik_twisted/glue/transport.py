@@ -2,8 +2,10 @@
 One Kwik stream as a Twisted transport: what an unmodified ``IProtocol`` is connected to.
 
 Theory of operation.  A :class:`KwikStreamTransport` turns the protocol's calls into stream
-operations on its :class:`~kwik_twisted.protocol.KwikConnection` and the connection's stream events
-into protocol calls, with the semantics of Twisted's TCP transport (``FileDescriptor``) wherever a
+operations on its :class:`~kwik_twisted.glue.connection.KwikConnection` (through
+:class:`~kwik_twisted.glue.interfaces.IStreamConnection`) and the connection's stream events
+(:class:`~kwik_twisted.glue.interfaces.IStreamEventSink`, which the transport provides) into
+protocol calls, with the semantics of Twisted's TCP transport (``FileDescriptor``) wherever a
 stream allows them:
 
 * ``write`` queues bytes in the core's send buffer; it never refuses data.  A registered streaming
@@ -51,7 +53,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .interfaces import IKwikMessageProtocol
+from ..interfaces import IKwikMessageProtocol
+from .interfaces import IStreamEventSink
 
 #: Code of the RESET_STREAM / STOP_SENDING that abortConnection sends.
 ABORT_CODE = 0
@@ -65,11 +68,15 @@ UNORDERED_REFUSED = 0x4B01
 log = Logger()
 
 
-@implementer(ITransport, ITCPTransport, IPushProducer, IConsumer)
+@implementer(ITransport, ITCPTransport, IPushProducer, IConsumer, IStreamEventSink)
 class KwikStreamTransport:
     """
     The transport of one stream.
 
+    :param conn: the connection glue, an
+        :class:`~kwik_twisted.glue.interfaces.IStreamConnection`; it calls this transport's
+        :class:`~kwik_twisted.glue.interfaces.IStreamEventSink` methods, starting with
+        :meth:`attached` once it registered the transport.
     :ivar streamId: the stream's ID.
     :ivar protocol: the protocol this transport is connected to.
     :ivar connected: true until ``connectionLost``.
@@ -106,7 +113,8 @@ class KwikStreamTransport:
         self._noDelay = True
         self._keepAlive = False
 
-    def _start(self) -> None:
+    def attached(self) -> None:
+        """Connect the protocol to this transport (``makeConnection``)."""
         try:
             self.protocol.makeConnection(self)
         except Exception:
@@ -154,7 +162,7 @@ class KwikStreamTransport:
     def kwikConnection(self):
         """
         The Kwik connection this stream belongs to (a
-        :class:`kwik_twisted.protocol.KwikConnection`).
+        :class:`kwik_twisted.glue.connection.KwikConnection`).
 
         Its ``pathMetrics()`` gives each path's metrics (RTT, bandwidth, loss, congestion
         window...), ``openPath()``, ``setPathBackup()`` and ``abandonPath()`` manage paths (a
@@ -262,9 +270,9 @@ class KwikStreamTransport:
         if self._finWanted and not self.disconnected:
             self._maybeSendFin()
 
-    # -- events from the connection ----------------------------------------------------
+    # -- IStreamEventSink: events from the connection ------------------------------------
 
-    def _pull(self) -> None:
+    def pull(self) -> None:
         """Deliver held data (after a resume), or ask a pull producer for more."""
         if self.disconnected:
             return
@@ -276,7 +284,7 @@ class KwikStreamTransport:
             self._pullOwed = False
             producer.resumeProducing()
 
-    def _dataReceived(self, offset: int, data: bytes, fin: bool) -> None:
+    def dataReceivedAt(self, offset: int, data: bytes, fin: bool) -> None:
         """A piece of the stream at ``offset`` (``fin``: the stream's last), from the core."""
         if self.disconnected or self._aborting:
             return
@@ -345,20 +353,22 @@ class KwikStreamTransport:
             return
         self._maybeFinish()
 
-    def _peerReset(self, code: int) -> None:
+    def resetByPeer(self, code: int) -> None:
+        """The peer reset its direction: reset ours and lose the connection (unless we closed)."""
         if self.disconnecting or self.disconnected or self._aborting:
             self._readClosed = True
             return  # the answer to our own STOP_SENDING
         self._conn.resetStream(self.streamId, code)
         self._lose(error.ConnectionLost(f"stream reset by the peer (error code {code})"))
 
-    def _stopSendingReceived(self, code: int) -> None:
+    def stopSendingReceived(self, code: int) -> None:
         """The peer reads no more: our direction is reset (by the core); writes are dropped."""
         self._sendDead = True
         self._stopProducer()
         self._notifyWriteLost()
 
-    def _writable(self) -> None:
+    def streamWritable(self) -> None:
+        """Room in the send buffer: resume a paused streaming producer, or pull a pull one."""
         producer = self.producer
         if producer is None or self.disconnected:
             return
@@ -367,13 +377,15 @@ class KwikStreamTransport:
                 self.producerPaused = False
                 producer.resumeProducing()
         else:
-            self._pull()
+            self.pull()
 
-    def _streamClosed(self) -> None:
+    def streamClosed(self) -> None:
+        """Both directions are finished: ``connectionLost(ConnectionDone)`` once delivered."""
         self._coreClosed = True
         self._maybeFinish()
 
-    def _connectionGone(self, reason: Exception) -> None:
+    def connectionGone(self, reason: Exception) -> None:
+        """The connection ended before the stream closed: lose the connection with ``reason``."""
         self._lose(reason)
 
     # -- ending ----------------------------------------------------------------------

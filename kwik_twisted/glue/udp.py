@@ -5,11 +5,14 @@ Theory of operation.  :class:`BatchingPort` is Twisted's UDP port with two addit
 it drains the socket in one loop like Twisted's (bounded by ``maxThroughput`` bytes and
 ``maxReads`` system calls); with ``UDP_GRO`` enabled the kernel may hand several datagrams of one
 flow over in one ``recvmsg``, with their segment size in a control message, and the port splits
-them back, in order, before ``datagramReceived``.  Once the loop ends, a protocol that has a
-``readBatchEnded()`` method is told, so it can flush once per batch at once instead of on the next
-reactor turn.  Sending, :meth:`BatchingPort.sendBatch` hands runs of equal-sized datagrams to one
-destination (the last may be shorter) to one ``sendmsg`` with a ``UDP_SEGMENT`` control message;
-the kernel (or the NIC) cuts them into datagrams.  Anything else goes out one ``sendto`` each.
+them back, in order, before ``datagramReceived``.  Once the loop ends, a protocol that provides
+:class:`~kwik_twisted.glue.interfaces.IReadBatchObserver` is told (``readBatchEnded()``), so it
+can flush once per batch at once instead of on the next reactor turn.  Sending,
+:meth:`BatchingPort.sendBatch` hands runs of equal-sized datagrams to one destination (the last
+may be shorter) to one ``sendmsg`` with a ``UDP_SEGMENT`` control message; the kernel (or the NIC)
+cuts them into datagrams.  Anything else goes out one ``sendto`` each.
+The port provides :class:`~kwik_twisted.glue.interfaces.IBatchingUDPTransport`, which is how the
+glue knows it may hand it a batch (:func:`send_batch`).
 
 Linux ABI: ``SOL_UDP`` (17), ``UDP_SEGMENT`` (103, kernel 4.18; cmsg an unsigned short),
 ``UDP_GRO`` (104, kernel 5.0; cmsg an int).  A GSO send carries at most 64 segments (older kernels'
@@ -33,8 +36,10 @@ from dataclasses import asdict, dataclass
 
 from twisted.internet import abstract, error, udp
 from twisted.internet.interfaces import IHalfCloseableDescriptor, IReactorFDSet
-from twisted.python import log
+from twisted.logger import Logger
 from zope.interface import implementer
+
+from .interfaces import IBatchingUDPTransport, IReadBatchObserver
 
 SOL_UDP = 17
 UDP_SEGMENT = 103
@@ -48,6 +53,8 @@ MAX_GSO_PAYLOAD = {socket.AF_INET: 65507, socket.AF_INET6: 65527}
 SAFE_SEGMENT = 1200
 #: Read buffer when GRO may coalesce: the largest UDP payload.
 GRO_BUFFER = 65535
+#: Socket buffers asked of the kernel (it caps them at net.core.[rw]mem_max).
+SOCKET_BUFFER = 4 * 1024 * 1024
 
 _GRO_CMSG_SPACE = socket.CMSG_SPACE(4) if hasattr(socket, "CMSG_SPACE") else 0
 _READ_IGNORE = frozenset((errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR))
@@ -55,6 +62,8 @@ _SEND_DROP = frozenset((errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS))
 _GSO_REFUSED = frozenset((errno.EIO, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOPROTOOPT))
 _SEGMENT_CMSG: dict[int, list] = {}
 _support: dict[str, bool] = {}
+
+log = Logger()
 
 
 def _probe(name: str, attempt) -> bool:
@@ -122,7 +131,7 @@ class BatchStats:
         return asdict(self)
 
 
-@implementer(IHalfCloseableDescriptor)
+@implementer(IHalfCloseableDescriptor, IBatchingUDPTransport)
 class BatchingPort(udp.Port):
     """
     A UDP port reading and writing in batches: GRO when reading, GSO in :meth:`sendBatch`.
@@ -186,12 +195,12 @@ class BatchingPort(udp.Port):
                 self._batchEnded()
 
     def _batchEnded(self) -> None:
-        hook = getattr(self.protocol, "readBatchEnded", None)
-        if hook is not None:
+        protocol = self.protocol
+        if IReadBatchObserver.providedBy(protocol):
             try:
-                hook()
+                protocol.readBatchEnded()
             except BaseException:
-                log.err()
+                log.failure("readBatchEnded of {protocol} failed", protocol=protocol)
 
     def _readPlain(self) -> None:
         recvfrom, size = self.socket.recvfrom, self.maxPacketSize
@@ -240,7 +249,7 @@ class BatchingPort(udp.Port):
         try:
             self.protocol.datagramReceived(data, addr)
         except BaseException:
-            log.err()
+            log.failure("datagramReceived of {protocol} failed", protocol=self.protocol)
 
     def readConnectionLost(self, reason) -> None:
         """
@@ -365,9 +374,9 @@ class BatchingPort(udp.Port):
     def _unsegmented(self, chunk: Sequence[bytes], size: int, target, e: OSError) -> int:
         """The kernel refused a GSO send: stop using GSO as far as needed; resend one by one."""
         if e.errno in _GSO_REFUSED:
-            log.msg(
-                f"UDP GSO refused ({errno.errorcode.get(e.errno, e.errno)}) for "
-                f"{size}-byte segments; sending them unsegmented"
+            log.info(
+                "UDP GSO refused ({error}) for {size}-byte segments; sending them unsegmented",
+                error=errno.errorcode.get(e.errno, e.errno), size=size,
             )
             if e.errno == errno.EINVAL and size > SAFE_SEGMENT:
                 self.gsoLimit = min(self.gsoLimit, size)
@@ -413,10 +422,24 @@ def listenBatchingUDP(
 
 
 def send_batch(transport, datagrams: Sequence[bytes], addr: tuple | None = None) -> int:
-    """Send ``datagrams`` through any UDP transport: ``sendBatch`` if it has one, else ``write``."""
-    batch = getattr(transport, "sendBatch", None)
-    if batch is not None:
-        return batch(datagrams, addr)
+    """
+    Send ``datagrams`` through any UDP transport: ``sendBatch`` if it provides
+    :class:`~kwik_twisted.glue.interfaces.IBatchingUDPTransport`, else ``write`` each.
+    """
+    if IBatchingUDPTransport.providedBy(transport):
+        return transport.sendBatch(datagrams, addr)
     for data in datagrams:
         transport.write(data, addr)
     return len(datagrams)
+
+
+def enlarge_buffers(port) -> None:
+    """Ask for large socket buffers: a burst of datagrams must not overflow the receiver's queue."""
+    sock = getattr(port, "socket", None)
+    if sock is None:
+        return
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+        except OSError:
+            pass

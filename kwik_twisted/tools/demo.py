@@ -15,8 +15,8 @@ import hashlib
 import sys
 import time
 
-from .testing import LinkConfig
-from .testing.transfer import make_payload, run_transfers
+from ..testing import LinkConfig
+from ..testing.transfer import make_payload, run_transfers
 
 MiB = 1 << 20
 
@@ -85,8 +85,8 @@ def loopback(size: int) -> int:
     from twisted.internet import reactor
     from twisted.internet.protocol import Factory, Protocol
 
-    from .endpoints import KwikClientEndpoint, KwikServerEndpoint, closeClientConnections
-    from .testing.pair import client_config, server_config
+    from ..endpoints import KwikClientEndpoint, KwikServerEndpoint, closeClientConnections
+    from ..testing.pair import client_config, server_config
 
     payload = make_payload(size, 7)
     expected = hashlib.sha256(payload).digest()
@@ -181,7 +181,7 @@ def loopback(size: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kwik_twisted.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m kwik_twisted.tools.demo", description=__doc__)
     parser.add_argument("--size", type=float, default=32, help="MiB to transfer (default 32)")
     parser.add_argument("--rate", type=float, default=20, help="link Mbit/s (default 20)")
     parser.add_argument("--rtt", type=float, default=30, help="round-trip ms (default 30)")

@@ -1,0 +1,521 @@
+"""
+The connection glue: one sans-I/O Kwik connection driven by the reactor.
+
+Theory of operation.  A :class:`KwikConnection` owns one core
+:class:`~kwik_twisted.core.connection.Connection` and drives it the way the core's docstring asks:
+after every call in (a datagram, the timer, an application write) it *services* the connection: it
+hands the core's events to the stream transports, sends every datagram :meth:`datagrams_to_send`
+returns, and re-arms its one :class:`~twisted.internet.interfaces.IDelayedCall` from
+:meth:`next_deadline`.  Application calls (``write``, ``resumeProducing``...) do not service on the
+spot: they schedule one service *turn* with ``callLater(0)``, so a protocol writing a hundred small
+chunks in one callback costs one flush, not a hundred.
+
+Contracts (:mod:`kwik_twisted.glue.interfaces`).  The connection's *owner* is the port protocol
+that feeds it datagrams (:mod:`kwik_twisted.glue.server`, :mod:`kwik_twisted.glue.client`); it
+provides :class:`~kwik_twisted.glue.interfaces.IConnectionOwner`: it sends the datagrams, knows the
+local address, opens paths, and is told of streams the peer opens and of the connection's life.
+Each stream is a :class:`~kwik_twisted.glue.transport.KwikStreamTransport`; the connection
+provides what it calls (:class:`~kwik_twisted.glue.interfaces.IStreamConnection`) and hands it the
+core's stream events through :class:`~kwik_twisted.glue.interfaces.IStreamEventSink`.  Path
+events also reach the stream protocols that provide
+:class:`~kwik_twisted.interfaces.IKwikConnectionObserver`.
+
+Logging.  A connection that ends on its idle timeout is logged at info level with the peer's
+address (it is what a user of a tunnel needs to know); other ends are logged at debug level.
+
+Exceptions.  The core raises nothing a peer can provoke (it turns protocol errors into
+CONNECTION_CLOSE), so any exception escaping it here is a bug: it is logged with its traceback and
+ends that one connection (INTERNAL_ERROR), never the port or its other connections.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import error
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ..core.connection import BURST_LIMIT, Connection
+from ..errors import ConfigurationError, ErrorCode, StreamStateError
+from ..events import (
+    AddressAdvertised,
+    ConnectionTerminated,
+    HandshakeCompleted,
+    PathEvent,
+    StopSendingReceived,
+    StreamClosed,
+    StreamDataReceived,
+    StreamOpened,
+    StreamReset,
+    StreamWritable,
+)
+from ..interfaces import IKwikConnectionObserver
+from .interfaces import IStreamConnection
+from .transport import KwikStreamTransport
+
+#: Rounds of ``datagrams_to_send`` in one turn before the reactor gets to read (and so see ACKs).
+FLUSH_ROUNDS = 8
+#: The least a timer waits when the core's deadline did not move on after it ran (a safety net).
+MIN_TIMER_DELAY = 0.001
+#: Code of the RESET_STREAM / STOP_SENDING a refused or aborted stream gets.
+STREAM_ABORTED = 0
+
+log = Logger()
+
+
+def ip_address(host_port: tuple) -> IPv4Address | IPv6Address:
+    """The Twisted address of a ``(host, port)`` pair (type ``"UDP"``, as Twisted's UDP ports)."""
+    host, port = host_port[0], host_port[1]
+    if ":" in host:
+        return IPv6Address("UDP", host, port)
+    return IPv4Address("UDP", host, port)
+
+
+def peer_address(core: Connection) -> tuple | None:
+    """The peer's address on ``core``'s lowest-numbered live path (``None`` when none is left)."""
+    paths = core.paths
+    return paths[min(paths)].remote_addr if paths else None
+
+
+def describe_termination(event: ConnectionTerminated) -> str:
+    """A one-line description of why a connection ended."""
+    who = "the peer" if event.by_peer else "us"
+    if event.error_code == ErrorCode.IDLE_TIMEOUT and not event.by_peer:
+        return "idle timeout"
+    detail = f": {event.reason}" if event.reason else ""
+    return f"connection closed by {who} (error 0x{event.error_code:x}){detail}"
+
+
+@implementer(IStreamConnection)
+class KwikConnection:
+    """
+    The glue of one Kwik connection: the core connection, its stream transports and its timer.
+
+    :param owner: the port protocol, an :class:`~kwik_twisted.glue.interfaces.IConnectionOwner`.
+    :ivar transports: the stream transports still connected to a protocol, by stream ID.
+    :ivar liveStreams: IDs of the streams the core still keeps (connected or closing).
+    :ivar terminated: the :class:`ConnectionTerminated` event, once the connection ended.
+    """
+
+    def __init__(self, reactor, core: Connection, owner) -> None:
+        self.reactor = reactor
+        self.core = core
+        self.owner = owner
+        self.transports: dict[int, KwikStreamTransport] = {}
+        self.liveStreams: set[int] = set()
+        self.terminated: ConnectionTerminated | None = None
+        self.dead = False
+        self._timer = None
+        self._turn = None
+        self._timerRanAt = float("-inf")
+        self._servicing = False
+        self._flushAhead = False
+        self._abandonReason: str | None = None
+        self._pulls: set[KwikStreamTransport] = set()
+
+    # -- driving the core ------------------------------------------------------------
+
+    def receive(self, data: bytes, local_addr: tuple, remote_addr: tuple) -> None:
+        """Feed one datagram to the core; service once the reactor has read this batch."""
+        if self.dead:
+            return
+        try:
+            self.core.receive_datagram(data, local_addr, remote_addr, now=self.reactor.seconds())
+        except Exception:
+            self.crash(Failure())
+            return
+        received = self.owner.received
+        if received is not None:
+            received[self] = None  # serviced when the port's read batch ends
+        else:
+            self.scheduleTurn()
+
+    def service(self) -> None:
+        """Dispatch events, run producers, send datagrams, re-arm the timer."""
+        if self.dead:
+            return
+        self._servicing = self._flushAhead = True
+        try:
+            self._dispatchEvents()
+            pulls, self._pulls = self._pulls, set()
+            for transport in pulls:
+                transport.pull()
+            self._flushAhead = False
+            more = self._flush()
+            self._rearm()
+        except Exception:
+            self._servicing = self._flushAhead = False
+            self.crash(Failure())
+            return
+        self._servicing = False
+        if self._abandonReason is not None:
+            self.abandon(self._abandonReason)
+        elif self.core.is_closed:
+            self._gone()
+        elif more or self._pulls or self.core.has_events:
+            self.scheduleTurn()
+
+    def scheduleTurn(self) -> None:
+        """
+        Service once on the next reactor turn (batches application calls).
+
+        Not while a service is about to flush: what an event handler does goes out with that
+        flush (a turn would find nothing left to do).
+        """
+        if self.dead or self._turn is not None or self._flushAhead:
+            return
+        self._turn = self.reactor.callLater(0, self._onTurn)
+
+    def _onTurn(self) -> None:
+        self._turn = None
+        self.service()
+
+    def _onTimer(self) -> None:
+        self._timer = None
+        if self.dead:
+            return
+        self._timerRanAt = now = self.reactor.seconds()
+        try:
+            self.core.handle_deadline(now=now)
+        except Exception:
+            self.crash(Failure())
+            return
+        self.service()
+
+    def _flush(self) -> bool:
+        """Send what the core has; return whether it may have more (the round limit was hit)."""
+        send = self.owner.sendDatagrams
+        now = self.reactor.seconds()
+        for _ in range(FLUSH_ROUNDS):
+            out = self.core.datagrams_to_send(now=now)
+            if out:
+                send(out)
+            if len(out) < BURST_LIMIT:
+                return False
+        return True
+
+    def _rearm(self) -> None:
+        deadline = self.core.next_deadline()
+        timer = self._timer
+        if deadline is None:
+            if timer is not None:
+                timer.cancel()
+                self._timer = None
+            return
+        if deadline <= self._timerRanAt:
+            # The core handled this deadline and still says it is due: wait a little rather than
+            # fire again at once (a busy loop would starve every other connection).  Never seen
+            # since the keep-alive fix; counted so that a test or an operator would notice.
+            self.core.stats["timer_stalls"] += 1
+            deadline = self._timerRanAt + MIN_TIMER_DELAY
+        delay = max(0.0, deadline - self.reactor.seconds())
+        if timer is None:
+            self._timer = self.reactor.callLater(delay, self._onTimer)
+        elif timer.getTime() != deadline:
+            timer.reset(delay)
+
+    # -- events ----------------------------------------------------------------------
+
+    def _dispatchEvents(self) -> None:
+        core = self.core
+        while (event := core.next_event()) is not None:
+            handler = _HANDLERS.get(type(event))
+            if handler is not None:
+                handler(self, event)
+            elif isinstance(event, PathEvent):
+                self._onPathEvent(event)
+
+    def _onPathEvent(self, event: PathEvent) -> None:
+        """Log a path event and hand it to every stream protocol observing the connection."""
+        log.info("Kwik path {path_id} {event}: {local} <-> {remote}",
+                 path_id=event.path_id, event=type(event).__name__,
+                 local=event.local_addr, remote=event.remote_addr)
+        self.owner.pathChanged(self, event)
+        for transport in list(self.transports.values()):
+            protocol = transport.protocol
+            if not IKwikConnectionObserver.providedBy(protocol) or transport.disconnected:
+                continue
+            try:
+                protocol.pathEvent(event)
+            except Exception:
+                log.failure("pathEvent of {protocol} failed", Failure(), protocol=protocol)
+
+    def _onHandshake(self, event: HandshakeCompleted) -> None:
+        log.debug("Kwik handshake complete ({cipher})", cipher=event.cipher)
+        self.owner.handshakeCompleted(self)
+
+    def _onStreamOpened(self, event: StreamOpened) -> None:
+        self.liveStreams.add(event.stream_id)
+        self.owner.streamOpenedByPeer(self, event.stream_id)
+
+    def _onData(self, event: StreamDataReceived) -> None:
+        transport = self.transports.get(event.stream_id)
+        if transport is not None:
+            transport.dataReceivedAt(event.offset, event.data, event.end_stream)
+
+    def _onStreamEvent(self, event: StreamReset | StopSendingReceived | StreamWritable) -> None:
+        """Hand a stream event to its transport, if it still has one (see ``_STREAM_EVENTS``)."""
+        transport = self.transports.get(event.stream_id)
+        if transport is not None:
+            _STREAM_EVENTS[type(event)](transport, event)
+
+    def _onClosed(self, event: StreamClosed) -> None:
+        self.liveStreams.discard(event.stream_id)
+        transport = self.transports.get(event.stream_id)
+        if transport is not None:
+            transport.streamClosed()
+        if not self.liveStreams:
+            self.owner.streamsIdle(self)
+
+    def _onTerminated(self, event: ConnectionTerminated) -> None:
+        if self.terminated is not None:
+            return
+        self.terminated = event
+        reason = describe_termination(event)
+        if event.error_code == ErrorCode.IDLE_TIMEOUT and not event.by_peer:
+            log.info("Kwik connection with {peer} ended: {reason} (nothing received within the "
+                     "negotiated idle timeout of {timeout} s; see "
+                     "keepAlive= in docs/endpoints.rst)",
+                     peer=peer_address(self.core), reason=reason,
+                     timeout=self.core.idle_timeout)
+        else:
+            log.debug("Kwik connection with {peer} ended: {reason}", peer=peer_address(self.core),
+                      reason=reason)
+        for transport in list(self.transports.values()):
+            transport.connectionGone(error.ConnectionLost(reason))
+        self.owner.connectionTerminated(self, event)
+
+    def _onAddressAdvertised(self, event: AddressAdvertised) -> None:
+        self.owner.addressAdvertised(self, event)
+
+    # -- streams ---------------------------------------------------------------------
+
+    def attach(self, stream_id: int, protocol, onLost=None) -> KwikStreamTransport:
+        """Connect ``protocol`` to a new transport for ``stream_id``."""
+        peer = ip_address(peer_address(self.core))
+        transport = KwikStreamTransport(self, stream_id, self.owner.hostAddress(), peer, protocol,
+                                        onLost=onLost)
+        self.transports[stream_id] = transport
+        transport.attached()
+        return transport
+
+    def openStream(self, protocol, onLost=None, *, ordered: bool = True) -> KwikStreamTransport:
+        """
+        Open a stream of ours and connect ``protocol`` to it.
+
+        :param ordered: ``False`` opens the stream without the ORDERED flag: the peer's bytes on
+            it reach ``protocol.pieceReceived`` if ``protocol`` provides
+            :class:`~kwik_twisted.interfaces.IKwikMessageProtocol` (else the stream is reset
+            the first time a piece would arrive out of order).
+        :raises KwikError: the peer's stream limit does not allow another stream now.
+        """
+        stream_id = self.core.open_stream(ordered=ordered)
+        self.liveStreams.add(stream_id)
+        return self.attach(stream_id, protocol, onLost)
+
+    def refuseStream(self, stream_id: int) -> None:
+        """Reset both directions of a stream nobody will read."""
+        self.resetStream(stream_id, STREAM_ABORTED)
+        self.stopSending(stream_id, STREAM_ABORTED)
+        self.scheduleTurn()
+
+    def detach(self, stream_id: int) -> None:
+        """Forget a transport whose protocol lost its connection."""
+        self.transports.pop(stream_id, None)
+
+    def requestPull(self, transport: KwikStreamTransport) -> None:
+        """Let ``transport`` feed its protocol or pull its producer on the next turn."""
+        self._pulls.add(transport)
+        self.scheduleTurn()
+
+    # -- paths ---------------------------------------------------------------------------
+
+    def pathMetrics(self) -> dict:
+        """
+        A snapshot of every live path's metrics, by path ID (the core's ``path_metrics()``).
+
+        :returns: ``{path_id: PathMetrics}`` (smoothed RTT, bandwidth, loss rate, congestion
+            window and bytes in flight, ...; see :mod:`kwik_twisted.core.paths.metrics`).
+        """
+        return self.core.path_metrics()
+
+    def openPath(self, localHost: str, remote: tuple | None = None) -> int:
+        """
+        Open another path (client only): bind a UDP socket to ``localHost`` and open a path from
+        it to ``remote`` (default: the server's address).  Returns the path ID; the path carries
+        data once validated (``PathValidated``).
+
+        :raises ConfigurationError: on a server, on a closed connection, or when ``max_paths``
+            paths exist already.
+        :raises CannotListenError: ``localHost`` cannot be bound.
+        """
+        if self.dead or self.core.is_closed:
+            raise ConfigurationError("the Kwik connection is closed")
+        path_id = self.owner.openPath(localHost, remote)
+        self.scheduleTurn()
+        return path_id
+
+    def setPathBackup(self, pathId: int, backup: bool = True) -> None:
+        """
+        Make a path a backup (used only while no other path works), or a primary again.
+
+        :raises ConfigurationError: no such path.
+        """
+        _checkPath(self.core, pathId)
+        self.core.set_path_backup(pathId, backup)
+        self.scheduleTurn()
+
+    def abandonPath(self, pathId: int) -> None:
+        """
+        Stop using a path for good (PATH_ABANDON); its data moves to the other paths.
+
+        :raises ConfigurationError: no such path, or it is the last one (close the connection
+            instead).
+        """
+        _checkPath(self.core, pathId)
+        try:
+            self.core.abandon_path(pathId)
+        except ValueError as e:  # the last path
+            raise ConfigurationError(str(e)) from None
+        self.scheduleTurn()
+
+    # -- the calls transports make (a stream already gone is not an error) -----------------
+
+    def _call(self, method, *args) -> bool:
+        if self.dead:
+            return False
+        try:
+            method(*args)
+        except StreamStateError:
+            return False
+        except Exception:
+            failure = Failure()
+            self.reactor.callLater(0, self.crash, failure)
+            return False
+        return True
+
+    def send(self, stream_id: int, data: bytes, fin: bool = False) -> bool:
+        """Queue data (and FIN) on a stream; schedule a flush."""
+        ok = self._call(self.core.send_stream_data, stream_id, data, fin)
+        self.scheduleTurn()
+        return ok
+
+    def streamOrdered(self, stream_id: int) -> bool:
+        """
+        Whether the core delivers a stream's bytes in order (``True`` for a stream gone).
+
+        That is its reassembler's kind, not the peer's ORDERED flag: a server that does not
+        accept unordered streams reassembles them in order.
+        """
+        return not self.core.stream_delivers_pieces(stream_id)
+
+    def writable(self, stream_id: int) -> bool:
+        """Whether the stream's send buffer has room."""
+        return not self.dead and self.core.stream_writable(stream_id)
+
+    def resetStream(self, stream_id: int, code: int) -> None:
+        """Abandon our direction of a stream."""
+        self._call(self.core.reset_stream, stream_id, code)
+
+    def stopSending(self, stream_id: int, code: int) -> None:
+        """Ask the peer to stop sending on a stream."""
+        self._call(self.core.stop_sending, stream_id, code)
+
+    def pauseReading(self, stream_id: int, paused: bool) -> None:
+        """Stop or resume delivering a stream's data."""
+        self._call(self.core.pause_reading, stream_id, paused)
+        if not paused:
+            self.scheduleTurn()
+
+    # -- ending ----------------------------------------------------------------------
+
+    def close(self, code: int = 0, reason: str = "") -> None:
+        """Close gracefully: CONNECTION_CLOSE, then the draining period, then gone."""
+        if self.dead:
+            return
+        self._call(self.core.close, code, reason)
+        self.scheduleTurn()
+
+    def abandon(self, reason: str) -> None:
+        """
+        Close now: send CONNECTION_CLOSE once and forget the connection without draining.
+
+        Called while the connection is being serviced (from an event handler), it happens once
+        that service is over.
+        """
+        if self.dead:
+            return
+        if self._servicing:
+            self._abandonReason = reason
+            return
+        self._abandonReason = None
+        try:
+            self.core.close(ErrorCode.NO_ERROR, reason, application=False)
+            self._dispatchEvents()
+            self._flush()
+        except Exception:
+            self.crash(Failure())
+            return
+        self._gone()
+
+    def crash(self, failure: Failure) -> None:
+        """End the connection after an internal error (a bug): log it, INTERNAL_ERROR, gone."""
+        if self.dead:
+            return
+        log.failure("Kwik connection aborted after an internal error", failure)
+        try:
+            self.core.close(ErrorCode.INTERNAL_ERROR, "internal error", application=False)
+            self._flush()
+        except Exception:
+            pass
+        event = ConnectionTerminated(ErrorCode.INTERNAL_ERROR,
+                                     f"internal error: {failure.getErrorMessage()}", False)
+        if self.terminated is None:
+            self._onTerminated(event)
+        self._gone()
+
+    def _gone(self) -> None:
+        if self.dead:
+            return
+        self.dead = True
+        for call in (self._timer, self._turn):
+            if call is not None and call.active():
+                call.cancel()
+        self._timer = self._turn = None
+        self._pulls.clear()
+        for transport in list(self.transports.values()):
+            transport.connectionGone(error.ConnectionLost("connection closed"))
+        self.owner.connectionGone(self)
+
+
+_HANDLERS = {
+    HandshakeCompleted: KwikConnection._onHandshake,
+    StreamOpened: KwikConnection._onStreamOpened,
+    StreamDataReceived: KwikConnection._onData,
+    StreamReset: KwikConnection._onStreamEvent,
+    StopSendingReceived: KwikConnection._onStreamEvent,
+    StreamWritable: KwikConnection._onStreamEvent,
+    StreamClosed: KwikConnection._onClosed,
+    ConnectionTerminated: KwikConnection._onTerminated,
+    AddressAdvertised: KwikConnection._onAddressAdvertised,
+}
+
+#: How a stream transport (an ``IStreamEventSink``) takes each of the core's simpler stream events.
+_STREAM_EVENTS = {
+    StreamReset: lambda transport, event: transport.resetByPeer(event.error_code),
+    StopSendingReceived: lambda transport, event: transport.stopSendingReceived(event.error_code),
+    StreamWritable: lambda transport, event: transport.streamWritable(),
+}
+
+
+def _checkPath(core: Connection, pathId: int) -> None:
+    """:raises ConfigurationError: ``core`` has no path ``pathId``."""
+    if pathId not in core.paths:
+        raise ConfigurationError(f"no path {pathId} (paths: {sorted(core.paths)})")
+
+
+__all__ = [
+    "FLUSH_ROUNDS", "MIN_TIMER_DELAY", "STREAM_ABORTED", "KwikConnection", "describe_termination",
+    "ip_address", "peer_address",
+]
