@@ -12,6 +12,10 @@ from typing import Any
 
 from .errors import ConfigurationError
 
+#: The smallest UDP payload a Kwik endpoint must support: a client's first datagram is padded to
+#: it, a server creates no connection for a shorter one, and no ``max_datagram_size`` (ours or the
+#: peer's) may be below it (protocol.rst, "Handshake").
+MIN_DATAGRAM_SIZE = 1200
 #: ``keep_alive`` value: PING at a third of the idle timeout while a stream is open.
 KEEP_ALIVE_AUTO = "auto"
 
@@ -75,8 +79,10 @@ class ConnectionConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.max_datagram_size < 1200:
-            raise ConfigurationError("max_datagram_size must be at least 1200 bytes")
+        if self.max_datagram_size < MIN_DATAGRAM_SIZE:
+            raise ConfigurationError(
+                f"max_datagram_size must be at least {MIN_DATAGRAM_SIZE} bytes"
+            )
         if self.idle_timeout <= 0:
             raise ConfigurationError("idle_timeout must be positive")
         if self.keep_alive != KEEP_ALIVE_AUTO and self.keep_alive is not None:

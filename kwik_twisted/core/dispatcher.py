@@ -16,13 +16,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from ..config import ConnectionConfig
+from ..config import MIN_DATAGRAM_SIZE, ConnectionConfig
 from ..errors import DroppedPacket
 from ..wire import CID_LENGTH, decode_packet
 from .connection import Connection
 from .crypto.protection import initial_protections
 from .entropy import Entropy
-from .sending import MIN_INITIAL_DATAGRAM
 
 #: New connections accepted at most (a handshake flood cannot exhaust memory).
 DEFAULT_MAX_CONNECTIONS = 10000
@@ -78,7 +77,7 @@ class ServerDispatcher:
     def _accept(
         self, data: bytes, local_addr: tuple, remote_addr: tuple, now: float
     ) -> Connection | None:
-        if len(data) < MIN_INITIAL_DATAGRAM:
+        if len(data) < MIN_DATAGRAM_SIZE:
             self.stats["dropped_short_or_unknown"] += 1
             return None
         try:

@@ -1,34 +1,49 @@
 """
 Packet assembly: which frames go into the next datagram on a path, under which keys.
 
-Theory of operation.  :func:`build_packet` fills one datagram for one path, in this order: the
-path's own ACK if one is due (each path is acknowledged on itself), PATH_RESPONSE / PATH_CHALLENGE,
-control frames (ours, then the stream manager's flow-control frames; on usable paths only),
-handshake data, stream data by priority, a PING if the packet must elicit an ACK (a probe) and has
-nothing else, and then a not-yet-due ACK of the path riding along on an ack-eliciting packet.
-Client packets under initial keys are padded to 1200 bytes (protocol.rst, "Handshake"). Every frame
+Theory of operation.  :func:`build_packet` fills one datagram for one path by walking one list
+of frame sources, :data:`SOURCES`, in this order: the path's own ACK if one is due (each path is
+acknowledged on itself), PATH_RESPONSE / PATH_CHALLENGE, control frames (ours, then the stream
+manager's flow-control frames; on usable paths only), handshake data, stream data by priority.
+Then a PING if the packet must elicit an ACK (a probe) and has nothing else, and a not-yet-due ACK
+of the path riding along on an ack-eliciting packet.  Client packets under initial keys are padded
+to :data:`~kwik_twisted.config.MIN_DATAGRAM_SIZE` bytes (protocol.rst, "Handshake"). Every frame
 that must be delivered reliably leaves a *record* in the packet's
 :class:`~kwik_twisted.core.recovery.loss.SentPacket`, which the connection settles when the packet
 is acknowledged or declared lost (RFC 9000 §13.3: frames are re-sent, packets never are).
 
+The bulk packet, stream data and nothing else, skips the walk when no source but stream data has
+work (:func:`only_stream_data`, read from the same list, so a new source cannot be forgotten
+there); :func:`wants_packet` (whether anything but stream data is worth a packet) is read from it
+too.
+
 The caller decides whether the congestion window, the pacer and the amplification budget allow a
-packet; this module only decides what is in it.
+packet; this module only decides what is in it.  It sees the connection through a
+:class:`PacketContext`: the frame sources, the keys and the counters, nothing else.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 
+from ..config import MIN_DATAGRAM_SIZE
+from ..errors import ErrorCode
 from ..wire import (
     CID_LENGTH,
     MAX_FRAME_COUNT,
     TAG_LENGTH,
+    AckFrame,
+    ConnectionCloseFrame,
     ControlFrame,
     Epoch,
     HandshakeFrame,
     Header,
     PaddingFrame,
+    PathChallengeFrame,
+    PathResponseFrame,
     PingFrame,
     classify,
     encode_packet,
@@ -39,11 +54,13 @@ from ..wire.packets import encode_application_packet
 from .recovery.loss import SentPacket
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .connection import Connection
+    from .keys import KeySchedule
     from .paths.path import Path
+    from .streams.manager import StreamManager
+    from .streams.sendbuffer import SendBuffer
 
-#: Smallest UDP payload of a client's initial-key datagram.
-MIN_INITIAL_DATAGRAM = 1200
+#: Smallest UDP payload of a client's initial-key datagram (an alias of the one constant).
+MIN_INITIAL_DATAGRAM = MIN_DATAGRAM_SIZE
 #: Most frames in one packet (the spec's limit: Frame Count stays a one-byte varint).
 MAX_FRAMES = MAX_FRAME_COUNT
 #: Worst-case bytes of a STREAM frame header without extensions.
@@ -62,6 +79,57 @@ class AckRecord:
     def __init__(self, path_id: int, largest: int) -> None:
         self.path_id = path_id
         self.largest = largest
+
+
+class PacketContext:
+    """
+    What the packet assembler needs of a connection, and nothing more.
+
+    :ivar is_client: client packets under initial keys are padded.
+    :ivar local_cid: our CID (the source CID of initial-key packets).
+    :ivar peer_cid: the peer's CID (the destination of every packet without a path CID).
+    :ivar max_datagram_size: the largest datagram we send (ours and the peer's limit).
+    :ivar keys: the :class:`~kwik_twisted.core.keys.KeySchedule` (sealing keys, handshake epoch).
+    :ivar crypto_send: the handshake bytes to send.
+    :ivar control: the connection's reliable control frames waiting to be sent.
+    :ivar streams: the stream manager (stream data and its control frames).
+    :ivar stats: the connection's counters.
+    """
+
+    __slots__ = (
+        "is_client",
+        "local_cid",
+        "peer_cid",
+        "max_datagram_size",
+        "keys",
+        "crypto_send",
+        "control",
+        "streams",
+        "stats",
+    )
+
+    def __init__(
+        self,
+        *,
+        is_client: bool,
+        local_cid: bytes,
+        peer_cid: bytes,
+        max_datagram_size: int,
+        keys: KeySchedule,
+        crypto_send: SendBuffer,
+        control: deque,
+        streams: StreamManager,
+        stats: Counter,
+    ) -> None:
+        self.is_client = is_client
+        self.local_cid = local_cid
+        self.peer_cid = peer_cid
+        self.max_datagram_size = max_datagram_size
+        self.keys = keys
+        self.crypto_send = crypto_send
+        self.control = control
+        self.streams = streams
+        self.stats = stats
 
 
 class HandshakeRecord:
@@ -130,65 +198,116 @@ class PacketBuilder:
         self.ack_eliciting = True
 
 
+class FrameSource(NamedTuple):
+    """
+    One source of frames for :func:`build_packet`.
+
+    :ivar has_work: whether it would add a frame to a packet on the path now (the bulk guard).
+    :ivar wants_packet: whether what it has is worth a packet of its own now.
+    :ivar add: adds its frames to the builder: ``add(ctx, builder, path, now, allow_data)``.
+    """
+
+    name: str
+    has_work: Callable[[PacketContext, Path], bool]
+    wants_packet: Callable[[PacketContext, Path, float], bool]
+    add: Callable[[PacketContext, PacketBuilder, Path, float, bool], None]
+
+
 def build_packet(
-    conn: Connection, path: Path, *, now: float, epoch: int, allow_data: bool, probe: bool
+    ctx: PacketContext, path: Path, *, now: float, epoch: int, allow_data: bool, probe: bool
 ) -> tuple[bytes, SentPacket] | None:
     """
     Assemble, seal and record one datagram for ``path``, or return ``None`` if nothing is worth
     sending.
     """
-    if (
-        allow_data
-        and not probe
-        and epoch == _APPLICATION
-        and path.address_validated
-        and conn.only_stream_data(path)
-    ):
-        return _build_data_packet(conn, path, now)
+    if allow_data and not probe and epoch == _APPLICATION and path.address_validated:
+        for has_work in _OTHER_WORK:
+            if has_work(ctx, path):
+                break
+        else:
+            return _build_data_packet(ctx, path, now)
+    return build_general_packet(ctx, path, now=now, epoch=epoch, allow_data=allow_data, probe=probe)
+
+
+def build_general_packet(
+    ctx: PacketContext, path: Path, *, now: float, epoch: int, allow_data: bool, probe: bool
+) -> tuple[bytes, SentPacket] | None:
+    """:func:`build_packet` without the bulk shortcut: every source in :data:`SOURCES` is asked."""
     long = epoch == _INITIAL
-    budget = conn.max_datagram_size - header_overhead(path.id, long)
+    budget = ctx.max_datagram_size - header_overhead(path.id, long)
     room = None if path.address_validated else path.amplification_room()
     if room is not None:
         budget = min(budget, room - header_overhead(path.id, long))
         if budget < CONTROL_HEADER + 8:
             return None
     builder = PacketBuilder(budget, epoch)
-    _add_acks(conn, builder, path, now, due_only=True)
-    conn.add_control_frames(builder, path, now=now)
-    _add_handshake(conn, builder, epoch)
-    if allow_data and epoch == _APPLICATION and conn.streams.has_data:
-        _add_stream_data(conn, builder)
+    for source in SOURCES:
+        source.add(ctx, builder, path, now, allow_data)
     if probe and not builder.ack_eliciting:
         builder.add_control(PingFrame())
     if builder.ack_eliciting:
-        _add_acks(conn, builder, path, now, due_only=False)  # piggyback an ACK not yet due
+        _add_acks(ctx, builder, path, now, due_only=False)  # piggyback an ACK not yet due
     if not builder.frames:
         return None
-    if not builder.ack_eliciting and not conn.ack_only_allowed(builder):
-        return None
-    if long and conn.is_client:
+    if not builder.ack_eliciting and not _has_ack(builder):
+        return None  # only PADDING: an ACK-only packet is worth sending only if an ACK was due
+    if long and ctx.is_client:
         _pad(builder, path.id)
-    return _seal(conn, path, builder, now, long)
+    return seal(ctx, path, builder, now, long)
 
 
-def _build_data_packet(conn: Connection, path: Path, now: float) -> tuple[bytes, SentPacket] | None:
+def only_stream_data(ctx: PacketContext, path: Path) -> bool:
+    """Whether no frame source but stream data has work for ``path`` (the bulk path's guard)."""
+    return not any(has_work(ctx, path) for has_work in _OTHER_WORK)
+
+
+def wants_packet(ctx: PacketContext, path: Path, now: float) -> bool:
+    """Whether anything but stream data is worth a packet on ``path`` now: ACKs, validation,
+    control, handshake data."""
+    return any(source.wants_packet(ctx, path, now) for source in _OTHER_SOURCES)
+
+
+def _has_ack(builder: PacketBuilder) -> bool:
+    return any(isinstance(f, AckFrame) for f in builder.frames)
+
+
+def _build_data_packet(
+    ctx: PacketContext, path: Path, now: float
+) -> tuple[bytes, SentPacket] | None:
     """
     The bulk packet: stream data and nothing else, under application keys.
 
-    :func:`build_packet` takes this path when nothing but stream data could go in (no ACK
-    pending, no path validation, control or handshake frames waiting, no probe, no amplification
-    limit); each of the general path's other steps would then add nothing, so the packet is the
-    same.
+    :func:`build_packet` takes this path when no other frame source has work (and there is no
+    probe and no amplification limit); each of the general path's other steps would then add
+    nothing, so the packet is the same (a property test checks it).
     """
-    builder = PacketBuilder(conn.max_datagram_size - header_overhead(path.id, False), _APPLICATION)
-    _add_stream_data(conn, builder)
+    builder = PacketBuilder(ctx.max_datagram_size - header_overhead(path.id, False), _APPLICATION)
+    _add_stream_data(ctx, builder)
     if not builder.frames:
         return None
-    return _seal(conn, path, builder, now, False)
+    return seal(ctx, path, builder, now, False)
+
+
+# -- the frame sources, in packet order ------------------------------------------------------
+
+
+def _ack_has_work(ctx: PacketContext, path: Path) -> bool:
+    return path.ack.ack_deadline is not None
+
+
+def _ack_wants_packet(ctx: PacketContext, path: Path, now: float) -> bool:
+    ack = path.ack
+    return ack.ack_deadline is not None and (ack.immediate or ack.ack_deadline <= now)
+
+
+def _add_due_acks(
+    ctx: PacketContext, builder: PacketBuilder, path: Path, now: float, allow_data: bool
+) -> None:
+    _add_acks(ctx, builder, path, now, due_only=True)
 
 
 def _add_acks(
-    conn: Connection, builder: PacketBuilder, path: Path, now: float, *, due_only: bool
+    ctx: PacketContext, builder: PacketBuilder, path: Path, now: float, *, due_only: bool
 ) -> None:
     """
     The ACK for ``path`` if one is due (or, with ``due_only`` false, pending).
@@ -205,9 +324,85 @@ def _add_acks(
         tracker.on_ack_sent()
 
 
-def _add_handshake(conn: Connection, builder: PacketBuilder, epoch: int) -> None:
-    send = conn.crypto_send
-    if not send.pending or conn.handshake_epoch() != epoch:
+def _validation_has_work(ctx: PacketContext, path: Path) -> bool:
+    return path.validation.has_frames
+
+
+def _validation_wants_packet(ctx: PacketContext, path: Path, now: float) -> bool:
+    return path.validation.has_frames
+
+
+def _add_validation(
+    ctx: PacketContext, builder: PacketBuilder, path: Path, now: float, allow_data: bool
+) -> None:
+    """The PATH_RESPONSE we owe on ``path``, then our PATH_CHALLENGE if it is due."""
+    if builder.epoch != _APPLICATION:
+        return
+    validation = path.validation
+    responses = validation.responses
+    if responses and builder.add_control(PathResponseFrame(responses[0])):
+        responses.popleft()
+        ctx.stats["path_responses_sent"] += 1
+    if validation.challenge_due and builder.add_control(PathChallengeFrame(validation.challenge)):
+        validation.on_challenge_sent(now)
+
+
+def _control_has_work(ctx: PacketContext, path: Path) -> bool:
+    return bool(ctx.control)
+
+
+def _control_wants_packet(ctx: PacketContext, path: Path, now: float) -> bool:
+    return path.usable and bool(ctx.control)
+
+
+def _add_control(
+    ctx: PacketContext, builder: PacketBuilder, path: Path, now: float, allow_data: bool
+) -> None:
+    """Our control frames, on a usable path only (another would swallow frames we need)."""
+    if builder.epoch != _APPLICATION or not path.usable:
+        return
+    control = ctx.control
+    while control and not builder.full:
+        frame = control[0]
+        if not builder.add_control(frame, frame):
+            break
+        control.popleft()
+
+
+def _stream_control_has_work(ctx: PacketContext, path: Path) -> bool:
+    return ctx.streams.has_control
+
+
+def _stream_control_wants_packet(ctx: PacketContext, path: Path, now: float) -> bool:
+    return path.usable and ctx.streams.has_control
+
+
+def _add_stream_control(
+    ctx: PacketContext, builder: PacketBuilder, path: Path, now: float, allow_data: bool
+) -> None:
+    """The stream manager's flow-control and reset frames, on a usable path only."""
+    if builder.epoch != _APPLICATION or not path.usable:
+        return
+    streams = ctx.streams
+    for frame in streams.pending_control():
+        if builder.full or not builder.add_control(frame, frame):
+            streams.control.append(frame)
+
+
+def _handshake_has_work(ctx: PacketContext, path: Path) -> bool:
+    return ctx.crypto_send.pending
+
+
+def _handshake_wants_packet(ctx: PacketContext, path: Path, now: float) -> bool:
+    return ctx.crypto_send.pending and path.id == 0
+
+
+def _add_handshake(
+    ctx: PacketContext, builder: PacketBuilder, path: Path, now: float, allow_data: bool
+) -> None:
+    """Handshake bytes, if they travel under this packet's keys."""
+    send = ctx.crypto_send
+    if not send.pending or ctx.keys.handshake_epoch() != builder.epoch:
         return
     while send.pending and builder.room > CONTROL_HEADER + 16:
         piece = send.next_frame(builder.room - CONTROL_HEADER - 1)
@@ -221,8 +416,23 @@ def _add_handshake(conn: Connection, builder: PacketBuilder, epoch: int) -> None
             return
 
 
-def _add_stream_data(conn: Connection, builder: PacketBuilder) -> None:
-    streams = conn.streams
+def _stream_data_has_work(ctx: PacketContext, path: Path) -> bool:
+    return ctx.streams.has_data
+
+
+def _stream_data_wants_packet(ctx: PacketContext, path: Path, now: float) -> bool:
+    return False  # the sender's window, pacer and scheduler decide when data goes
+
+
+def _add_stream_data_source(
+    ctx: PacketContext, builder: PacketBuilder, path: Path, now: float, allow_data: bool
+) -> None:
+    if allow_data and builder.epoch == _APPLICATION and ctx.streams.has_data:
+        _add_stream_data(ctx, builder)
+
+
+def _add_stream_data(ctx: PacketContext, builder: PacketBuilder) -> None:
+    streams = ctx.streams
     buf = builder.buf
     frames = builder.frames
     while len(frames) < MAX_FRAMES:
@@ -236,9 +446,33 @@ def _add_stream_data(conn: Connection, builder: PacketBuilder) -> None:
         builder.add_stream(frame, record)
 
 
+STREAM_DATA = FrameSource(
+    "stream data", _stream_data_has_work, _stream_data_wants_packet, _add_stream_data_source
+)
+#: Every frame source, in the order :func:`build_packet` fills a packet.
+SOURCES: tuple[FrameSource, ...] = (
+    FrameSource("acks", _ack_has_work, _ack_wants_packet, _add_due_acks),
+    FrameSource("path validation", _validation_has_work, _validation_wants_packet, _add_validation),
+    FrameSource("control", _control_has_work, _control_wants_packet, _add_control),
+    FrameSource(
+        "stream control",
+        _stream_control_has_work,
+        _stream_control_wants_packet,
+        _add_stream_control,
+    ),
+    FrameSource("handshake", _handshake_has_work, _handshake_wants_packet, _add_handshake),
+    STREAM_DATA,
+)
+_OTHER_SOURCES = tuple(source for source in SOURCES if source is not STREAM_DATA)
+_OTHER_WORK = tuple(source.has_work for source in _OTHER_SOURCES)
+
+
+# -- finishing and sealing ----------------------------------------------------------------------
+
+
 def _pad(builder: PacketBuilder, path_id: int) -> None:
     """Pad a client initial packet so the datagram is at least 1200 bytes."""
-    missing = MIN_INITIAL_DATAGRAM - header_overhead(path_id, True) - len(builder.buf)
+    missing = MIN_DATAGRAM_SIZE - header_overhead(path_id, True) - len(builder.buf)
     if missing <= 0:
         return
     # A PADDING frame with a body of L bytes takes 16 + varint_size(L) + L bytes.
@@ -249,37 +483,53 @@ def _pad(builder: PacketBuilder, path_id: int) -> None:
     builder.add_control(PaddingFrame(length))
 
 
-def _seal(
-    conn: Connection, path: Path, builder: PacketBuilder, now: float, long: bool
+def build_close_packet(
+    ctx: PacketContext, path: Path, frame: ConnectionCloseFrame, *, now: float
 ) -> tuple[bytes, SentPacket]:
+    """
+    A packet with ``frame`` alone, under the newest keys we have.
+
+    An application close is not told under initial keys (anyone could read it): it becomes a
+    transport APPLICATION_ERROR without a reason.
+    """
+    long = not ctx.keys.complete
+    epoch = _INITIAL if long else _APPLICATION
+    if long and frame.application:
+        frame = ConnectionCloseFrame(ErrorCode.APPLICATION_ERROR, "", application=False)
+    builder = PacketBuilder(ctx.max_datagram_size - header_overhead(path.id, long), epoch)
+    builder.add_control(frame)
+    return seal(ctx, path, builder, now, long)
+
+
+def seal(
+    ctx: PacketContext, path: Path, builder: PacketBuilder, now: float, long: bool
+) -> tuple[bytes, SentPacket]:
+    """Encrypt the builder's frames into a datagram and the record of the packet sent."""
     recovery = path.recovery
     seq = recovery.next_sequence_number
     frames = builder.frames
+    eliciting = builder.ack_eliciting
     if not long:
         datagram = encode_application_packet(
-            path.dcid or conn.peer_cid,
+            path.dcid or ctx.peer_cid,
             path.id,
             seq,
             classify(frames),
             len(frames),
             1 if builder.compressed else 0,
             builder.buf,
-            conn.send_keys(_APPLICATION).seal,
+            ctx.keys.send_keys(_APPLICATION).seal,
         )
-        eliciting = builder.ack_eliciting
         return datagram, SentPacket(seq, now, len(datagram), eliciting, eliciting, builder.records)
     header = Header(
-        path.dcid or conn.peer_cid,
+        path.dcid or ctx.peer_cid,
         path.id,
         seq,
         classify(frames),
         len(frames),
         1 if builder.compressed else 0,
-        Epoch.INITIAL if long else Epoch.APPLICATION,
-        conn.local_cid if long else None,
+        Epoch.INITIAL,
+        ctx.local_cid,
     )
-    keys = conn.send_keys(Epoch.INITIAL if long else Epoch.APPLICATION)
-    datagram = encode_packet(header, bytes(builder.buf), keys.seal)
-    eliciting = builder.ack_eliciting
-    sent = SentPacket(seq, now, len(datagram), eliciting, eliciting, builder.records)
-    return datagram, sent
+    datagram = encode_packet(header, bytes(builder.buf), ctx.keys.send_keys(_INITIAL).seal)
+    return datagram, SentPacket(seq, now, len(datagram), eliciting, eliciting, builder.records)

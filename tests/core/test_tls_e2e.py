@@ -13,12 +13,12 @@ import datetime
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from kwik_twisted import devcerts
 from kwik_twisted.config import ConnectionConfig
 from kwik_twisted.core.connection import State
 from kwik_twisted.core.crypto.handshake import TlsConfig
 from kwik_twisted.events import HandshakeCompleted, StreamDataReceived
 from kwik_twisted.testing.pair import MemoryPair, client_config, dev_certificates
+from kwik_twisted.tools import devcerts
 from tests.certs import fixtures
 
 from .test_connection import of_type, settle, terminations

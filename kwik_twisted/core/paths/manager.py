@@ -40,16 +40,24 @@ Theory of operation (after the multipath QUIC draft, draft-ietf-quic-multipath, 
 * PATH_ABANDON ends a path for good; its in-flight frames move to the other paths.  The last path
   cannot be abandoned (a connection needs one): locally that is a :class:`ValueError`, from the
   peer a PROTOCOL_VIOLATION; to stop, close the connection.
+
+Collaborators.  The manager owns the paths (``paths``, by ID) and knows nothing of the connection:
+it is handed an event sink (``emit``), the connection's control-frame queue (``control``), a
+``requeue`` callable that sends the frames of packets again, the connection's counters, and two
+factories, one for a path's congestion controller and one for a fresh PATH_CHALLENGE token.
 """
 
 from __future__ import annotations
 
+from collections import Counter, deque
+from collections.abc import Callable
 from ipaddress import ip_address
-from typing import TYPE_CHECKING
 
+from ...config import ConnectionConfig
 from ...errors import NoViablePath, ProtocolViolation
 from ...events import (
     AddressAdvertised,
+    Event,
     PathAbandoned,
     PathAdded,
     PathFailed,
@@ -57,10 +65,12 @@ from ...events import (
     PathValidated,
 )
 from ...wire import AddAddressFrame, PacketType, PathAbandonFrame, PathState, PathStatusFrame
+from ..congestion import CongestionController
+from ..recovery.loss import LossRecovery, SentPacket
+from ..recovery.pacing import Pacer
+from ..recovery.rtt import RttEstimator
+from .metrics import PathMetrics, PathMetricsTracker
 from .path import Path, PathPhase
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..connection import Connection
 
 #: Consecutive probe timeouts after which a path is declared failed (if another path is usable).
 FAILURE_PTOS = 2
@@ -73,13 +83,52 @@ MAX_PROBE_BACKOFF = 16
 SILENCE_RTTS = 3
 #: Packet types that do not count as the peer's traffic on a path: what probing itself exchanges.
 PROBE_PACKET_TYPES = frozenset({int(PacketType.ACK), int(PacketType.KEEP_ALIVE)})
+#: The peer's max_paths until its transport parameters arrive.
+DEFAULT_PEER_MAX_PATHS = 4
 
 
 class PathManager:
-    """The paths of one connection beyond their per-path state."""
+    """
+    The paths of one connection beyond their per-path state (see the module docstring).
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
+    :param emit: the event sink.
+    :param control: the connection's queue of reliable control frames.
+    :param requeue: sends the frames of the given packets again.
+    :param stats: the connection's counters.
+    :param new_controller: makes a congestion controller for a path.
+    :param new_challenge: makes the 8 bytes of a fresh PATH_CHALLENGE.
+    :ivar paths: the live paths by ID (abandoned ones are forgotten at once).
+    :ivar peer_max_paths: the peer's ``max_paths`` (its default until its parameters arrive).
+    """
+
+    def __init__(
+        self,
+        config: ConnectionConfig,
+        *,
+        is_client: bool,
+        emit: Callable[[Event], None],
+        control: deque,
+        requeue: Callable[[list[SentPacket]], None],
+        stats: Counter,
+        new_controller: Callable[[], CongestionController],
+        new_challenge: Callable[[], bytes],
+    ) -> None:
+        self.config = config
+        self.is_client = is_client
+        self.emit = emit
+        self.control = control
+        self.requeue = requeue
+        self.stats = stats
+        self.new_controller = new_controller
+        self.new_challenge = new_challenge
+        self.paths: dict[int, Path] = {}
+        self.peer_max_paths = DEFAULT_PEER_MAX_PATHS
+        #: The peer's max_ack_delay (ours until its parameters say otherwise).
+        self.peer_max_ack_delay = config.max_ack_delay
+        #: Whether the peer's transport parameters arrived (paths may start).
+        self.ready = False
+        #: Whether the handshake is confirmed (new paths start with confirmed recovery).
+        self.confirmed = False
         self.next_path_id = 1
         #: The highest path ID the peer has opened (server side); lower IDs are never reused.
         self.highest_peer_path = 0
@@ -92,6 +141,72 @@ class PathManager:
         #: Addresses the server advertised, by address ID (client side).
         self.advertised: dict[int, tuple] = {}
 
+    # -- creating paths ------------------------------------------------------------------
+
+    def add(
+        self, path_id: int, local_addr: tuple, remote_addr: tuple, *, validated: bool, now: float
+    ) -> Path:
+        """A new path with fresh recovery, pacer and metrics; its RTT starts from the best known."""
+        cfg = self.config
+        controller = self.new_controller()
+        known = [
+            p.recovery.rtt.smoothed_rtt for p in self.paths.values() if p.recovery.rtt.has_sample
+        ]
+        rtt = RttEstimator(min(known) if known else cfg.initial_rtt)
+        recovery = LossRecovery(
+            controller, rtt, max_ack_delay=self.peer_max_ack_delay, handshake_confirmed=False
+        )
+        pacer = Pacer(cwnd=controller.cwnd, srtt=0.0, max_datagram_size=cfg.max_datagram_size)
+        path = Path(
+            path_id,
+            local_addr,
+            remote_addr,
+            recovery=recovery,
+            pacer=pacer,
+            max_ack_delay=cfg.max_ack_delay,
+            validated=validated,
+            now=now,
+        )
+        path.metrics = PathMetricsTracker(now=now, usable=path.usable)
+        self.paths[path_id] = path
+        return path
+
+    def challenge(self, path: Path) -> None:
+        """(Re)validate ``path``: a fresh PATH_CHALLENGE goes out in its next packet."""
+        path.validation.start(self.new_challenge())
+
+    def reset_congestion(self, path: Path) -> None:
+        """Fresh congestion state for a path that came back from failure."""
+        _leave_group(path)
+        path.recovery.controller = self.new_controller()
+        path.pacer.update(cwnd=path.recovery.controller.cwnd, srtt=path.recovery.rtt.smoothed_rtt)
+
+    # -- the handshake's progress -----------------------------------------------------------
+
+    def confirm(self) -> None:
+        """The handshake is confirmed: every path's recovery knows (no probing while idle)."""
+        self.confirmed = True
+        for path in self.paths.values():
+            path.recovery.handshake_confirmed = True
+            path.recovery.probe_when_idle = False
+
+    def validate_addresses(self) -> None:
+        """The handshake proved the peer's address (server): no amplification limit any more."""
+        for path in self.paths.values():  # only path 0 can exist before the handshake ends
+            path.address_validated = True
+
+    def on_peer_parameters(
+        self, max_paths: int, max_ack_delay: float | None, *, now: float
+    ) -> None:
+        """The peer's transport parameters arrived: its limits bind; pending paths start."""
+        self.peer_max_paths = max_paths
+        self.ready = True
+        self.start_pending(now=now)  # they waited for the peer's max_paths
+        if max_ack_delay is not None:
+            self.peer_max_ack_delay = max_ack_delay
+            for path in self.paths.values():
+                path.recovery.max_ack_delay = max_ack_delay
+
     # -- opening --------------------------------------------------------------------
 
     def open(self, local_addr: tuple, remote_addr: tuple, *, now: float) -> int:
@@ -101,15 +216,14 @@ class PathManager:
         Until the handshake has completed and the peer's transport parameters (its
         ``max_paths``) have arrived, the path is only reserved.
         """
-        conn = self.conn
-        if not conn.is_client:
+        if not self.is_client:
             raise ValueError("only the client opens paths")
         limit = self.max_paths()
-        if len(conn.paths) + len(self.pending) >= limit:
-            raise ValueError(f"already {len(conn.paths)} paths; max_paths is {limit}")
+        if len(self.paths) + len(self.pending) >= limit:
+            raise ValueError(f"already {len(self.paths)} paths; max_paths is {limit}")
         path_id = self.next_path_id
         self.next_path_id += 1
-        if not (conn.handshake_complete and conn.peer_parameters_known):
+        if not self.ready:
             self.pending.append((path_id, local_addr, remote_addr))
             return path_id
         self._start(path_id, local_addr, remote_addr, now=now)
@@ -117,7 +231,7 @@ class PathManager:
 
     def max_paths(self) -> int:
         """Paths this connection may have at once: ours and, once known, the peer's limit."""
-        return min(self.conn.config.max_paths, self.conn.peer_max_paths)
+        return min(self.config.max_paths, self.peer_max_paths)
 
     def start_pending(self, *, now: float) -> None:
         """
@@ -128,20 +242,19 @@ class PathManager:
         """
         pending, self.pending = self.pending, []
         for path_id, local_addr, remote_addr in pending:
-            if len(self.conn.paths) >= self.max_paths():
-                self.conn.stats["paths_refused"] += 1
+            if len(self.paths) >= self.max_paths():
+                self.stats["paths_refused"] += 1
                 self.pending_backup.pop(path_id, None)
-                self.conn._events.append(PathAbandoned(path_id, local_addr, remote_addr))
+                self.emit(PathAbandoned(path_id, local_addr, remote_addr))
                 continue
             self._start(path_id, local_addr, remote_addr, now=now)
 
     def _start(self, path_id: int, local_addr: tuple, remote_addr: tuple, *, now: float) -> None:
-        conn = self.conn
-        path = conn._add_path(path_id, local_addr, remote_addr, validated=False, now=now)
+        path = self.add(path_id, local_addr, remote_addr, validated=False, now=now)
         path.address_validated = True  # we chose the server's address; no amplification concern
-        path.recovery.handshake_confirmed = conn.handshake_confirmed
-        conn._challenge(path)
-        conn._events.append(PathAdded(path_id, local_addr, remote_addr))
+        path.recovery.handshake_confirmed = self.confirmed
+        self.challenge(path)
+        self.emit(PathAdded(path_id, local_addr, remote_addr))
         backup = self.pending_backup.pop(path_id, None)
         if backup is not None:
             self.set_backup(path_id, backup)
@@ -154,26 +267,52 @@ class PathManager:
 
         Returns the new path, or ``None`` if we refuse it (too many paths, or we are the client).
         """
-        conn = self.conn
-        if conn.is_client or path_id <= self.highest_peer_path:
-            conn.stats["paths_refused"] += 1  # IDs only grow: an old one is a late or replayed path
+        if self.is_client or path_id <= self.highest_peer_path:
+            self.stats["paths_refused"] += 1  # IDs only grow: an old one is a late or replayed path
             return None
-        if len(conn.paths) >= conn.config.max_paths:
-            conn.stats["paths_refused"] += 1
+        if len(self.paths) >= self.config.max_paths:
+            self.stats["paths_refused"] += 1
             return None
         self.highest_peer_path = path_id
-        path = conn._add_path(path_id, local_addr, remote_addr, validated=False, now=now)
+        path = self.add(path_id, local_addr, remote_addr, validated=False, now=now)
         path.recovery.handshake_confirmed = True
         early = self.early_status.pop(path_id, None)
         if early is not None:
             self.on_status(early)
-        conn._challenge(path)
-        conn._events.append(PathAdded(path_id, local_addr, remote_addr))
+        self.challenge(path)
+        self.emit(PathAdded(path_id, local_addr, remote_addr))
         return path
+
+    def is_forgotten(self, path_id: int) -> bool:
+        """Whether ``path_id`` names a path that existed and was abandoned (its late frames mean
+        nothing now); ``False`` for an ID never used."""
+        if path_id in self.paths:
+            return False
+        return path_id < self.next_path_id or path_id <= self.highest_peer_path
+
+    # -- validation ------------------------------------------------------------------------
+
+    def on_response(self, path: Path, data: bytes, *, now: float) -> None:
+        """A PATH_RESPONSE arrived on ``path``: validated if it answers our challenge."""
+        if path.validation.on_response(data):
+            self.on_validated(path, now=now)
+
+    def on_validated(self, path: Path, *, now: float) -> None:
+        """Its challenge was answered."""
+        path.address_validated = True
+        if path.phase is PathPhase.VALIDATING:
+            path.phase = PathPhase.ACTIVE
+            path.metrics.on_phase_change(True, now=now)
+            self.emit(PathValidated(path.id, path.local_addr, path.remote_addr))
+
+    def on_challenge_timeout(self, path: Path, *, now: float) -> None:
+        """Three PTOs passed since the challenge went out: send it again, or fail validation."""
+        if path.validation.on_timeout():
+            self.on_validation_failed(path, now=now)
 
     def on_validation_failed(self, path: Path, *, now: float) -> None:
         """
-        A path's challenge went unanswered :data:`~.path.MAX_CHALLENGE_ATTEMPTS` times.
+        A path's challenge went unanswered :data:`~.validation.MAX_CHALLENGE_ATTEMPTS` times.
 
         A new path (the peer refused it, or it does not reach the peer) is abandoned; a path that
         moved to a new address (rebinding) stops challenging and stays held to the amplification
@@ -183,26 +322,22 @@ class PathManager:
 
         :raises NoViablePath: the last path of the connection was never validated.
         """
-        self.conn.stats["validations_failed"] += 1
-        path.challenge = path.challenge_sent_at = None
+        self.stats["validations_failed"] += 1
+        path.validation.stop()
         if path.phase is not PathPhase.VALIDATING:
             return
-        if len(self.conn.paths) > 1:
+        if len(self.paths) > 1:
             self.abandon(path.id, now=now)
         else:
             raise NoViablePath(f"path {path.id}, the only one left, failed validation")
 
-    def live(self) -> list[Path]:
-        """Paths not abandoned."""
-        return [p for p in self.conn.paths.values() if p.phase is not PathPhase.ABANDONED]
-
-    def on_validated(self, path: Path, *, now: float) -> None:
-        """Its challenge was answered."""
-        path.address_validated = True
-        if path.phase is PathPhase.VALIDATING:
-            path.phase = PathPhase.ACTIVE
-            path.metrics.on_phase_change(True, now=now)
-            self.conn._events.append(PathValidated(path.id, path.local_addr, path.remote_addr))
+    def on_rebinding(self, path: Path, remote_addr: tuple) -> None:
+        """The peer's address changed (NAT rebinding): revalidate before trusting it."""
+        self.stats["rebindings"] += 1
+        path.remote_addr = remote_addr
+        path.address_validated = False
+        path.bytes_received = path.bytes_sent = 0
+        self.challenge(path)
 
     # -- failure and recovery -------------------------------------------------------------
 
@@ -216,7 +351,7 @@ class PathManager:
         needed = 1 if path.suspect else FAILURE_PTOS
         if path.phase is not PathPhase.ACTIVE or path.recovery.pto_count < needed:
             return
-        others = [p for p in self.conn.paths.values() if p is not path and p.usable]
+        others = [p for p in self.paths.values() if p is not path and p.usable]
         if not others:
             return
         self.fail(path, now=now)
@@ -224,18 +359,15 @@ class PathManager:
     def fail(self, path: Path, *, now: float) -> None:
         """Declare ``path`` failed and move its in-flight frames to the other paths."""
         path.phase = PathPhase.FAILED
-        path.failed_at = now
         path.metrics.on_phase_change(False, now=now)
         path.probe_backoff = 0
         path.next_probe = now + self._probe_interval(path)
-        self.conn._requeue_packets(path, path.recovery.abandon())
+        self.requeue(path.recovery.abandon())
         # Out of the coupled group while failed (its window would skew the others' increase);
-        # it rejoins with fresh state when it recovers (Connection._reset_congestion).
-        leave = getattr(path.recovery.controller, "leave", None)
-        if leave is not None:
-            leave()
-        self.conn.stats["paths_failed"] += 1
-        self.conn._events.append(PathFailed(path.id, path.local_addr, path.remote_addr))
+        # it rejoins with fresh state when it recovers (reset_congestion).
+        _leave_group(path)
+        self.stats["paths_failed"] += 1
+        self.emit(PathFailed(path.id, path.local_addr, path.remote_addr))
 
     def _probe_interval(self, path: Path) -> float:
         """One PTO, doubled ``probe_backoff`` times, at most :data:`MAX_PROBE_INTERVAL` (or PTO)."""
@@ -248,7 +380,7 @@ class PathManager:
 
     def deadline(self, path: Path) -> float | None:
         """
-        When :meth:`on_deadline` has work for ``path``: the next probe of a failed path, or the
+        When :meth:`on_probe_due` has work for ``path``: the next probe of a failed path, or the
         end of an active path's silence once another usable path heard traffic after it (then it
         is already due: the deadline appears with the arrival that makes it true).
         """
@@ -257,23 +389,20 @@ class PathManager:
         if path.phase is not PathPhase.ACTIVE or path.silence_probed:
             return None
         silent_from = path.traffic_heard_at + self.silence_interval(path)
-        for other in self.conn.paths.values():
+        for other in self.paths.values():
             if other is not path and other.traffic_heard_at >= silent_from and other.usable:
                 return silent_from
         return None
 
-    def on_deadline(self, path: Path, *, now: float) -> None:
-        """Probe ``path`` if :meth:`deadline` says so: a failed path, or a silent one (once)."""
-        deadline = self.deadline(path)
-        if deadline is None or now < deadline:
-            return
+    def on_probe_due(self, path: Path, *, now: float) -> None:
+        """:meth:`deadline` passed: probe ``path``, a failed path or a silent one (once)."""
         path.probes_pending = max(path.probes_pending, 1)
         if path.phase is PathPhase.FAILED:
             path.probe_backoff = min(path.probe_backoff + 1, MAX_PROBE_BACKOFF)
             path.next_probe = now + self._probe_interval(path)
         else:
             path.silence_probed = path.suspect = True
-            self.conn.stats["silence_probes"] += 1
+            self.stats["silence_probes"] += 1
 
     def on_heard(self, path: Path, packet_type: int, seq: int, *, now: float) -> None:
         """
@@ -298,14 +427,13 @@ class PathManager:
     def recover(self, path: Path, *, now: float) -> None:
         """A failed path answered: back in use with fresh congestion state, its silence reset."""
         path.phase = PathPhase.ACTIVE
-        path.failed_at = None
         path.metrics.on_phase_change(True, now=now)
         path.recovery.pto_count = 0
         path.traffic_heard_at = now
         path.silence_probed = path.suspect = False
-        self.conn._reset_congestion(path)
-        self.conn.stats["paths_recovered"] += 1
-        self.conn._events.append(PathRecovered(path.id, path.local_addr, path.remote_addr))
+        self.reset_congestion(path)
+        self.stats["paths_recovered"] += 1
+        self.emit(PathRecovered(path.id, path.local_addr, path.remote_addr))
 
     # -- status and abandonment -------------------------------------------------------------
 
@@ -317,12 +445,12 @@ class PathManager:
         path = self._known(path_id)
         path.status = PathState.BACKUP if backup else PathState.AVAILABLE
         self.status_sequence += 1
-        self.conn._control.append(PathStatusFrame(path_id, self.status_sequence, path.status))
+        self.control.append(PathStatusFrame(path_id, self.status_sequence, path.status))
 
     def _known(self, path_id: int) -> Path:
-        path = self.conn.paths.get(path_id)
+        path = self.paths.get(path_id)
         if path is None:
-            raise ValueError(f"no path {path_id}; paths are {sorted(self.conn.paths)}")
+            raise ValueError(f"no path {path_id}; paths are {sorted(self.paths)}")
         return path
 
     def on_status(self, frame: PathStatusFrame) -> None:
@@ -333,10 +461,10 @@ class PathManager:
         status for a path not seen yet is kept until the path arrives (at most ``max_paths`` of
         them).
         """
-        path = self.conn.paths.get(frame.path_id)
+        path = self.paths.get(frame.path_id)
         if path is None:
             early = self.early_status
-            if frame.path_id in early or len(early) < self.conn.config.max_paths:
+            if frame.path_id in early or len(early) < self.config.max_paths:
                 previous = early.get(frame.path_id)
                 if previous is None or frame.sequence > previous.sequence:
                     early[frame.path_id] = frame
@@ -356,25 +484,23 @@ class PathManager:
         locally that raises :class:`ValueError`; from the peer (``notify=False``) it is a
         :class:`~kwik_twisted.errors.ProtocolViolation`.
         """
-        path = self._known(path_id) if notify else self.conn.paths.get(path_id)
+        path = self._known(path_id) if notify else self.paths.get(path_id)
         if path is None or path.phase is PathPhase.ABANDONED:
             return
-        if len(self.conn.paths) == 1:
+        if len(self.paths) == 1:
             if notify:
                 raise ValueError(f"path {path_id} is the last path; close the connection instead")
             raise ProtocolViolation(f"PATH_ABANDON for the last path ({path_id})")
         if notify:
-            self.conn._control.append(PathAbandonFrame(path_id, error_code))
+            self.control.append(PathAbandonFrame(path_id, error_code))
         path.phase = PathPhase.ABANDONED
         path.metrics.on_phase_change(False, now=now)
-        self.conn._requeue_packets(path, path.recovery.abandon())
-        leave = getattr(path.recovery.controller, "leave", None)
-        if leave is not None:
-            leave()
+        self.requeue(path.recovery.abandon())
+        _leave_group(path)
         # Forgotten at once: late packets for the ID are dropped (IDs are never reused), late
         # ACKs for it ignored, and a peer cannot grow our memory by opening and abandoning paths.
-        del self.conn.paths[path.id]
-        self.conn._events.append(PathAbandoned(path.id, path.local_addr, path.remote_addr))
+        del self.paths[path.id]
+        self.emit(PathAbandoned(path.id, path.local_addr, path.remote_addr))
 
     def on_abandon(self, frame: PathAbandonFrame, *, now: float) -> None:
         """The peer abandoned a path."""
@@ -384,22 +510,45 @@ class PathManager:
 
     def advertise(self) -> None:
         """Server: announce the configured extra addresses (called when the handshake completes)."""
-        for address_id, (host, port) in enumerate(self.conn.config.advertise, start=1):
+        for address_id, (host, port) in enumerate(self.config.advertise, start=1):
             frame = AddAddressFrame(address_id, ip_address(host), int(port))
-            self.conn._control.append(frame)
+            self.control.append(frame)
 
     def on_add_address(self, frame: AddAddressFrame, *, now: float) -> None:
         """Client: the server advertised an address; open a path to it if configured to."""
-        conn = self.conn
-        if not conn.is_client or frame.address_id in self.advertised:
+        if not self.is_client or frame.address_id in self.advertised:
             return
-        if len(self.advertised) >= conn.config.max_paths * 4:
+        if len(self.advertised) >= self.config.max_paths * 4:
             return  # bounded: a peer cannot make us remember unlimited addresses
         address = (str(frame.host), frame.port)
         self.advertised[frame.address_id] = address
-        conn._events.append(AddressAdvertised(frame.address_id, address))
-        known = {p.remote_addr for p in conn.paths.values()}
-        if conn.config.use_advertised and address not in known:
-            if len(conn.paths) + len(self.pending) < conn.config.max_paths:
-                local = next(iter(conn.paths.values())).local_addr
+        self.emit(AddressAdvertised(frame.address_id, address))
+        known = {p.remote_addr for p in self.paths.values()}
+        if self.config.use_advertised and address not in known:
+            if len(self.paths) + len(self.pending) < self.config.max_paths:
+                local = next(iter(self.paths.values())).local_addr
                 self.open(local, address, now=now)
+
+    def probe_usable(self) -> None:
+        """Make every usable path send an ack-eliciting packet (a keep-alive PING)."""
+        for path in self.paths.values():
+            if path.usable:
+                path.probes_pending = max(path.probes_pending, 1)
+
+    def pto(self) -> float:
+        """The connection's PTO, for closing: path 0's (or any path's, once 0 is gone)."""
+        path = self.paths.get(0) or next(iter(self.paths.values()))  # never empty: see abandon()
+        return path.recovery.rtt.pto_interval(self.config.max_ack_delay)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def metrics(self, *, now: float) -> dict[int, PathMetrics]:
+        """A snapshot of every path's metrics, by path ID."""
+        return {p.id: p.metrics.snapshot(p, now=now) for p in self.paths.values()}
+
+
+def _leave_group(path: Path) -> None:
+    """Take ``path``'s controller out of its coupled group, if it is in one."""
+    leave = getattr(path.recovery.controller, "leave", None)
+    if leave is not None:
+        leave()

@@ -1,5 +1,5 @@
 """
-Path metrics: what schedulers and the congestion detector know about a path.
+Path metrics: what schedulers (and, later, the QoS layer) know about a path.
 
 Theory of operation.  The RTT figures come straight from the path's RFC 9002 §5 estimator
 (``smoothed_rtt``, ``min_rtt``, ``latest_rtt``, ``rttvar``) and its ``jitter``.  A

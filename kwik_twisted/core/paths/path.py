@@ -11,22 +11,26 @@ multipath QUIC draft. A single-path connection is a connection with one of these
 
 from __future__ import annotations
 
-from collections import deque
 from enum import Enum
 
 from ...wire import AckFrame, PathState
 from ..recovery.loss import LossRecovery
 from ..recovery.pacing import Pacer
+from .validation import MAX_CHALLENGE_ATTEMPTS, MAX_PENDING_RESPONSES, PathValidation
+
+__all__ = [
+    "AMPLIFICATION_FACTOR",
+    "MAX_CHALLENGE_ATTEMPTS",
+    "MAX_PENDING_RESPONSES",
+    "AckTracker",
+    "Path",
+    "PathPhase",
+]
 
 #: How many ranges of received sequence numbers a path remembers (protocol.rst, "Acknowledgements").
 MAX_ACK_RANGES_TRACKED = 32
 #: Ack-eliciting packets received before an ACK is sent at once.
 ACK_ELICITING_THRESHOLD = 2
-#: PATH_RESPONSEs queued per path: only the newest challenge is answered (protocol.rst: at most one
-#: answer per path per packet, so a challenge flood costs the flooder, not us).
-MAX_PENDING_RESPONSES = 1
-#: Times a PATH_CHALLENGE is sent (each after 3 PTOs of silence) before validation fails.
-MAX_CHALLENGE_ATTEMPTS = 3
 AMPLIFICATION_FACTOR = 3
 
 
@@ -108,11 +112,6 @@ class AckTracker:
             dropped = ranges.pop(0)
             self.floor = dropped[1] + 1
 
-    @property
-    def ack_pending(self) -> bool:
-        """Whether anything received is not yet acknowledged."""
-        return self.ack_deadline is not None
-
     def build_ack(self, path_id: int, *, now: float) -> AckFrame | None:
         """The ACK frame for this path's received packets (``None`` before anything arrived)."""
         if not self.ranges:
@@ -120,6 +119,10 @@ class AckTracker:
         delay = int(max(0.0, now - self.largest_time) * 1e6)
         ranges = tuple((first, last) for first, last in reversed(self.ranges))
         return AckFrame(path_id, ranges, delay)
+
+    def on_delay_expired(self) -> None:
+        """The ACK delay passed: the pending ACK is due now."""
+        self.immediate = True
 
     def on_ack_sent(self) -> None:
         """An ACK went out: nothing is due until more ack-eliciting packets arrive."""
@@ -167,6 +170,8 @@ class Path:
     :ivar phase: a :class:`PathPhase`.
     :ivar status: AVAILABLE or BACKUP (ours; ``peer_status`` is the peer's wish).
     :ivar address_validated: whether the peer's address is proven (no amplification limit).
+    :ivar validation: our PATH_CHALLENGE and the PATH_RESPONSEs we owe (a
+        :class:`~kwik_twisted.core.paths.validation.PathValidation`).
     :ivar traffic_heard_at: when the peer's last packet carrying more than ACKs and PINGs arrived
         on this path (its creation or recovery until then); see
         :meth:`~kwik_twisted.core.paths.manager.PathManager.deadline`.
@@ -189,22 +194,13 @@ class Path:
         "address_validated",
         "bytes_received",
         "bytes_sent",
-        "challenge",
-        "challenge_sent_at",
-        "challenges_sent",
-        "challenge_attempts",
-        "responses",
+        "validation",
         "dcid",
         "probes_pending",
         "packets_sent",
         "packets_received",
         "packets_lost",
-        "packets_retransmitted",
         "bytes_acked",
-        "last_activity",
-        "created",
-        "failed_at",
-        "usable_time",
         "metrics",
         "pacing_deadline",
         "next_probe",
@@ -240,22 +236,13 @@ class Path:
         self.address_validated = validated
         self.bytes_received = 0
         self.bytes_sent = 0
-        self.challenge: bytes | None = None
-        self.challenge_sent_at: float | None = None
-        self.challenges_sent = 0
-        self.challenge_attempts = 0
-        self.responses: deque[bytes] = deque(maxlen=MAX_PENDING_RESPONSES)
+        self.validation = PathValidation()
         self.dcid = dcid
         self.probes_pending = 0
         self.packets_sent = 0
         self.packets_received = 0
         self.packets_lost = 0
-        self.packets_retransmitted = 0
         self.bytes_acked = 0
-        self.last_activity = now
-        self.created = now
-        self.failed_at: float | None = None
-        self.usable_time = 0.0
         self.metrics = None
         self.pacing_deadline: float | None = None
         self.next_probe = 0.0

@@ -194,11 +194,6 @@ class LossRecovery:
         """How many sent packets are neither acknowledged nor declared lost."""
         return len(self._sent)
 
-    @property
-    def ack_eliciting_in_flight(self) -> int:
-        """How many outstanding packets are ack-eliciting and in flight."""
-        return self._ack_eliciting_in_flight
-
     def skip_sequence_number(self) -> int:
         """Skip the next number on purpose (an ACK of it is then a violation); return it."""
         seq = self._next_seq

@@ -180,8 +180,9 @@ class ParameterRangeTests(SynchronousTestCase):
     def check(self, parameter: int, value: int) -> None:
         """A client announcing ``parameter = value`` is closed with the error code."""
         pair = MemoryPair(client_config(), server_config())
-        honest = pair.client._transport_parameters  # a peer that lies about its limits
-        pair.client._transport_parameters = lambda: {**honest(), parameter: value}
+        handshake = pair.client.handshake  # a peer that lies about its limits
+        honest = handshake.local_parameters
+        handshake.local_parameters = lambda: {**honest(), parameter: value}
         pair.advance(1.0)
         closes = of_type(pair.server_events, ConnectionTerminated)
         self.assertEqual([c.error_code for c in closes], [ErrorCode.TRANSPORT_PARAMETER_ERROR])

@@ -1,0 +1,194 @@
+"""
+The key schedule: which packet keys seal what we send and open what arrives.
+
+Theory of operation (protocol.rst, "Handshake"; RFC 9001 §4.9 adapted).  A connection has two key
+epochs: *initial* keys, derived from the client's first destination CID and so public to anyone who
+saw that datagram, and *application* keys, exported from TLS when the handshake completes
+(:meth:`KeySchedule.install`).  :class:`KeySchedule` owns both, and every choice between them:
+
+* **Sending.**  Handshake bytes travel under initial keys until the peer is known to hold
+  application keys (:meth:`~KeySchedule.handshake_epoch`); a packet takes the epoch of the
+  handshake bytes it must carry, else application keys once they exist
+  (:meth:`~KeySchedule.packet_epoch`).
+* **Receiving.**  :meth:`~KeySchedule.receive_keys` picks the keys a packet's epoch names.  Once
+  the handshake is confirmed (:meth:`~KeySchedule.confirm`) initial keys are *retired*: nothing
+  sealed with public keys is believed any more (a forged CLOSE, ACK or rebinding), and an ACK that
+  arrived under initial keys may not acknowledge the application packets sent on path 0
+  (:meth:`~KeySchedule.clip_initial_ack`).
+* **Early packets.**  A client's first application packets can overtake its Finished; the server
+  holds up to :data:`MAX_EARLY_PACKETS` of them (:data:`MAX_EARLY_BYTES` in all) and replays them
+  once its keys exist (:meth:`~KeySchedule.take_early`).  Nothing in that queue is authenticated,
+  so a forger cannot grow it past those bounds; what does not fit is dropped and counted.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ..errors import DecryptionFailed, DroppedPacket
+from ..wire import Epoch
+from .crypto.protection import PacketProtection, initial_protections
+
+#: Undecryptable application packets a server holds until its keys exist, and their bytes at most:
+#: an honest client's first application flight (its initial window, ten packets) can overtake its
+#: Finished; nothing in this queue is authenticated, so a forger must not be able to grow it.
+MAX_EARLY_PACKETS = 16
+MAX_EARLY_BYTES = 24 * 1024
+
+# Plain ints for the per-packet path (an IntEnum member lookup costs about 80 ns in CPython 3.11).
+_INITIAL, _APPLICATION = int(Epoch.INITIAL), int(Epoch.APPLICATION)
+
+
+class KeySchedule:
+    """
+    The packet keys of one connection and the epoch choices (see the module docstring).
+
+    :ivar confirmed: whether the handshake is confirmed (initial keys retired).
+    :ivar peer_has_app_keys: whether a packet of the peer's arrived under application keys.
+    :ivar first_app_seq: the first sequence number we sent on path 0 under application keys.
+    """
+
+    __slots__ = (
+        "is_client",
+        "stats",
+        "initial_send",
+        "initial_recv",
+        "app_send",
+        "app_recv",
+        "confirmed",
+        "peer_has_app_keys",
+        "first_app_seq",
+        "early",
+        "early_bytes",
+        "replay_due",
+    )
+
+    def __init__(self, original_dcid: bytes, *, is_client: bool, stats: Counter) -> None:
+        self.is_client = is_client
+        self.stats = stats
+        self.initial_send, self.initial_recv = initial_protections(
+            original_dcid, is_client=is_client
+        )
+        self.app_send: PacketProtection | None = None
+        self.app_recv: PacketProtection | None = None
+        self.confirmed = False
+        self.peer_has_app_keys = False
+        self.first_app_seq: int | None = None
+        self.early: list[tuple[bytes, tuple, tuple]] = []
+        self.early_bytes = 0
+        self.replay_due = False
+
+    # -- the handshake's progress ----------------------------------------------------
+
+    @property
+    def complete(self) -> bool:
+        """Whether application keys exist."""
+        return self.app_send is not None
+
+    def install(self, send: PacketProtection, receive: PacketProtection) -> None:
+        """The handshake completed: application keys exist; held early packets are due."""
+        self.app_send, self.app_recv = send, receive
+        self.replay_due = True
+
+    def confirm(self) -> None:
+        """The handshake is confirmed: initial keys are retired."""
+        self.confirmed = True
+
+    # -- sending ---------------------------------------------------------------------
+
+    def handshake_epoch(self) -> int:
+        """
+        Which keys carry our handshake bytes now.
+
+        Initial keys until the peer is known to have application keys: for the server, its own
+        handshake completing; for the client, the first application-key packet from the server
+        (the server drops initial-key packets from then on, so a client that kept using them for
+        its retransmitted Finished, and the ACKs riding with it, would never be heard again).
+        """
+        if self.app_send is None:
+            return _INITIAL
+        if self.confirmed or self.peer_has_app_keys:
+            return _APPLICATION
+        return _INITIAL
+
+    def packet_epoch(self, handshake_pending: bool) -> int:
+        """The epoch of the next packet, given whether handshake bytes wait to be sent."""
+        if self.app_send is None:
+            return _INITIAL
+        if not handshake_pending:
+            return _APPLICATION
+        return self.handshake_epoch()
+
+    def send_keys(self, epoch: int) -> PacketProtection:
+        """The sealing keys for ``epoch``."""
+        if epoch == _INITIAL:
+            return self.initial_send
+        assert self.app_send is not None
+        return self.app_send
+
+    def on_sent(self, seq: int) -> None:
+        """An application-key packet went out on path 0 with ``seq`` (the first one counts)."""
+        if self.first_app_seq is None:
+            self.first_app_seq = seq
+
+    # -- receiving -------------------------------------------------------------------
+
+    def receive_keys(
+        self, epoch: int, path_id: int, data: bytes, local_addr: tuple, remote_addr: tuple
+    ) -> PacketProtection:
+        """
+        The keys that open a packet of ``epoch`` on ``path_id``.
+
+        :raises DroppedPacket: an initial-key packet after the handshake was confirmed or off
+            path 0.
+        :raises DecryptionFailed: no application keys yet (a server holds the datagram for
+            later, within the early bounds).
+        """
+        if epoch == _INITIAL:
+            # Initial keys are public to anyone who saw the first datagram: once the handshake no
+            # longer needs them, nothing under them is believed (a forged CLOSE, ACK or rebinding).
+            if path_id != 0 or self.confirmed:
+                raise DroppedPacket("initial-key packet after the handshake, or off path 0")
+            return self.initial_recv
+        if self.app_recv is None:
+            # The client's first application packets (on any path) can overtake its Finished.
+            if not self.is_client:
+                self.hold_early((data, local_addr, remote_addr))
+            raise DecryptionFailed("no application keys yet")
+        return self.app_recv
+
+    def on_authenticated(self, epoch: int) -> None:
+        """A packet of ``epoch`` authenticated (the peer holds keys of that epoch)."""
+        if epoch == _APPLICATION:
+            self.peer_has_app_keys = True
+
+    def clip_initial_ack(self, ranges: tuple) -> tuple:
+        """
+        The parts of an initial-key ACK's descending inclusive ``ranges`` that may be believed:
+        those below our first application packet on path 0 (all of them before there is one).
+        """
+        limit = self.first_app_seq
+        if limit is None:
+            return ranges
+        return tuple((lo, min(hi, limit - 1)) for lo, hi in ranges if lo < limit)
+
+    # -- early packets -----------------------------------------------------------------
+
+    def hold_early(self, datagram: tuple[bytes, tuple, tuple]) -> None:
+        """Keep a datagram that may be the client's application data overtaking its Finished,
+        within :data:`MAX_EARLY_PACKETS` and :data:`MAX_EARLY_BYTES`; drop it (counted) beyond."""
+        size = len(datagram[0])
+        if len(self.early) >= MAX_EARLY_PACKETS or self.early_bytes + size > MAX_EARLY_BYTES:
+            self.stats["early_dropped"] += 1
+            return
+        self.early.append(datagram)
+        self.early_bytes += size
+
+    def take_early(self) -> list[tuple[bytes, tuple, tuple]]:
+        """The held datagrams, once the keys to open them exist (empty before, and after)."""
+        if not self.replay_due:
+            return []
+        self.replay_due = False
+        early, self.early = self.early, []
+        self.early_bytes = 0
+        return early

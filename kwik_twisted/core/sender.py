@@ -1,0 +1,283 @@
+"""
+The send loop and its outcomes: when and on which path packets go, and what their ACKs and losses
+mean.
+
+Theory of operation.  :mod:`~kwik_twisted.core.sending` decides what goes *in* a packet;
+:class:`Sender` decides whether a packet goes at all, and where:
+
+* **One path.**  :meth:`Sender.send` sends on the path while the congestion window and the pacer
+  allow stream data, or while something else (an ACK due, validation, control or handshake
+  frames, :func:`~kwik_twisted.core.sending.wants_packet`) or a probe is waiting, up to
+  :data:`BURST_LIMIT` packets before the owner gets control back.
+* **Several paths.**  First control, ACKs and probes on every path; then each packet of stream data
+  goes where the configured scheduler says among the usable paths whose pacer allows it (backups
+  only while no primary path is usable).  A redundant scheduler's second path gets the same stream
+  ranges again at once: the copies are ordinary retransmissions settled by whichever ACK comes
+  first.
+* **Outcomes** (RFC 9002).  An ACK frame is handed to the path it names
+  (:meth:`Sender.on_ack`): RTT, window, pacing and metrics are updated, and the records of the
+  acknowledged and lost packets go to the
+  :class:`~kwik_twisted.core.retransmit.RecordRouter`.  A loss-detection timer
+  (:meth:`Sender.on_loss_timer`) declares packets lost or arms probes; a PTO during the handshake
+  re-sends every handshake byte not yet acknowledged.
+* Now and then (one in about :data:`SKIP_ONE_IN`) a sequence number is skipped: a peer that
+  acknowledges it is lying (optimistic-ACK defence).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ..errors import ProtocolViolation
+from ..wire import AckFrame, ConnectionCloseFrame, Epoch
+from .entropy import Entropy, random_below
+from .keys import KeySchedule
+from .paths.manager import PathManager
+from .paths.path import Path, PathPhase
+from .paths.scheduler import FrameRequirements, Scheduler
+from .recovery.loss import LossRecovery, SentPacket
+from .retransmit import RecordRouter
+from .sending import PacketContext, build_close_packet, build_packet, wants_packet
+from .streams.manager import StreamRecord
+from .timers import IdleTimer
+
+#: One in this many packets skips a sequence number (optimistic-ACK defence).
+SKIP_ONE_IN = 256
+#: Packets sent in one go per path before the owner gets control back.
+BURST_LIMIT = 64
+
+_INITIAL, _APPLICATION = int(Epoch.INITIAL), int(Epoch.APPLICATION)
+
+
+class Sender:
+    """
+    Sends packets on a connection's paths and settles what becomes of them.
+
+    :param ctx: what the packet assembler reads (frame sources, keys, counters).
+    :param paths: the path manager (the paths, failure and recovery).
+    :param scheduler: the policy choosing the path of each packet of stream data.
+    :param records: where the records of acknowledged and lost packets go.
+    :param idle: told when we last sent.
+    """
+
+    def __init__(
+        self,
+        *,
+        ctx: PacketContext,
+        paths: PathManager,
+        scheduler: Scheduler,
+        records: RecordRouter,
+        idle: IdleTimer,
+        entropy: Entropy,
+        stats: Counter,
+    ) -> None:
+        self.ctx = ctx
+        self.keys: KeySchedule = ctx.keys
+        self.streams = ctx.streams
+        self.paths = paths
+        self.scheduler = scheduler
+        self.records = records
+        self.idle = idle
+        self.entropy = entropy
+        self.stats = stats
+        self._skip_countdown = 1 + random_below(entropy, 2 * SKIP_ONE_IN)
+        self._requirements = FrameRequirements()
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def send(self, *, now: float) -> list[tuple[bytes, tuple, tuple]]:
+        """Return ``(datagram, local_addr, remote_addr)`` triples to send now."""
+        out: list[tuple[bytes, tuple, tuple]] = []
+        paths = self.paths.paths
+        if len(paths) == 1:
+            for path in paths.values():
+                self._send_on_path(path, out, now)
+            return out
+        self._send_multipath(list(paths.values()), out, now)
+        return out
+
+    def send_close(
+        self, frame: ConnectionCloseFrame, *, now: float
+    ) -> list[tuple[bytes, tuple, tuple]]:
+        """The datagram carrying ``frame``, on a usable path if there is one."""
+        paths = self.paths.paths
+        usable = [p for p in paths.values() if p.usable]
+        path = usable[0] if usable else (paths.get(0) or next(iter(paths.values())))
+        datagram, packet = build_close_packet(self.ctx, path, frame, now=now)
+        path.recovery.on_packet_sent(packet)
+        return [(datagram, path.local_addr, path.remote_addr)]
+
+    def _send_on_path(self, path: Path, out: list, now: float, *, data: bool = True) -> None:
+        """Send what ``path`` may send now; stream data only if ``data``."""
+        recovery = path.recovery
+        controller = recovery.controller
+        pacer = path.pacer
+        streams = self.streams
+        usable = data and path.usable
+        sent = 0
+        while sent < BURST_LIMIT:
+            probe = path.probes_pending > 0
+            cwnd_ok = probe or recovery.bytes_in_flight < controller.cwnd
+            pace_at = None if probe else pacer.next_send_time(now=now)
+            paced_ok = pace_at is None or pace_at <= now
+            has_data = streams.has_data
+            path.pacing_deadline = pace_at if cwnd_ok and usable and has_data else None
+            allow_data = cwnd_ok and paced_ok and usable
+            if not probe and not (allow_data and has_data):
+                if not wants_packet(self.ctx, path, now):
+                    break
+            if self._send_one(path, out, now, allow_data=allow_data, probe=probe) is None:
+                break
+            sent += 1
+        if usable and not streams.has_data and recovery.bytes_in_flight < controller.cwnd:
+            controller.on_app_limited(now=now)
+
+    def _send_one(
+        self, path: Path, out: list, now: float, *, allow_data: bool, probe: bool
+    ) -> SentPacket | None:
+        """Build, seal and record one packet on ``path``; return it (``None``: nothing to send)."""
+        recovery = path.recovery
+        keys = self.keys
+        epoch = keys.packet_epoch(self.ctx.crypto_send.pending)
+        if epoch == _INITIAL and path.id != 0:
+            return None  # only the handshake path carries initial-key packets
+        self._maybe_skip(recovery)
+        built = build_packet(
+            self.ctx, path, now=now, epoch=epoch, allow_data=allow_data, probe=probe
+        )
+        if built is None:
+            return None
+        datagram, packet = built
+        if epoch == _APPLICATION and path.id == 0 and keys.first_app_seq is None:
+            keys.on_sent(packet.seq)
+        packet.is_probe = probe
+        if probe:
+            path.probes_pending -= 1
+        recovery.on_packet_sent(packet)
+        if packet.in_flight:
+            path.pacer.consume(packet.size, now)
+        path.bytes_sent += packet.size
+        path.packets_sent += 1
+        self.idle.last_sent = now
+        out.append((datagram, path.local_addr, path.remote_addr))
+        self.scheduler.on_sent(path, packet.size, now=now)
+        return packet
+
+    def _send_multipath(self, live: list[Path], out: list, now: float) -> None:
+        """Control, ACKs and probes on every path; then stream data wherever the scheduler says."""
+        for path in live:
+            self._send_on_path(path, out, now, data=False)
+        streams = self.streams
+        budget = BURST_LIMIT * len(live)
+        while streams.has_data and budget > 0:
+            usable = [p for p in live if p.usable]
+            if any(not p.is_backup for p in usable):  # backups wait while a primary works
+                usable = [p for p in usable if not p.is_backup]
+            candidates = [p for p in usable if self._paced_ok(p, now)]
+            targets = self._select_paths(candidates, now) if candidates else []
+            if not targets:
+                break
+            packet = self._send_one(targets[0], out, now, allow_data=True, probe=False)
+            if packet is None:
+                break
+            budget -= 1
+            for other in targets[1:]:
+                self._duplicate(packet, other, out, now)
+        for path in live:
+            recovery = path.recovery
+            if path.usable and not streams.has_data:
+                if recovery.bytes_in_flight < recovery.controller.cwnd:
+                    recovery.controller.on_app_limited(now=now)
+
+    def _paced_ok(self, path: Path, now: float) -> bool:
+        pace_at = path.pacer.next_send_time(now=now)
+        path.pacing_deadline = pace_at
+        return pace_at is None or pace_at <= now
+
+    def _duplicate(self, packet: SentPacket, path: Path, out: list, now: float) -> None:
+        """Send the stream data of ``packet`` again on ``path`` at once (redundant scheduling)."""
+        for record in packet.frames:
+            if isinstance(record, StreamRecord):
+                self.streams.on_record_lost(record)
+        if self._send_one(path, out, now, allow_data=True, probe=False) is not None:
+            self.stats["redundant_packets"] += 1
+
+    def _select_paths(self, candidates: list[Path], now: float) -> list[Path]:
+        """The paths for the next packet of stream data (the configured scheduler decides)."""
+        streams = self.streams
+        req = self._requirements
+        req.priority = streams.highest_pending_priority() or 0
+        req.size = self.ctx.max_datagram_size
+        req.backlog = streams.backlog()
+        return self.scheduler.select_all(candidates, req, now=now)
+
+    def _maybe_skip(self, recovery: LossRecovery) -> None:
+        """Now and then skip a sequence number: a peer acknowledging it is lying."""
+        self._skip_countdown -= 1
+        if self._skip_countdown <= 0:
+            recovery.skip_sequence_number()
+            self._skip_countdown = 1 + random_below(self.entropy, 2 * SKIP_ONE_IN)
+
+    # -- outcomes ------------------------------------------------------------------------
+
+    def on_ack(self, frame: AckFrame, epoch: int, *, now: float) -> None:
+        """
+        An ACK frame arrived in a packet of ``epoch``: settle what it acknowledges.
+
+        :raises ProtocolViolation: it names a path that never existed.
+        """
+        target = self.paths.paths.get(frame.path_id)
+        if target is None:
+            if self.paths.is_forgotten(frame.path_id):
+                return  # a path abandoned and forgotten: its late ACKs mean nothing now
+            raise ProtocolViolation(f"ACK for unknown path {frame.path_id}")
+        ranges = frame.ranges
+        if epoch == _INITIAL and self.keys.first_app_seq is not None:
+            ranges = self.keys.clip_initial_ack(ranges)
+            if not ranges:
+                return
+        recovery = target.recovery
+        result = recovery.on_ack_received(ranges, frame.ack_delay / 1e6, now=now)
+        acked = self._on_packets_acked(target, result.newly_acked, now)
+        if acked:
+            target.metrics.on_ack(
+                acked,
+                now=now,
+                packets=len(result.newly_acked),
+                smoothed_rtt=recovery.rtt.smoothed_rtt,
+            )
+            self.scheduler.on_acked(target, acked, now=now)
+        if result.lost:
+            self.on_packets_lost(target, result.lost, now=now)
+        if recovery.rtt.has_sample:
+            target.pacer.update(cwnd=recovery.controller.cwnd, srtt=recovery.rtt.smoothed_rtt)
+            self.streams.rtt = recovery.rtt.smoothed_rtt
+
+    def _on_packets_acked(self, path: Path, packets: list[SentPacket], now: float) -> int:
+        """Settle newly acknowledged ``packets``; return their total size.  An ACK brings a
+        failed path back first."""
+        if packets and path.phase is PathPhase.FAILED:
+            self.paths.on_acked(path, now=now)
+        total = self.records.on_acked_packets(packets)
+        path.bytes_acked += total
+        return total
+
+    def on_packets_lost(self, path: Path, packets: list[SentPacket], *, now: float) -> None:
+        """``packets`` sent on ``path`` were declared lost: count them and re-send their frames."""
+        path.metrics.on_loss(len(packets), now=now)
+        for packet in packets:
+            path.packets_lost += 1
+            self.stats["packets_lost"] += 1
+            self.records.on_lost(packet.frames)
+
+    def on_loss_timer(self, path: Path, *, now: float) -> None:
+        """The path's loss-detection timer fired: declare losses, or arm probes (PTO)."""
+        result = path.recovery.on_timeout(now=now)
+        if result.lost:
+            self.on_packets_lost(path, result.lost, now=now)
+        if result.probes:
+            path.probes_pending = result.probes
+            crypto = self.ctx.crypto_send
+            if not self.keys.confirmed and crypto.sent_offset:
+                crypto.on_lost(0, crypto.sent_offset, False)  # every handshake byte again
+            self.paths.on_probe_timeout(path, now=now)
