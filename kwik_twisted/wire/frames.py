@@ -14,10 +14,16 @@ check's job is to prove that decompression (and the implementation) reproduced e
 sender had.
 
 :func:`encode_payload` turns frames into a packet's plaintext and tells the packet header what to
-    say
-(frame count, packet type, compression info); :func:`decode_payload` is its inverse and enforces
-every rule of protocol.rst that can be checked without connection state, raising only
+say (frame count, packet type, compression info); :func:`decode_payload` is its inverse and
+enforces every rule of protocol.rst that can be checked without connection state, raising only
 :mod:`kwik_twisted.errors`.
+
+Fast paths serve the bulk packet, one normal-priority STREAM frame with a one-byte StreamID and a
+two-byte Data Length: the header is written and read with one ``struct`` call (the general code,
+:func:`_push_header_varints` and :func:`_pull_header`, goes field by field), the flags of such a
+frame are checked inline (:func:`_check_flags` otherwise), and :func:`classify` and
+:func:`decode_payload` answer a lone frame before their general loops (:func:`_classify_any`,
+:func:`_decode_frames`).  tests/wire/test_fast_paths.py holds each pair to the same result.
 """
 
 from __future__ import annotations
@@ -236,6 +242,21 @@ def _push_header(
             buf += _HEADER_LONG_LEN.pack(sid, offset, flags, n | 0x4000, checksum, priority, 0)
             buf += data
             return
+    _push_header_varints(buf, sid, offset, flags, data, checksum, priority, extensions)
+
+
+def _push_header_varints(
+    buf: bytearray,
+    sid: int,
+    offset: int,
+    flags: int,
+    data: bytes | memoryview,
+    checksum: int,
+    priority: int,
+    extensions: bytes,
+) -> None:
+    """:func:`_push_header` for every shape, field by field (the fixed shapes are its fast
+    paths: one-byte StreamID, no extensions, one- or two-byte Data Length)."""
     push_varint(buf, sid)
     buf += _OFFSET_FLAGS.pack(offset, flags)
     push_varint(buf, len(data))
@@ -323,6 +344,11 @@ def classify(frames: list[Frame]) -> PacketType:
             if frame.priority:
                 return PacketType.PRIORITY
             return PacketType.RETRANSMISSION if frame.retransmit else PacketType.DATA
+    return _classify_any(frames)
+
+
+def _classify_any(frames: list[Frame]) -> PacketType:
+    """:func:`classify` for any list of frames (a lone STREAM frame is its fast path)."""
     has_stream = retransmit = False
     others = set()
     for frame in frames:
@@ -499,15 +525,48 @@ def pull_frame(data: memoryview, pos: int, epoch: int, compression: int) -> tupl
         else:
             ext_length, pos = pull_varint(data, pos + 17)
     else:
-        sid, pos = pull_varint(data, pos)
-        if pos + 9 > size:
-            raise TruncatedInput("frame header ends inside Offset/Flags")
-        offset, flags = _OFFSET_FLAGS.unpack_from(data, pos)
-        length, pos = pull_varint(data, pos + 9)
-        if pos + 5 > size:
-            raise TruncatedInput("frame header ends inside Checksum/Priority")
-        checksum, priority = _CHECKSUM_PRIORITY.unpack_from(data, pos)
-        ext_length, pos = pull_varint(data, pos + 5)
+        sid, offset, flags, length, checksum, priority, ext_length, pos = _pull_header(data, pos)
+    return _pull_body(
+        data, pos, epoch, compression, sid, offset, flags, length, checksum, priority, ext_length
+    )
+
+
+def _pull_header(data: memoryview, pos: int) -> tuple[int, int, int, int, int, int, int, int]:
+    """
+    Decode a frame header of any shape, field by field (:func:`pull_frame` reads the shape of a
+    full data frame in one step).
+
+    :returns: ``(sid, offset, flags, length, checksum, priority, extensions length, position of
+        the extensions)``.
+    """
+    size = len(data)
+    sid, pos = pull_varint(data, pos)
+    if pos + 9 > size:
+        raise TruncatedInput("frame header ends inside Offset/Flags")
+    offset, flags = _OFFSET_FLAGS.unpack_from(data, pos)
+    length, pos = pull_varint(data, pos + 9)
+    if pos + 5 > size:
+        raise TruncatedInput("frame header ends inside Checksum/Priority")
+    checksum, priority = _CHECKSUM_PRIORITY.unpack_from(data, pos)
+    ext_length, pos = pull_varint(data, pos + 5)
+    return sid, offset, flags, length, checksum, priority, ext_length, pos
+
+
+def _pull_body(
+    data: memoryview,
+    pos: int,
+    epoch: int,
+    compression: int,
+    sid: int,
+    offset: int,
+    flags: int,
+    length: int,
+    checksum: int,
+    priority: int,
+    ext_length: int,
+) -> tuple[Frame, int, int]:
+    """The rest of :func:`pull_frame` once the header is read: extensions, body, checks."""
+    size = len(data)
     ext_end = pos + ext_length
     end = ext_end + length
     if end > size:
@@ -558,6 +617,14 @@ def decode_payload(
                 # The bulk packet: one normal-priority STREAM frame (one frame cannot inflate
                 # past MAX_DECOMPRESSED_FRAME < MAX_DECOMPRESSED_PACKET); every check below holds.
                 return [frame]
+    return _decode_frames(data, frame_count, packet_type, compression, epoch)
+
+
+def _decode_frames(
+    data: memoryview, frame_count: int, packet_type: int, compression: int, epoch: int
+) -> list[Frame]:
+    """:func:`decode_payload` for any payload, frame by frame (a lone normal-priority STREAM
+    frame in a DATA packet is its fast path)."""
     frames: list[Frame] = []
     pos = 0
     inflated = 0

@@ -20,6 +20,12 @@ passes ``seal`` to
 :func:`encode_packet` and opens :attr:`Packet.payload` itself, so the wire layer stays free of keys.
 Every error raised while decoding is a :class:`~kwik_twisted.errors.DroppedPacket`: nothing in an
 unauthenticated header can close a connection.
+
+The bulk packet has one shape (application keys, no source CID, one-byte Path ID and Frame Count,
+two-byte Total Length), and it alone has fast paths: :func:`encode_application_packet` seals it
+without building a :class:`Header`, and :func:`decode_packet` reads its whole header with one
+``struct`` call.  Every other shape, and every error, goes through the general field-by-field
+code; tests/wire/test_fast_paths.py checks that both give the same bytes, headers and errors.
 """
 
 from __future__ import annotations
@@ -172,19 +178,6 @@ def encode_packet(header: Header, plaintext: bytes, seal: Seal) -> bytes:
     bytes.
     """
     total = len(plaintext) + TAG_LENGTH
-    if (
-        header.scid is None
-        and 0 <= header.path_id < 0x40
-        and 0 <= header.frame_count < 0x40
-        and 0x40 <= total < 0x4000
-        and header.epoch == 1
-        and len(header.dcid) == CID_LENGTH
-        and 0 <= header.seq < 1 << 64
-        and header.version == VERSION
-        and header.compression in _COMPRESSION_BYTES
-        and header.packet_type in _PACKET_TYPES
-    ):
-        return _encode_fast(header, total, plaintext, seal)
     buf, at = encode_header(header, total)
     aad = bytes(buf[:at] + buf[at + 4 :])
     ciphertext = seal(header.path_id, header.seq, aad, plaintext)
@@ -196,23 +189,8 @@ def encode_packet(header: Header, plaintext: bytes, seal: Seal) -> bytes:
     return bytes(buf)
 
 
-_FAST_PREFIX = Struct(">BB8sBQBBH")  # envelope + header up to Total Length, short form
+_SHORT_PREFIX = Struct(">BB8sBQBBH")  # envelope + header up to Total Length, short form
 _SHORT_APPLICATION_FLAGS = 1 << EPOCH_SHIFT
-
-
-def _encode_fast(header: Header, total: int, plaintext: bytes, seal: Seal) -> bytes:
-    """The common shape: application keys, one-byte path ID and Frame Count, two-byte length."""
-    return _seal_short(
-        header.dcid,
-        header.path_id,
-        header.seq,
-        header.packet_type,
-        header.frame_count,
-        header.compression,
-        total,
-        plaintext,
-        seal,
-    )
 
 
 def encode_application_packet(
@@ -262,7 +240,7 @@ def _seal_short(
     seal: Seal,
 ) -> bytes:
     """Seal the common shape; the checksum covers the AAD (prefix and tail) and the ciphertext."""
-    prefix = _FAST_PREFIX.pack(
+    prefix = _SHORT_PREFIX.pack(
         VERSION, _SHORT_APPLICATION_FLAGS, dcid, path_id, seq, packet_type, frame_count,
         total | 0x4000,
     )
@@ -310,6 +288,11 @@ def decode_packet(data: bytes | memoryview) -> Packet:
         and view[21] & 0xC0 == 0x40
     ):
         return _decode_short(view)
+    return _decode_general(view)
+
+
+def _decode_general(view: memoryview) -> Packet:
+    """:func:`decode_packet` for every shape: the envelope, then the path-packet header."""
     if len(view) < 2 + CID_LENGTH:
         raise MalformedPacket("datagram too short for an envelope")
     version, flags = view[0], view[1]
@@ -334,19 +317,8 @@ def decode_packet(data: bytes | memoryview) -> Packet:
     return _decode_path_packet(view, pos, Header(dcid, 0, 0, epoch=epoch, scid=scid))
 
 
-_FAST_TAIL = Struct(
-    ">QBBHIB"
-)  # seq, type, one-byte Frame Count, two-byte Total Length, checksum, CI
-
-
 def _decode_path_packet(view: memoryview, pos: int, header: Header) -> Packet:
-    if (
-        len(view) >= pos + 18
-        and view[pos] < 0x40
-        and view[pos + 10] < 0x40
-        and (view[pos + 11] & 0xC0 == 0x40)
-    ):
-        return _decode_fast(view, pos, header)
+    """Decode the path-packet header at ``view[pos]`` into ``header``, then check the rest."""
     path_id, pos = _pull(view, pos)
     if path_id > MAX_PATH_ID:
         raise MalformedPacket(f"path ID {path_id} exceeds 2**32 - 1")
@@ -380,34 +352,6 @@ def _decode_path_packet(view: memoryview, pos: int, header: Header) -> Packet:
     )
 
 
-def _decode_fast(view: memoryview, pos: int, header: Header) -> Packet:
-    """The common shape: one-byte path ID and Frame Count, two-byte Total Length."""
-    path_id = view[pos]
-    seq, packet_type, frame_count, total, checksum, compression = _FAST_TAIL.unpack_from(
-        view, pos + 1
-    )
-    total &= 0x3FFF
-    at = pos + 13
-    start = pos + 18
-    if total < 0x40:
-        raise MalformedPacket(f"packet header: varint {total} is not in its shortest form")
-    if packet_type not in _PACKET_TYPES:
-        raise MalformedPacket(f"unknown packet type 0x{packet_type:02x}")
-    return _finish(
-        view,
-        header,
-        at,
-        start,
-        checksum,
-        path_id,
-        seq,
-        packet_type,
-        frame_count,
-        total,
-        compression,
-    )
-
-
 #: The whole header of the common shape: envelope without a source CID, then the path-packet
 #: header with a one-byte Path ID and Frame Count and a two-byte Total Length.
 _SHORT_HEADER = Struct(">BB8sBQBBHIB")
@@ -420,9 +364,9 @@ def _decode_short(view: memoryview) -> Packet:
     The bulk packet's shape in one step: application keys, short envelope, one-byte Path ID and
     Frame Count, two-byte Total Length.
 
-    Equivalent to :func:`_decode_fast` reached through :func:`decode_packet` (the caller checked
-    the version, the flags and the varint prefixes); the checks run in the same order, so the same
-    errors come out.
+    Equivalent to :func:`_decode_general` on the datagrams :func:`decode_packet` sends here (it
+    checked the version, the flags and the one- and two-byte varint prefixes): the same header,
+    AAD and payload, or an error of the same class (tests/wire/test_fast_paths.py).
     """
     (_, _, dcid, path_id, seq, packet_type, frame_count, total, checksum, compression) = (
         _SHORT_HEADER.unpack_from(view, 0)

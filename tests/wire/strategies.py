@@ -18,11 +18,15 @@ field.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from ipaddress import ip_address
 from struct import pack
 from zlib import crc32
 
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from twisted.trial.unittest import SkipTest
 
 from kwik_twisted.wire import (
     VARINT_MAX,
@@ -339,11 +343,46 @@ def headers(draw: st.DrawFn, epoch: int | None = None) -> Header:
     )
 
 
+# --------------------------------------------------------------------------
+# Settings of the equivalence properties (tests/*/test_fast_paths.py)
+
+_SETTINGS = {
+    "database": None,
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+}
+
+
+def derandomized(max_examples: int) -> settings:
+    """Settings for a default-suite property: the same examples every run (CI never goes red on
+    a new random draw)."""
+    return settings(max_examples=max_examples, derandomize=True, **_SETTINGS)
+
+
+def fuzz(check: Callable[..., None], **strategies: st.SearchStrategy) -> None:
+    """Run ``check`` on KWIK_FUZZ_EXAMPLES random examples drawn from ``strategies``; skip the
+    test unless that variable is set (``make fuzz``)."""
+    examples = os.environ.get("KWIK_FUZZ_EXAMPLES")
+    if not examples:
+        raise SkipTest("fuzzing runs only with KWIK_FUZZ_EXAMPLES set (make fuzz)")
+    settings(max_examples=int(examples), **_SETTINGS)(given(**strategies)(check))()
+
+
+def outcome(function: Callable[..., object], *args: object, **kwargs: object) -> tuple:
+    """``("ok", result)`` or ``("error", the exception's class)``: what a caller can tell apart
+    (messages may differ between a fast path and its general path)."""
+    try:
+        return ("ok", function(*args, **kwargs))
+    except Exception as e:  # noqa: BLE001 - the class is the outcome compared
+        return ("error", type(e))
+
+
 __all__ = [
     "COMPRESSED", "CONTROL", "CONTROL_FRAME_STRATEGIES", "ENCRYPTED", "EXAMPLE_CONTROL_FRAMES",
     "FIN", "INITIAL_TYPES", "ORDERED", "PRIORITY", "QOS_EXTENSION", "RETRANSMIT",
-    "ack_frames", "checksum_offset", "control_frames", "extension", "frame_lists", "frames",
-    "headers", "new_connection_id_frames", "qos_extension", "qos_policies", "raw_control",
+    "ack_frames", "checksum_offset", "control_frames", "derandomized", "extension",
+    "frame_lists", "frames", "fuzz", "headers", "new_connection_id_frames", "outcome",
+    "qos_extension", "qos_policies", "raw_control",
     "raw_datagram", "raw_frame", "stream_data", "stream_frames", "varint", "varints",
     "varints_body",
 ]

@@ -21,8 +21,14 @@ minimum.  Application-limited detection follows Linux's
 the window stops growing until a send fills it again (half of it during slow
 start, all but three datagrams in congestion avoidance).
 
+Slow start (§7.3.1) is the same for every controller here: :meth:`_slow_start`
+grows the window by the bytes acknowledged up to ssthresh and hands the rest
+to the controller's congestion avoidance.
+
 Controllers register under a name with :func:`register`; :func:`create` makes
-one by name (the endpoint string's ``congestion=`` option).
+one by name (the endpoint string's ``congestion=`` option), and
+:func:`is_coupled` says whether the named controller couples the paths of a
+connection (its class sets ``coupled = True``).
 """
 
 from __future__ import annotations
@@ -64,12 +70,15 @@ class CongestionController(ABC):
     A window-based congestion controller for one path.
 
     :cvar name: the registry name, set by :func:`register`.
+    :cvar coupled: whether the controllers of one connection's paths share a group (LIA,
+        OLIA): the connection then passes one ``group=`` to every path's controller.
     :ivar max_datagram_size: the datagram size windows are counted in.
     :ivar minimum_window: the smallest window, ``2 * max_datagram_size``.
     :ivar app_limited: whether the sender currently leaves the window unused.
     """
 
     name: ClassVar[str] = ""
+    coupled: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -104,10 +113,6 @@ class CongestionController(ABC):
     def in_slow_start(self) -> bool:
         """Whether the window is below the slow-start threshold."""
         return self._cwnd < self._ssthresh
-
-    def in_recovery(self, sent_time: float) -> bool:
-        """Whether a packet sent at ``sent_time`` belongs to the current recovery period."""
-        return sent_time <= self._recovery_start
 
     def can_send(self, bytes_in_flight: int) -> bool:
         """Whether the window allows another packet with ``bytes_in_flight`` outstanding."""
@@ -166,6 +171,20 @@ class CongestionController(ABC):
         self._cwnd = self.minimum_window
         self._recovery_start = _NEVER
 
+    def _slow_start(self, acked_bytes: int) -> int:
+        """
+        Slow start (RFC 9002 §7.3.1): grow the window by ``acked_bytes``, up to ssthresh.
+
+        :returns: the acknowledged bytes left over for congestion avoidance (0 while the
+            window stays below ssthresh, so the caller has nothing more to do).
+        """
+        room = self._ssthresh - self._cwnd
+        if acked_bytes <= room:
+            self._cwnd += acked_bytes
+            return 0
+        self._cwnd = int(self._ssthresh)
+        return acked_bytes - int(room)
+
     # -- hooks -----------------------------------------------------------------
 
     @abstractmethod
@@ -190,6 +209,15 @@ _REGISTRY: Registry = Registry("congestion controller")
 register = _REGISTRY.register
 unregister = _REGISTRY.unregister
 available_controllers = _REGISTRY.names
+
+
+def is_coupled(name: str) -> bool:
+    """
+    Whether the controller registered as ``name`` couples a connection's paths (LIA, OLIA).
+
+    :raises ConfigurationError: if no controller has that name.
+    """
+    return _REGISTRY.get(name).coupled
 
 
 def create(

@@ -68,6 +68,8 @@ class CoupledController(CongestionController):
     :ivar srtt: the path's smoothed RTT as last seen (0.0 before an ACK).
     """
 
+    coupled = True
+
     def __init__(self, *, group: CoupledGroup | None = None, **kw: int | None) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
         self.group = group if group is not None else CoupledGroup()
@@ -93,12 +95,9 @@ class CoupledController(CongestionController):
     def increase(self, acked_bytes: int, *, now: float, rtt: RttSource) -> None:
         """Reno slow start; the coupled increase in congestion avoidance."""
         if self._cwnd < self._ssthresh:
-            room = self._ssthresh - self._cwnd
-            if acked_bytes <= room:
-                self._cwnd += acked_bytes
+            acked_bytes = self._slow_start(acked_bytes)
+            if not acked_bytes:
                 return
-            self._cwnd = self._ssthresh
-            acked_bytes -= int(room)
         per_segment = self.increase_per_segment()
         grown = self._cwnd + per_segment * acked_bytes
         self._cwnd = grown if grown > self.minimum_window else self.minimum_window

@@ -72,12 +72,9 @@ class Cubic(CongestionController):
     def increase(self, acked_bytes: int, *, now: float, rtt: RttSource) -> None:
         """Slow start, then the cubic or Reno-friendly growth of §4.2-§4.5."""
         if self._cwnd < self._ssthresh:
-            room = self._ssthresh - self._cwnd
-            if acked_bytes <= room:
-                self._cwnd += acked_bytes
+            acked_bytes = self._slow_start(acked_bytes)
+            if not acked_bytes:
                 return
-            self._cwnd = int(self._ssthresh)
-            acked_bytes -= int(room)
         if self._epoch_start is None:
             self._start_epoch(now)
         cwnd = self._cwnd

@@ -28,12 +28,9 @@ class NewReno(CongestionController):
     def increase(self, acked_bytes: int, *, now: float, rtt: RttSource) -> None:
         """Slow start up to ssthresh, then one datagram per window acknowledged."""
         if self._cwnd < self._ssthresh:
-            room = self._ssthresh - self._cwnd
-            if acked_bytes <= room:
-                self._cwnd += acked_bytes
+            acked_bytes = self._slow_start(acked_bytes)
+            if not acked_bytes:
                 return
-            self._cwnd = int(self._ssthresh)
-            acked_bytes -= int(room)
         self._avoidance_acked += acked_bytes
         while self._avoidance_acked >= self._cwnd:
             self._avoidance_acked -= self._cwnd

@@ -21,7 +21,9 @@ Theory of operation (RFC 9000 §2-4 adapted by protocol.rst "Streams"):
   stream's buffers at once, so the credit it returns is memory really released.
 * Priority: the seed's levels.  :meth:`next_stream_frame` serves critical, then high, then normal
   streams, round-robin within a level; control frames (priority 0xFF) go before all of them, which
-  is the connection's business.
+  is the connection's business.  The queues, the connection's send credit and the blocked streams
+  live in a :class:`~.sendqueue.SendQueue`; this class is the connection's one entry point and
+  keeps the stream lifecycle, the receive side and the outcomes of sent frames.
 * Retransmission: frames handed out are recorded by the caller with the packet;
   :meth:`on_record_acked` / :meth:`on_record_lost` route a STREAM frame's outcome back to the
   stream's send buffer, and :meth:`on_control_lost` re-queues a lost control frame if it still
@@ -61,8 +63,9 @@ from ...wire import (
     StreamsBlockedFrame,
 )
 from .budget import ReceiveBudget
-from .flow_control import ReceiveWindow, SendCredit
+from .flow_control import ReceiveWindow
 from .reassembly import UnorderedReassembler
+from .sendqueue import SendQueue, StreamRecord
 from .state import RecvState, SendState, StreamEvent
 from .stream import UNIDIRECTIONAL, Stream
 
@@ -76,18 +79,6 @@ DEFAULT_MAX_STREAMS = 100
 
 def _stream_id(stream: Stream) -> int:
     return stream.id
-
-
-class StreamRecord:
-    """What a packet carried of a stream, to settle when the packet is acked or lost."""
-
-    __slots__ = ("stream", "offset", "length", "fin")
-
-    def __init__(self, stream: Stream, offset: int, length: int, fin: bool) -> None:
-        self.stream = stream
-        self.offset = offset
-        self.length = length
-        self.fin = fin
 
 
 class StreamManager:
@@ -121,15 +112,17 @@ class StreamManager:
         self.peer_limit = config.max_streams  # how many the peer may open (ours)
         self._advertised_streams = config.max_streams
         self.peer_max_stream_data = DEFAULT_MAX_STREAM_DATA
-        self.credit = SendCredit(DEFAULT_MAX_DATA)
         self.window = ReceiveWindow(config.initial_max_data, config.max_data_window)
-        self.sent_total = 0  # new stream bytes sent (connection flow control)
         self.received_total = 0  # sum of highest offsets received per stream
-        self._queues: tuple[deque[Stream], ...] = (deque(), deque(), deque())
-        self._blocked: set[Stream] = set()
         self._signalling: set[Stream] = set()  # streams with a RESET_STREAM / STOP_SENDING to send
         self.control: deque = deque()  # flow-control frames waiting to be sent
         self.rtt = 0.0  # smoothed RTT, kept fresh by the connection for window tuning
+        self.send_queue = SendQueue(self.control, DEFAULT_MAX_DATA)
+        self.credit = self.send_queue.credit  # the peer's MAX_DATA
+        # The per-packet calls go straight to the send queue: its queues for has_data, its
+        # bound method for next_stream_frame.
+        self._queues = self.send_queue.queues
+        self._next_stream_frame = self.send_queue.next_stream_frame
 
     @property
     def receive_memory(self) -> int:
@@ -165,7 +158,7 @@ class StreamManager:
         compress = self._config.compression if compress is None else compress
         stream = self._new_stream(sid, True, priority, ordered, compress, qos)
         self.streams[sid] = stream
-        self._schedule(stream)
+        self.send_queue.schedule(stream)
         return sid
 
     def _new_stream(
@@ -236,7 +229,7 @@ class StreamManager:
         if end_stream:
             stream.send.finish()
             stream.send_state.process(StreamEvent.SEND_FIN)
-        self._schedule(stream)
+        self.send_queue.schedule(stream)
         stream.was_writable = stream.send.writable
 
     def reset(self, sid: int, error_code: int) -> None:
@@ -284,6 +277,10 @@ class StreamManager:
         stream = self.streams.get(frame.stream_id)
         if stream is not None and self._receive_next(stream, frame, now):
             return
+        self._receive_frame(frame, now)
+
+    def _receive_frame(self, frame: StreamFrame, now: float) -> None:
+        """:meth:`on_stream_frame` for any frame (:meth:`_receive_next` is its fast path)."""
         stream = self._peer_stream(frame.stream_id)
         if stream is None or stream.recv_state.is_reset:
             return
@@ -315,7 +312,7 @@ class StreamManager:
         The bulk case in one step: the next bytes of an ordered, open, unpaused stream, no FIN.
 
         Returns ``False`` (having changed nothing) for any other frame.  Equivalent to the general
-        path of :meth:`on_stream_frame`: the windows see the same calls in the same order, the
+        path, :meth:`_receive_frame`: the windows see the same calls in the same order, the
         receive state machine stays in Recv (RECV_DATA is a no-op there), and with nothing
         buffered the reassembler would hand back exactly the frame's bytes, at once.
         """
@@ -434,7 +431,7 @@ class StreamManager:
     def on_max_data(self, frame: MaxDataFrame) -> None:
         """Handle MAX_DATA: more connection credit."""
         if self.credit.update(frame.maximum):
-            self._unblock_all()
+            self.send_queue.unblock_all()
 
     def on_max_stream_data(self, frame: MaxStreamDataFrame) -> None:
         """Handle MAX_STREAM_DATA: more credit for one stream."""
@@ -443,9 +440,7 @@ class StreamManager:
             return
         stream.send_state.process(StreamEvent.RECV_MAX_STREAM_DATA)
         if stream.credit.update(frame.maximum) and stream.blocked:
-            stream.blocked = False
-            self._blocked.discard(stream)
-            self._schedule(stream)
+            self.send_queue.unblock(stream)
 
     def on_max_streams(self, frame: MaxStreamsFrame) -> None:
         """Handle MAX_STREAMS: we may open more streams."""
@@ -463,24 +458,14 @@ class StreamManager:
         for stream in self.streams.values():
             stream.credit.update(max_stream_data)
         self.local_limit = max(self.local_limit, max_streams)
-        self._unblock_all()
+        self.send_queue.unblock_all()
 
-    # -- sending -----------------------------------------------------------------------
+    # -- sending (the send queue does the scheduling) -----------------------------------
 
-    def _schedule(self, stream: Stream) -> None:
-        if (
-            not stream.queued
-            and not stream.blocked
-            and (stream.send.pending or not stream.qos_sent or stream.announce)
-        ):
-            stream.queued = True
-            self._queues[stream.priority].append(stream)
-
-    def _unblock_all(self) -> None:
-        blocked, self._blocked = self._blocked, set()
-        for stream in blocked:
-            stream.blocked = False
-            self._schedule(stream)
+    @property
+    def sent_total(self) -> int:
+        """New stream bytes sent, counted against the connection's credit."""
+        return self.send_queue.sent_total
 
     @property
     def has_control(self) -> bool:
@@ -495,127 +480,20 @@ class StreamManager:
 
     def backlog(self) -> int:
         """Bytes waiting to be sent on all scheduled streams (new and retransmissions)."""
-        total = 0
-        for queue in self._queues:
-            for stream in queue:
-                total += stream.send.unsent_bytes + stream.send.retransmit_bytes
-        return total
+        return self.send_queue.backlog()
 
     def highest_pending_priority(self) -> int | None:
         """The highest priority level with data waiting, or None."""
-        for level in (2, 1, 0):
-            if self._queues[level]:
-                return level
-        return None
+        return self.send_queue.highest_pending_priority()
 
     def next_stream_frame(self, max_data: int) -> tuple[StreamFrame, StreamRecord] | None:
         """
         The next STREAM frame to send, at most ``max_data`` data bytes, by priority then
-        round-robin.
+        round-robin (:meth:`.SendQueue.next_stream_frame`).
 
         Returns the frame and the record to attach to the packet, or ``None``.
         """
-        for queue in (self._queues[2], self._queues[1], self._queues[0]):
-            while queue:
-                stream = queue[0]
-                fast = self._new_frame_from(stream, max_data)
-                if fast is not None:
-                    frame, record, more = fast
-                    queue.rotate(-1)
-                    if not more:
-                        queue.pop()
-                        stream.queued = False
-                    return frame, record
-                out = self._frame_from(stream, max_data)
-                if out is None:
-                    queue.popleft()
-                    stream.queued = False
-                    continue
-                queue.rotate(-1)
-                if not stream.send.pending:
-                    queue.pop()
-                    stream.queued = False
-                return out
-        return None
-
-    def _new_frame_from(
-        self, stream: Stream, max_data: int
-    ) -> tuple[StreamFrame, StreamRecord, bool] | None:
-        """
-        The bulk case of :meth:`_frame_from`: new data (no retransmission, no bare FIN) on a
-        stream whose QOS extension already went out.
-
-        ``None`` (nothing changed) sends the caller to :meth:`_frame_from`.  Otherwise the frame
-        and record are the ones :meth:`_frame_from` would build (``SendBuffer.next_new`` is the
-        new-data branch of ``next_frame``, and new data advances the connection's sent total by
-        its length), plus whether the stream still has something pending.
-        """
-        if not stream.qos_sent:
-            return None
-        send = stream.send
-        sent_total = self.sent_total
-        conn_room = self.credit.available(sent_total)
-        piece = send.next_new(max_data, min(stream.credit.limit, send.sent_offset + conn_room))
-        if piece is None:
-            return None
-        stream.announce = False
-        offset, data, fin, more = piece
-        length = len(data)
-        self.sent_total = sent_total + length
-        frame = StreamFrame(
-            stream.id, offset, data, fin, stream.priority, stream.ordered, False, stream.compress
-        )
-        return frame, StreamRecord(stream, offset, length, fin), more
-
-    def _frame_from(self, stream: Stream, max_data: int) -> tuple[StreamFrame, StreamRecord] | None:
-        send = stream.send
-        conn_room = self.credit.available(self.sent_total)
-        limit = min(stream.credit.limit, send.sent_offset + conn_room)
-        before = send.sent_offset
-        piece = send.next_frame(max_data, limit)
-        if piece is None:
-            if stream.announce and not send.is_reset:
-                stream.announce = False
-                frame = StreamFrame(
-                    stream.id, 0, b"", False, stream.priority, ordered=stream.ordered
-                )
-                return frame, StreamRecord(stream, 0, 0, False)
-            self._note_blocked(stream, conn_room)
-            return None
-        stream.announce = False
-        offset, data, fin, retransmit = piece
-        self.sent_total += send.sent_offset - before
-        qos = None
-        if not stream.qos_sent:
-            qos, stream.qos_sent = stream.qos, True
-        frame = StreamFrame(
-            stream.id,
-            offset,
-            data,
-            fin,
-            stream.priority,
-            stream.ordered,
-            retransmit,
-            stream.compress,
-            False,
-            qos,
-        )
-        return frame, StreamRecord(stream, offset, len(data), fin)
-
-    def _note_blocked(self, stream: Stream, conn_room: int) -> None:
-        send = stream.send
-        if not send.unsent_bytes or send.is_reset:
-            return
-        stream.blocked = True
-        self._blocked.add(stream)
-        if conn_room == 0:
-            limit = self.credit.blocked_at(self.sent_total)
-            if limit is not None:
-                self.control.append(DataBlockedFrame(limit))
-        else:
-            limit = stream.credit.blocked_at(send.sent_offset)
-            if limit is not None:
-                self.control.append(StreamDataBlockedFrame(stream.id, limit))
+        return self._next_stream_frame(max_data)
 
     def pending_control(self) -> list:
         """Take the stream-related control frames waiting to be sent (RESET, STOP, MAX_*)."""
@@ -654,13 +532,10 @@ class StreamManager:
             return
         if record.length == 0 and not record.fin:  # a lost announcement
             stream.announce = stream.send.sent_offset == 0 and not stream.send.fin_sent
-            self._schedule(stream)
+            self.send_queue.schedule(stream)
             return
         stream.send.on_lost(record.offset, record.length, record.fin)
-        if stream.blocked:
-            stream.blocked = False
-            self._blocked.discard(stream)
-        self._schedule(stream)
+        self.send_queue.unblock(stream)
 
     def on_control_acked(self, frame) -> None:
         """A stream-related control frame was acknowledged."""
@@ -697,7 +572,7 @@ class StreamManager:
         if not stream.closed or stream.id not in self.streams:
             return
         del self.streams[stream.id]
-        self._blocked.discard(stream)
+        self.send_queue.forget(stream)
         self._emit(StreamClosed(stream.id))
         if not stream.local:
             self._peer_closed += 1

@@ -15,14 +15,8 @@ from .reassembly import Reassembler, UnorderedReassembler
 from .sendbuffer import SendBuffer
 from .state import RecvStateMachine, SendStateMachine
 
-CLIENT_BIDI = 0x0
-SERVER_BIDI = 0x1
+#: The stream-ID bit of unidirectional streams (v3 has none: a frame naming one is an error).
 UNIDIRECTIONAL = 0x2
-
-
-def is_client_initiated(stream_id: int) -> bool:
-    """Whether the client opened ``stream_id``."""
-    return (stream_id & 1) == 0
 
 
 class Stream:

@@ -10,6 +10,7 @@ from kwik_twisted.core.congestion import (
     NewReno,
     available_controllers,
     create,
+    is_coupled,
     register,
     unregister,
 )
@@ -81,6 +82,49 @@ class RegistryTests(SynchronousTestCase):
         self.assertIsInstance(create("test-fixed"), Fixed)
         unregister("test-fixed")
         self.assertNotIn("test-fixed", available_controllers())
+
+
+    def test_only_lia_and_olia_are_coupled(self) -> None:
+        """is_coupled is true for the controllers that share a group across paths, only them."""
+        self.assertEqual(
+            {name: is_coupled(name) for name in available_controllers()},
+            {"cubic": False, "lia": True, "newreno": False, "olia": True},
+        )
+        self.assertTrue(is_coupled("LIA"))
+
+    def test_is_coupled_follows_the_class_attribute(self) -> None:
+        """A registered controller is coupled exactly when its class says ``coupled = True``."""
+        self.addCleanup(unregister, "test-coupled")
+        register("test-coupled")(type("Coupled", (NewReno,), {"coupled": True}))
+        self.assertTrue(is_coupled("test-coupled"))
+
+    def test_is_coupled_of_an_unknown_name_is_a_configuration_error(self) -> None:
+        """An unknown name raises the ConfigurationError create() raises for it."""
+        error = self.assertRaises(ConfigurationError, is_coupled, "vegas")
+        self.assertEqual(str(error), str(self.assertRaises(ConfigurationError, create, "vegas")))
+
+
+class SlowStartTests(SynchronousTestCase):
+    """Slow start is one rule for every controller (RFC 9002 §7.3.1)."""
+
+    def test_every_controller_grows_by_the_bytes_acked_up_to_ssthresh(self) -> None:
+        """Below ssthresh each controller adds exactly the bytes acked, then stops at ssthresh
+        and hands the rest to congestion avoidance (which adds less than the rest)."""
+        rtt = steady_rtt(0.1)
+        for name in available_controllers():
+            controller = create(name)
+            controller.on_packets_lost(packets(1, 0.0), now=0.05)  # a finite ssthresh
+            controller.on_persistent_congestion(now=0.06)
+            ssthresh = int(controller.ssthresh)
+            self.assertEqual(controller.cwnd, 2 * MDS, name)
+            controller.on_packets_acked(packets(2, 0.1), now=0.2, rtt=rtt)
+            self.assertEqual(controller.cwnd, 4 * MDS, name)
+            self.assertTrue(controller.in_slow_start, name)
+            acked = ssthresh - 4 * MDS + 100
+            controller.on_packets_acked(packets(1, 0.2, acked), now=0.3, rtt=rtt)
+            self.assertGreaterEqual(controller.cwnd, ssthresh, name)
+            self.assertLess(controller.cwnd, ssthresh + 100, name)
+            self.assertFalse(controller.in_slow_start, name)
 
 
 class WindowRuleTests(SynchronousTestCase):
