@@ -1,4 +1,4 @@
-"""Tests for the development certificate helpers (kwik_twisted.devcerts)."""
+"""Tests for the development certificate helpers (kwik_twisted.tools.devcerts)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from twisted.trial.unittest import SynchronousTestCase
 
-from kwik_twisted import devcerts
+from kwik_twisted.tools import devcerts
 
 UTC = datetime.UTC
 
