@@ -73,7 +73,7 @@ from .handshake import (
 )
 from .keys import MAX_EARLY_BYTES, MAX_EARLY_PACKETS, KeySchedule
 from .lifecycle import Lifecycle, State
-from .paths.manager import DEFAULT_PEER_MAX_PATHS, PathManager
+from .paths.manager import DEFAULT_PEER_MAX_PATHS, PathManager, check_path_ids
 from .paths.metrics import PathMetrics
 from .paths.path import Path
 from .paths.scheduler import create as create_scheduler
@@ -84,9 +84,11 @@ from .streams.manager import (
     DEFAULT_MAX_DATA,
     DEFAULT_MAX_STREAM_DATA,
     DEFAULT_MAX_STREAMS,
+    UNCHANGED,
     StreamManager,
 )
 from .streams.sendbuffer import SendBuffer
+from .streams.view import StreamView
 from .timers import IdleTimer, TimerKind, timers
 
 __all__ = [
@@ -98,8 +100,10 @@ __all__ = [
     "MAX_HANDSHAKE_BUFFER",
     "MIN_DATAGRAM_SIZE",
     "SKIP_ONE_IN",
+    "UNCHANGED",
     "Connection",
     "State",
+    "StreamView",
 ]
 
 _CLOSING, _CLOSED = State.CLOSING, State.CLOSED
@@ -341,10 +345,47 @@ class Connection:
     # -- public API: the application's calls ----------------------------------------------
 
     def open_stream(
-        self, *, priority: int = 0, ordered: bool = True, compress: bool | None = None, qos=None
+        self, *, priority: int = 0, ordered: bool = True, compress=None, qos=None, paths=None
     ) -> int:
-        """Open a bidirectional stream and return its ID."""
-        return self.streams.open(priority=priority, ordered=ordered, compress=compress, qos=qos)
+        """
+        Open a bidirectional stream and return its ID.
+
+        ``priority`` (0 normal, 1 high, 2 critical) rides on its every frame; ``ordered`` False
+        lets the peer deliver pieces; ``compress`` ``None`` follows ``config.compression``;
+        ``qos`` (a :class:`~kwik_twisted.wire.QosPolicy`) is announced to the peer; ``paths``
+        pins it (its frames use those paths while any is usable, others only while none is).
+
+        :raises ConfigurationError: ``paths`` names a path that is neither open nor pending.
+        """
+        pinned = check_path_ids(paths, self.path_manager)
+        return self.streams.open(
+            priority=priority, ordered=ordered, compress=compress, qos=qos, paths=pinned
+        )
+
+    def stream(self, stream_id: int) -> StreamView | None:
+        """A read-only :class:`~kwik_twisted.core.streams.view.StreamView` of an open stream
+        (priority, QoS, ordering, paths, progress), or ``None``; it reads the live stream, so one
+        taken while the stream was open still answers after it closed, with the final figures."""
+        return self.streams.view(stream_id)
+
+    def update_stream(
+        self, stream_id: int, *, priority=UNCHANGED, qos=UNCHANGED, paths=UNCHANGED
+    ) -> None:
+        """
+        Change a stream's priority, QoS policy or paths; an argument left out stays as it is.
+
+        A priority applies to the frames we send from then on; a policy (``None`` withdraws it)
+        goes to the peer on the stream's next frame; either makes the stream's priority and
+        policy the local side's, which the peer's requests no longer change.  ``paths`` pins the
+        stream as in :meth:`open_stream` (``None``: any path).
+
+        :raises StreamStateError: the stream is not open.
+        :raises ConfigurationError: ``paths`` names a path that is neither open nor pending.
+        :raises ValueError: a priority other than 0, 1 or 2.
+        """
+        if paths is not UNCHANGED:
+            paths = check_path_ids(paths, self.path_manager)
+        self.streams.update(stream_id, priority=priority, qos=qos, paths=paths)
 
     def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         """Queue ``data`` on a stream; ``end_stream`` sends FIN after it."""
@@ -361,16 +402,6 @@ class Connection:
     def pause_reading(self, stream_id: int, paused: bool = True) -> None:
         """Stop or resume delivering a stream's data (flow control pushes back on the peer)."""
         self.streams.pause(stream_id, paused, now=self._now)
-
-    def stream_delivers_pieces(self, stream_id: int) -> bool:
-        """
-        Whether a stream's data arrives as pieces in arrival order (each event with its offset)
-        rather than as the in-order byte stream; ``False`` for a stream that is gone.
-
-        That is the receiver's choice made at the stream's first frame (protocol.rst, "Receive
-        ordering and resets"), not the peer's ORDERED flag.
-        """
-        return self.streams.delivers_pieces(stream_id)
 
     def stream_writable(self, stream_id: int) -> bool:
         """Whether a stream's send buffer has room (producers pause while it does not)."""
@@ -485,7 +516,7 @@ class Connection:
         )
         self._receiving_epoch = header.epoch
         if len(frames) == 1 and type(frames[0]) is StreamFrame:
-            self._on_stream_frame(frames[0], now)  # the bulk packet, without the general dispatch
+            _on_stream_frame(self.streams, frames[0], now)  # the bulk packet, no general dispatch
             eliciting = True
         else:
             eliciting = False
@@ -523,17 +554,10 @@ class Connection:
             self.path_manager.on_rebinding(path, remote_addr)
         path.bytes_received += size
 
-    def _on_stream_frame(self, frame: StreamFrame, now: float) -> None:
-        try:
-            self.streams.on_stream_frame(frame, now=now)
-        except ProtocolError as e:
-            e.frame_type = FRAME_TYPE_STREAM if e.frame_type is None else e.frame_type
-            raise
-
     def _on_frame(self, frame, path: Path, now: float) -> bool:
         """Handle one frame; return whether it was ack-eliciting."""
         if isinstance(frame, StreamFrame):
-            self._on_stream_frame(frame, now)
+            _on_stream_frame(self.streams, frame, now)
             return True
         handler = _HANDLERS.get(frame.type)
         try:
@@ -543,19 +567,6 @@ class Connection:
                 e.frame_type = frame.type
             raise
         return frame.ack_eliciting
-
-    def _on_connection_close(self, frame: ConnectionCloseFrame, path: Path, now: float) -> None:
-        lifecycle = self.lifecycle
-        if lifecycle.state is _CLOSED:
-            return
-        ending = lifecycle.is_ending
-        lifecycle.peer_closed(deadline=now + 3 * self.path_manager.pto())
-        if not ending:
-            self._events.append(
-                ConnectionTerminated(
-                    frame.error_code, frame.reason, True, frame.frame_type, frame.application
-                )
-            )
 
     # -- timers and closing ------------------------------------------------------------
 
@@ -569,6 +580,28 @@ class Connection:
         self.lifecycle.close(frame, deadline=now + 3 * self.path_manager.pto())
         self._events.append(
             ConnectionTerminated(error.code, error.reason, False, error.frame_type, False)
+        )
+
+
+def _on_stream_frame(streams: StreamManager, frame: StreamFrame, now: float) -> None:
+    try:
+        streams.on_stream_frame(frame, now=now)
+    except ProtocolError as e:
+        e.frame_type = FRAME_TYPE_STREAM if e.frame_type is None else e.frame_type
+        raise
+
+
+def _on_connection_close(conn: Connection, frame: ConnectionCloseFrame, path, now: float) -> None:
+    lifecycle = conn.lifecycle
+    if lifecycle.state is _CLOSED:
+        return
+    ending = lifecycle.is_ending
+    lifecycle.peer_closed(deadline=now + 3 * conn.path_manager.pto())
+    if not ending:
+        conn._events.append(
+            ConnectionTerminated(
+                frame.error_code, frame.reason, True, frame.frame_type, frame.application
+            )
         )
 
 
@@ -624,7 +657,7 @@ _HANDLERS = {
     ControlType.PATH_STATUS: lambda c, f, p, now: c.path_manager.on_status(f),
     ControlType.PATH_ABANDON: lambda c, f, p, now: c.path_manager.on_abandon(f, now=now),
     ControlType.ADD_ADDRESS: lambda c, f, p, now: c.path_manager.on_add_address(f, now=now),
-    ControlType.CONNECTION_CLOSE: Connection._on_connection_close,
+    ControlType.CONNECTION_CLOSE: _on_connection_close,
     ControlType.HANDSHAKE_DONE: lambda c, f, p, now: c.handshake.on_done(),
     ControlType.TRANSPORT_PARAMETERS: lambda c, f, p, now: c.handshake.on_parameters(f, now=now),
 }

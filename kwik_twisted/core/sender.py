@@ -14,6 +14,12 @@ Theory of operation.  :mod:`~kwik_twisted.core.sending` decides what goes *in* a
   only while no primary path is usable).  A redundant scheduler's second path gets the same stream
   ranges again at once: the copies are ordinary retransmissions settled by whichever ACK comes
   first.
+* **Pinned streams** (the seed's PathAssignment).  While a stream is pinned, the send queue is
+  told which paths are usable, and the scheduler chooses only among paths that can carry the
+  waiting data: those of the highest priority level first
+  (:meth:`~kwik_twisted.core.streams.sendqueue.SendQueue.path_choices`; a pinned stream backed by
+  a backup path may use it), then, if none of them can send now, those of the lower levels.  The
+  packet assembler then takes frames only from the streams the chosen path may carry.
 * **Outcomes** (RFC 9002).  An ACK frame is handed to the path it names
   (:meth:`Sender.on_ack`): RTT, window, pacing and metrics are updated, and the records of the
   acknowledged and lost packets go to the
@@ -74,6 +80,7 @@ class Sender:
         self.ctx = ctx
         self.keys: KeySchedule = ctx.keys
         self.streams = ctx.streams
+        self.send_queue = ctx.streams.send_queue
         self.paths = paths
         self.scheduler = scheduler
         self.records = records
@@ -89,6 +96,8 @@ class Sender:
         """Return ``(datagram, local_addr, remote_addr)`` triples to send now."""
         out: list[tuple[bytes, tuple, tuple]] = []
         paths = self.paths.paths
+        if self.send_queue.pinned:
+            self.send_queue.usable = frozenset(p.id for p in paths.values() if p.usable)
         if len(paths) == 1:
             for path in paths.values():
                 self._send_on_path(path, out, now)
@@ -171,10 +180,10 @@ class Sender:
         budget = BURST_LIMIT * len(live)
         while streams.has_data and budget > 0:
             usable = [p for p in live if p.usable]
-            if any(not p.is_backup for p in usable):  # backups wait while a primary works
-                usable = [p for p in usable if not p.is_backup]
-            candidates = [p for p in usable if self._paced_ok(p, now)]
-            targets = self._select_paths(candidates, now) if candidates else []
+            if self.send_queue.pinned:
+                targets = self._select_pinned(usable, now)
+            else:
+                targets = self._select_paths(_primaries(usable), now)
             if not targets:
                 break
             packet = self._send_one(targets[0], out, now, allow_data=True, probe=False)
@@ -202,8 +211,25 @@ class Sender:
         if self._send_one(path, out, now, allow_data=True, probe=False) is not None:
             self.stats["redundant_packets"] += 1
 
-    def _select_paths(self, candidates: list[Path], now: float) -> list[Path]:
-        """The paths for the next packet of stream data (the configured scheduler decides)."""
+    def _select_pinned(self, usable: list[Path], now: float) -> list[Path]:
+        """:meth:`_select_paths` while a stream is pinned: among the paths that can carry the
+        highest priority level's data, else a lower level's."""
+        for allowed in self.send_queue.path_choices():
+            if allowed is None:
+                pool = _primaries(usable)
+            else:
+                pool = [p for p in usable if p.id in allowed]
+            targets = self._select_paths(pool, now)
+            if targets:
+                return targets
+        return []
+
+    def _select_paths(self, usable: list[Path], now: float) -> list[Path]:
+        """The paths for the next packet of stream data among ``usable`` whose pacer allows one
+        now (the configured scheduler decides)."""
+        candidates = [p for p in usable if self._paced_ok(p, now)]
+        if not candidates:
+            return []
         streams = self.streams
         req = self._requirements
         req.priority = streams.highest_pending_priority() or 0
@@ -281,3 +307,11 @@ class Sender:
             if not self.keys.confirmed and crypto.sent_offset:
                 crypto.on_lost(0, crypto.sent_offset, False)  # every handshake byte again
             self.paths.on_probe_timeout(path, now=now)
+
+
+def _primaries(usable: list[Path]) -> list[Path]:
+    """The usable paths that are not backups, or all of them if each is (backups wait while a
+    primary works)."""
+    if any(not p.is_backup for p in usable):
+        return [p for p in usable if not p.is_backup]
+    return usable

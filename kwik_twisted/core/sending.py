@@ -282,7 +282,7 @@ def _build_data_packet(
     nothing, so the packet is the same (a property test checks it).
     """
     builder = PacketBuilder(ctx.max_datagram_size - header_overhead(path.id, False), _APPLICATION)
-    _add_stream_data(ctx, builder)
+    _add_stream_data(ctx, builder, path.id)
     if not builder.frames:
         return None
     return seal(ctx, path, builder, now, False)
@@ -428,10 +428,11 @@ def _add_stream_data_source(
     ctx: PacketContext, builder: PacketBuilder, path: Path, now: float, allow_data: bool
 ) -> None:
     if allow_data and builder.epoch == _APPLICATION and ctx.streams.has_data:
-        _add_stream_data(ctx, builder)
+        _add_stream_data(ctx, builder, path.id)
 
 
-def _add_stream_data(ctx: PacketContext, builder: PacketBuilder) -> None:
+def _add_stream_data(ctx: PacketContext, builder: PacketBuilder, path_id: int) -> None:
+    """Stream frames while they fit, from the streams this path may carry."""
     streams = ctx.streams
     buf = builder.buf
     frames = builder.frames
@@ -439,7 +440,7 @@ def _add_stream_data(ctx: PacketContext, builder: PacketBuilder) -> None:
         space = builder.budget - len(buf) - STREAM_HEADER_MAX - 16  # 16: room for a QOS extension
         if space < 1:
             return
-        out = streams.next_stream_frame(space)
+        out = streams.next_stream_frame(space, path_id)
         if out is None:
             return
         frame, record = out

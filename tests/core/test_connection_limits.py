@@ -203,14 +203,14 @@ class ReceiveChoiceTests(SynchronousTestCase):
         self.assertEqual(pair.server.idle_timeout, 4.0)
 
     def test_a_stream_opened_unordered_is_delivered_as_pieces(self):
-        """Our own unordered stream is delivered as pieces; an ordered one, and a stream that
-        does not exist, are not."""
+        """Our own unordered stream is delivered as pieces, an ordered one in order; a stream
+        that does not exist has no view."""
         pair = established()
         pieces = pair.client.open_stream(ordered=False)
         ordered = pair.client.open_stream()
-        self.assertTrue(pair.client.stream_delivers_pieces(pieces))
-        self.assertFalse(pair.client.stream_delivers_pieces(ordered))
-        self.assertFalse(pair.client.stream_delivers_pieces(4 * 99))
+        self.assertFalse(pair.client.stream(pieces).ordered)
+        self.assertTrue(pair.client.stream(ordered).ordered)
+        self.assertIsNone(pair.client.stream(4 * 99))
 
     def test_the_server_reassembles_a_peer_unordered_stream_unless_it_accepts_pieces(self):
         """A peer stream without ORDERED is reassembled in order by default, and delivered as
@@ -220,7 +220,7 @@ class ReceiveChoiceTests(SynchronousTestCase):
             sid = pair.client.open_stream(ordered=False)
             pair.client.send_stream_data(sid, b"abc")
             settle(pair, 0.5)
-            self.assertEqual(pair.server.stream_delivers_pieces(sid), accept)
+            self.assertEqual(not pair.server.stream(sid).ordered, accept)
 
 
 def drive_alone(pair, seconds: float, *, max_wakeups: int = 10_000) -> tuple[int, int]:

@@ -263,3 +263,143 @@ class AdvertisedAddressTests(ScenarioMixin, SynchronousTestCase):
         used = [p for p in client.paths.values() if p.remote_addr == second]
         self.assertGreater(used[0].packets_sent, 1000)
         self.assertEqual(client.path_manager.advertised, {1: second})
+
+
+class PinnedStreamRun:
+    """
+    Two 10 Mbit/s paths (30 ms RTT) from one client; the server notes on which client address
+    each delivery of each stream arrived.
+
+    :ivar arrivals: ``(time, stream_id, client address, bytes)`` per delivery.
+    """
+
+    FIRST, SECOND = ("10.1.0.1", 5000), ("10.2.0.1", 5000)
+
+    def __init__(self, seed: int = 5) -> None:
+        from kwik_twisted.core.connection import Connection
+        from kwik_twisted.core.dispatcher import ServerDispatcher
+        from kwik_twisted.core.entropy import SeededEntropy
+        from kwik_twisted.events import StreamDataReceived
+        from kwik_twisted.testing import Network
+        from kwik_twisted.testing.pair import client_config, server_config
+        from kwik_twisted.testing.transfer import _Client, _Server
+
+        self.network = network = Network(seed)
+        for addr in (self.FIRST, self.SECOND):
+            network.add_link(addr, SERVER, ab=link(), ba=link())
+        self.arrivals: list[tuple[float, int, tuple, int]] = []
+        self.data: dict[int, bytearray] = {}
+        self.finished: set[int] = set()
+        source = [None]
+
+        def on_server(conn, event):
+            if isinstance(event, StreamDataReceived):
+                self.data.setdefault(event.stream_id, bytearray()).extend(event.data)
+                self.arrivals.append((network.now, event.stream_id, source[0], len(event.data)))
+                if event.end_stream:
+                    self.finished.add(event.stream_id)
+
+        class Server(_Server):
+            def receive_datagram(self, data, local_addr, remote_addr, *, now):
+                source[0] = remote_addr
+                super().receive_datagram(data, local_addr, remote_addr, now=now)
+
+        dispatcher = ServerDispatcher(server_config(), entropy=SeededEntropy(seed))
+        network.attach(Server(dispatcher, on_server), [SERVER])
+        self.client = Connection.client(
+            client_config(), local_addr=self.FIRST, remote_addr=SERVER,
+            entropy=SeededEntropy(seed + 1), now=0.0,
+        )
+        self.second_path = self.client.open_path(self.SECOND, SERVER)
+        network.attach(_Client(self.client, lambda c, e: None), [self.FIRST, self.SECOND])
+
+    def write_at(self, when: float, sid: int, payload: bytes) -> None:
+        """Write ``payload`` and FIN on ``sid`` at ``when`` (once both paths are up)."""
+        self.network.at(when, lambda: self.client.send_stream_data(sid, payload, True))
+
+    def run(self, sids, until: float = 30.0) -> None:
+        """Run until every stream in ``sids`` was delivered to its end."""
+        self.network.run(until=until, stop=lambda: self.finished >= set(sids))
+
+    def bytes_via(self, sid: int, after: float = 0.0) -> dict[tuple, int]:
+        """Bytes of ``sid`` delivered by datagrams from each client address, after ``after``."""
+        out = {self.FIRST: 0, self.SECOND: 0}
+        for when, stream_id, addr, size in self.arrivals:
+            if stream_id == sid and when >= after:
+                out[addr] += size
+        return out
+
+
+class PinnedStreamTests(ScenarioMixin, SynchronousTestCase):
+    """``paths=``: a pinned stream keeps to its paths while one works (the seed's
+    PathAssignment)."""
+
+    def test_a_pinned_stream_stays_on_its_path_and_an_unpinned_one_uses_both(self):
+        """Stream A pinned to path 1 arrives only through path 1; stream B, unpinned, through
+        both paths; both byte-exact."""
+        from kwik_twisted.testing.transfer import make_payload
+
+        run = PinnedStreamRun()
+        a = run.client.open_stream(paths=[run.second_path])
+        b = run.client.open_stream()
+        run.write_at(0.5, a, make_payload(2 * MiB, 1))
+        run.write_at(0.5, b, make_payload(2 * MiB, 2))
+        run.run([a, b])
+        self.assertTrue(run.client.paths[run.second_path].usable)
+        self.assertEqual(bytes(run.data[a]), make_payload(2 * MiB, 1))
+        self.assertEqual(bytes(run.data[b]), make_payload(2 * MiB, 2))
+        self.assertEqual(run.bytes_via(a), {run.FIRST: 0, run.SECOND: 2 * MiB})
+        via_b = run.bytes_via(b)
+        self.assertGreater(via_b[run.FIRST], MiB)  # path 0 has only B to carry
+        self.assertGreater(via_b[run.SECOND], 0)
+
+    def test_only_a_pinned_stream_leaves_the_other_path_idle(self):
+        """With one stream pinned to path 1, path 0's packet counter stays at a few dozen
+        (handshake and ACKs) while path 1's carries the transfer."""
+        from kwik_twisted.testing.transfer import make_payload
+
+        run = PinnedStreamRun()
+        a = run.client.open_stream(paths=[run.second_path])
+        run.write_at(0.5, a, make_payload(2 * MiB, 3))
+        run.run([a])
+        self.assertEqual(bytes(run.data[a]), make_payload(2 * MiB, 3))
+        first, second = run.client.paths[0], run.client.paths[run.second_path]
+        self.assertGreater(second.packets_sent, 1400)
+        self.assertLess(first.packets_sent, 30)
+        self.assertGreater(second.bytes_sent, 2 * MiB)
+
+    def test_a_pinned_stream_moves_when_its_path_fails(self):
+        """Path 1 dies under a stream pinned to it: the rest goes on path 0, byte-exact."""
+        from kwik_twisted.testing.transfer import make_payload
+
+        run = PinnedStreamRun()
+        a = run.client.open_stream(paths=[run.second_path])
+        payload = make_payload(3 * MiB, 4)
+        run.write_at(0.5, a, payload)
+        run.network.at(1.2, lambda: run.network.set_link_up(run.SECOND, SERVER, False))
+        run.run([a], until=60.0)
+        self.assertEqual(bytes(run.data[a]), payload)
+        before = run.bytes_via(a)
+        after = run.bytes_via(a, after=1.2 + 0.1)
+        self.assertGreater(before[run.SECOND], 0)
+        self.assertEqual(after[run.SECOND], 0)
+        self.assertGreater(after[run.FIRST], MiB)
+        self.assertIs(run.client.paths[run.second_path].phase, PathPhase.FAILED)
+
+    def test_repinning_mid_stream_moves_the_data(self):
+        """update_stream(paths=[0]) halfway: the stream's data arrives through path 1 before and
+        through path 0 once what was in flight has landed."""
+        from kwik_twisted.testing.transfer import make_payload
+
+        run = PinnedStreamRun()
+        a = run.client.open_stream(paths=[run.second_path])
+        payload = make_payload(3 * MiB, 5)
+        run.write_at(0.5, a, payload)
+        run.network.at(1.2, lambda: run.client.update_stream(a, paths=[0]))
+        run.run([a])
+        self.assertEqual(bytes(run.data[a]), payload)
+        early = {addr: n for addr, n in run.bytes_via(a).items()}
+        late = run.bytes_via(a, after=1.2 + 0.2)
+        self.assertGreater(early[run.SECOND] - late[run.SECOND], MiB / 4)
+        self.assertEqual(late[run.SECOND], 0)
+        self.assertGreater(late[run.FIRST], MiB)

@@ -54,7 +54,7 @@ from collections.abc import Callable
 from ipaddress import ip_address
 
 from ...config import ConnectionConfig
-from ...errors import NoViablePath, ProtocolViolation
+from ...errors import ConfigurationError, NoViablePath, ProtocolViolation
 from ...events import (
     AddressAdvertised,
     Event,
@@ -552,3 +552,19 @@ def _leave_group(path: Path) -> None:
     leave = getattr(path.recovery.controller, "leave", None)
     if leave is not None:
         leave()
+
+
+def check_path_ids(paths, path_manager: PathManager) -> frozenset[int] | None:
+    """The path IDs a stream is pinned to, checked: each must be open or pending (opened by
+    :meth:`PathManager.open` before the handshake let it start)."""
+    if paths is None:
+        return None
+    ids = frozenset(paths)
+    known = set(path_manager.paths).union(pid for pid, _local, _remote in path_manager.pending)
+    unknown = sorted(ids - known)
+    if unknown or not ids:
+        raise ConfigurationError(
+            f"paths {unknown or '(none)'} are not paths of this connection; "
+            f"its paths are {sorted(known)}"
+        )
+    return ids

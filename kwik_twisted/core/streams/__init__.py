@@ -17,6 +17,7 @@ from kwik_twisted.core.streams.state import (
     SendStateMachine,
     StreamEvent,
 )
+from kwik_twisted.core.streams.view import StreamProgress, StreamView
 
 __all__ = [
     "RangeSet",
@@ -30,5 +31,7 @@ __all__ = [
     "SendState",
     "SendStateMachine",
     "StreamEvent",
+    "StreamProgress",
+    "StreamView",
     "UnorderedReassembler",
 ]

@@ -24,6 +24,12 @@ Theory of operation (RFC 9000 §2-4 adapted by protocol.rst "Streams"):
   is the connection's business.  The queues, the connection's send credit and the blocked streams
   live in a :class:`~.sendqueue.SendQueue`; this class is the connection's one entry point and
   keeps the stream lifecycle, the receive side and the outcomes of sent frames.
+* Requests travel with the stream: the opener's priority rides on every STREAM frame and its QoS
+  policy in a QOS extension (the first frame, and again after a change; all-zero withdraws it).
+  On a peer stream both apply to our frames too until the application sets its own
+  (:meth:`update`); on a stream we opened ours stay.  Peer streams are compressed as
+  ``config.compression`` says, like ours.  :meth:`update` also pins a stream to paths
+  (:class:`~.sendqueue.SendQueue` applies it); :meth:`view` reads a stream.
 * Retransmission: frames handed out are recorded by the caller with the packet;
   :meth:`on_record_acked` / :meth:`on_record_lost` route a STREAM frame's outcome back to the
   stream's send buffer, and :meth:`on_control_lost` re-queues a lost control frame if it still
@@ -68,6 +74,7 @@ from .reassembly import UnorderedReassembler
 from .sendqueue import SendQueue, StreamRecord
 from .state import RecvState, SendState, StreamEvent
 from .stream import UNIDIRECTIONAL, Stream
+from .view import StreamView
 
 _RECV = RecvState.RECV
 
@@ -77,8 +84,38 @@ DEFAULT_MAX_STREAM_DATA = 262144
 DEFAULT_MAX_STREAMS = 100
 
 
+#: The "leave it as it is" value of :meth:`StreamManager.update`'s keyword arguments.
+UNCHANGED: object = object()
+
+
 def _stream_id(stream: Stream) -> int:
     return stream.id
+
+
+def _check_priority(priority: int) -> int:
+    if priority not in (0, 1, 2):
+        raise ValueError(f"priority must be 0, 1 or 2, not {priority!r}")
+    return int(priority)
+
+
+def _policy(qos: QosPolicy | None) -> QosPolicy | None:
+    """``qos`` as stored: an all-zero policy (no requirement at all) is no policy."""
+    if qos is None or not any(qos):
+        return None
+    return QosPolicy(*qos)
+
+
+def _on_peer_request(queue: SendQueue, stream: Stream, frame: StreamFrame) -> None:
+    """The peer's priority and QOS extension on a frame of ``stream``: kept as the peer's, and in
+    force for our frames unless the local side chose its own."""
+    if frame.priority != stream.peer_priority:
+        stream.peer_priority = frame.priority
+        if not stream.fixed:
+            queue.reprioritize(stream, frame.priority)
+    if frame.qos is not None:
+        stream.peer_qos = policy = _policy(frame.qos)
+        if not stream.fixed:
+            stream.qos = policy
 
 
 class StreamManager:
@@ -142,22 +179,24 @@ class StreamManager:
         ordered: bool = True,
         compress: bool | None = None,
         qos: QosPolicy | None = None,
+        paths: frozenset[int] | None = None,
     ) -> int:
         """
-        Open a stream and return its ID.
+        Open a stream and return its ID; ``paths`` pins it (the caller checked the IDs).
 
         :raises StreamLimitError: the peer's MAX_STREAMS does not allow another one yet.
         """
         if not self.can_open():
             self.control.append(StreamsBlockedFrame(self.local_limit))
             raise StreamLimitError(f"the peer allows {self.local_limit} streams; all are in use")
-        if priority not in (0, 1, 2):
-            raise ValueError(f"priority must be 0, 1 or 2, not {priority!r}")
+        priority = _check_priority(priority)
         sid = self._next_local
         self._next_local += 4
         compress = self._config.compression if compress is None else compress
-        stream = self._new_stream(sid, True, priority, ordered, compress, qos)
+        stream = self._new_stream(sid, True, priority, ordered, compress, _policy(qos))
         self.streams[sid] = stream
+        if paths is not None:
+            self.send_queue.pin(stream, paths)
         self.send_queue.schedule(stream)
         return sid
 
@@ -206,7 +245,8 @@ class StreamManager:
             )
         while self._peer_opened <= index:
             new_id = self._peer_opened * 4 + self._peer_type
-            self.streams[new_id] = self._new_stream(new_id, False)
+            compress = self._config.compression
+            self.streams[new_id] = self._new_stream(new_id, False, compress=compress)
             self._peer_opened += 1
             self._emit(StreamOpened(new_id))
         return self.streams[sid]
@@ -260,10 +300,44 @@ class StreamManager:
         if not paused:
             self._deliver(stream, now)
 
-    def delivers_pieces(self, sid: int) -> bool:
-        """Whether stream ``sid`` is delivered as pieces (unordered); ``False`` once it is gone."""
+    def view(self, sid: int) -> StreamView | None:
+        """A read-only view of stream ``sid``, or ``None`` if it is not open (or long closed)."""
         stream = self.streams.get(sid)
-        return stream is not None and not stream.recv.ordered
+        return None if stream is None else StreamView(stream)
+
+    def update(
+        self,
+        sid: int,
+        *,
+        priority: int | object = UNCHANGED,
+        qos: QosPolicy | None | object = UNCHANGED,
+        paths: frozenset[int] | None | object = UNCHANGED,
+    ) -> None:
+        """
+        Change what stream ``sid`` asks for; each argument left :data:`UNCHANGED` stays.
+
+        A priority applies to every frame we send from now on (retransmissions too); a QoS policy
+        (``None`` withdraws ours) goes out in a QOS extension on the stream's next frame.  Either
+        makes the stream's priority and policy ours: the peer's later requests no longer change
+        them.  ``paths`` pins the stream (``None``: any path; the caller checked the IDs).
+
+        :raises StreamStateError: the stream is not open.
+        :raises ValueError: a priority other than 0, 1 or 2.
+        """
+        stream = self._local_stream(sid)
+        queue = self.send_queue
+        if priority is not UNCHANGED:
+            priority = _check_priority(priority)  # type: ignore[arg-type]
+            stream.fixed = True
+            queue.reprioritize(stream, priority)
+        if qos is not UNCHANGED:
+            stream.fixed = True
+            policy = _policy(qos)  # type: ignore[arg-type]
+            if policy != stream.qos or not stream.qos_sent:
+                stream.qos = policy
+                stream.qos_sent = False
+        if paths is not UNCHANGED:
+            queue.pin(stream, paths)  # type: ignore[arg-type]
 
     def writable(self, sid: int) -> bool:
         """Whether stream ``sid``'s send buffer is below its limit."""
@@ -286,8 +360,8 @@ class StreamManager:
             return
         if frame.ordered is not stream.peer_ordered:
             self._check_ordered_flag(stream, frame.ordered)
-        if frame.priority != stream.priority and not stream.local:
-            stream.priority = frame.priority
+        if frame.priority != stream.peer_priority or frame.qos is not None:
+            _on_peer_request(self.send_queue, stream, frame)
         end = frame.offset + len(frame.data)
         before = stream.recv.highest_received
         stream.window.on_data(end)
@@ -324,7 +398,8 @@ class StreamManager:
             or frame.ordered is not stream.peer_ordered
             or not recv.ordered
             or stream.paused
-            or frame.priority != stream.priority
+            or frame.priority != stream.peer_priority
+            or frame.qos is not None
             or stream.recv_state.state is not _RECV
             or not recv.is_next(frame.offset)
         ):
@@ -412,6 +487,7 @@ class StreamManager:
         unread = final - stream.recv.read_offset
         stream.recv_state.process(StreamEvent.RECV_RESET)
         if stream.recv_state.is_reset:
+            stream.received_at_reset = stream.recv.highest_received
             # Drop the buffers now, not at close (our reset may wait for an ACK that never comes).
             stream.recv.discard(final)
             self._consumed(stream, max(unread, 0), now)
@@ -486,14 +562,17 @@ class StreamManager:
         """The highest priority level with data waiting, or None."""
         return self.send_queue.highest_pending_priority()
 
-    def next_stream_frame(self, max_data: int) -> tuple[StreamFrame, StreamRecord] | None:
+    def next_stream_frame(
+        self, max_data: int, path_id: int = 0
+    ) -> tuple[StreamFrame, StreamRecord] | None:
         """
-        The next STREAM frame to send, at most ``max_data`` data bytes, by priority then
-        round-robin (:meth:`.SendQueue.next_stream_frame`).
+        The next STREAM frame to send on path ``path_id``, at most ``max_data`` data bytes, by
+        priority then round-robin, skipping streams pinned elsewhere
+        (:meth:`.SendQueue.next_stream_frame`).
 
         Returns the frame and the record to attach to the packet, or ``None``.
         """
-        return self._next_stream_frame(max_data)
+        return self._next_stream_frame(max_data, path_id)
 
     def pending_control(self) -> list:
         """Take the stream-related control frames waiting to be sent (RESET, STOP, MAX_*)."""

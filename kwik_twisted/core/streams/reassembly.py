@@ -93,6 +93,11 @@ class _Limits:
         return self._read_offset
 
     @property
+    def delivered(self) -> int:
+        """Bytes handed to the application: :attr:`read_offset` for in-order delivery."""
+        return self._read_offset
+
+    @property
     def finished(self) -> bool:
         """Whether the final size is known and every byte up to it was delivered."""
         return self.final_size is not None and self._read_offset == self.final_size
@@ -425,13 +430,21 @@ class UnorderedReassembler(_Limits):
 
     ordered = False
 
-    __slots__ = ("_received", "_queue", "_queued_bytes")
+    __slots__ = ("_received", "_queue", "_queued_bytes", "_dropped_delivered")
 
     def __init__(self, max_buffer: int, budget: ReceiveBudget | None = None) -> None:
         super().__init__(max_buffer, budget)
         self._received = RangeSet()  # offsets >= read_offset that arrived
         self._queue: deque[tuple[int, bytes]] = deque()
         self._queued_bytes = 0
+        self._dropped_delivered = 0  # pieces past read_offset delivered before a discard
+
+    @property
+    def delivered(self) -> int:
+        """Bytes handed to the application: the contiguous prefix plus the pieces past it."""
+        return (
+            self._read_offset + self._received.total - self._queued_bytes + self._dropped_delivered
+        )
 
     @property
     def readable(self) -> int:
@@ -534,6 +547,7 @@ class UnorderedReassembler(_Limits):
     def discard(self, final_size: int | None = None) -> None:
         """Drop every byte held (the peer reset the stream, with ``final_size``); the final
         size and the highest offset received stay known."""
+        self._dropped_delivered += self._received.total - self._queued_bytes
         self._keep_final(final_size)
         budget = self._budget
         budget.bytes -= self._queued_bytes

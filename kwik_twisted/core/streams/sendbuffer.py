@@ -49,6 +49,7 @@ class SendBuffer:
         "_write_offset",
         "_sent_offset",
         "_acked_floor",
+        "_acked_at_reset",
         "_acked",
         "_lost",
         "_fin",
@@ -66,6 +67,7 @@ class SendBuffer:
         self._write_offset = 0
         self._sent_offset = 0
         self._acked_floor = 0
+        self._acked_at_reset = 0
         self._acked = RangeSet()
         self._lost = RangeSet()
         self._fin = False
@@ -109,6 +111,8 @@ class SendBuffer:
         :return: the final size to put in RESET_STREAM, the highest offset
             sent so far (§4.5).
         """
+        if not self._reset:
+            self._acked_at_reset = self._acked_floor
         self._reset = True
         self._lost.clear()
         self._acked.clear()
@@ -125,6 +129,12 @@ class SendBuffer:
     def write_offset(self) -> int:
         """The offset just past the last byte written."""
         return self._write_offset
+
+    @property
+    def acked_offset(self) -> int:
+        """The offset below which every byte was acknowledged (contiguously, so a retransmitted
+        range counts once); after :meth:`reset`, acknowledgements extend it only in order."""
+        return self._acked_at_reset if self._reset else self._acked_floor
 
     @property
     def held_bytes(self) -> int:
@@ -278,6 +288,8 @@ class SendBuffer:
     def on_acked(self, offset: int, length: int, fin: bool) -> None:
         """Record that the frame ``(offset, length, fin)`` was acknowledged."""
         if self._reset:
+            if offset <= self._acked_at_reset < offset + length:  # the count only
+                self._acked_at_reset = min(offset + length, self._sent_offset)
             return
         if fin:
             self._fin_acked = True

@@ -13,6 +13,12 @@ Theory of operation (RFC 9000 §2.2, §4.1; protocol.rst "Streams" for the prior
   lets out leaves the queues for the blocked set, and a STREAM_DATA_BLOCKED or DATA_BLOCKED frame
   (once per limit) goes onto the shared control queue; :meth:`SendQueue.unblock` and
   :meth:`SendQueue.unblock_all` put it back when credit arrives or a range of it is lost.
+* Pinned streams (the seed's PathAssignment, ``Stream.paths``): a frame of a pinned stream goes
+  only on one of its paths while any of them is usable (:attr:`SendQueue.usable`, kept by the
+  sender), and on any path when none is.  While some stream is pinned (:attr:`SendQueue.pinned`)
+  :meth:`SendQueue.next_stream_frame` skips, without dequeuing, the streams the packet's path may
+  not carry, so a pinned stream never holds back the others; :meth:`SendQueue.path_choices`
+  tells the sender which paths can carry something.
 * The bulk path: :meth:`SendQueue._new_frame_from` serves new data on a stream whose QOS extension
   already went out in one step; anything else (retransmissions, a bare FIN, the announcement of
   an empty stream, the first frame with its QOS extension) takes :meth:`SendQueue._frame_from`.
@@ -26,9 +32,12 @@ from __future__ import annotations
 
 from collections import deque
 
-from ...wire import DataBlockedFrame, StreamDataBlockedFrame, StreamFrame
+from ...wire import DataBlockedFrame, QosPolicy, StreamDataBlockedFrame, StreamFrame
 from .flow_control import SendCredit
 from .stream import Stream
+
+#: The QOS extension that withdraws a policy announced before (every field "no requirement").
+NO_QOS = QosPolicy()
 
 
 class StreamRecord:
@@ -52,14 +61,18 @@ class SendQueue:
     :ivar credit: the peer's MAX_DATA.
     :ivar sent_total: new stream bytes sent, counted against :attr:`credit`.
     :ivar queues: the round-robin queues by priority level (0 normal, 1 high, 2 critical).
+    :ivar pinned: the open streams pinned to paths (none: no path filtering at all).
+    :ivar usable: the IDs of the usable paths, kept fresh by the sender while a stream is pinned.
     """
 
-    __slots__ = ("credit", "sent_total", "queues", "_blocked", "_control")
+    __slots__ = ("credit", "sent_total", "queues", "pinned", "usable", "_blocked", "_control")
 
     def __init__(self, control: deque, max_data: int) -> None:
         self.credit = SendCredit(max_data)
         self.sent_total = 0
         self.queues: tuple[deque[Stream], ...] = (deque(), deque(), deque())
+        self.pinned: set[Stream] = set()
+        self.usable: frozenset[int] = frozenset()
         self._blocked: set[Stream] = set()
         self._control = control
 
@@ -93,6 +106,46 @@ class SendQueue:
     def forget(self, stream: Stream) -> None:
         """``stream`` closed: it will not be unblocked any more."""
         self._blocked.discard(stream)
+        self.pinned.discard(stream)
+
+    def reprioritize(self, stream: Stream, priority: int) -> None:
+        """Give ``stream`` another priority level, moving it to that level's queue if queued."""
+        if priority == stream.priority:
+            return
+        if stream.queued:
+            self.queues[stream.priority].remove(stream)
+            stream.queued = False
+            stream.priority = priority
+            self.schedule(stream)
+        else:
+            stream.priority = priority
+
+    def pin(self, stream: Stream, paths: frozenset[int] | None) -> None:
+        """Pin ``stream`` to ``paths`` (``None``: any path)."""
+        stream.paths = paths
+        if paths is None:
+            self.pinned.discard(stream)
+        else:
+            self.pinned.add(stream)
+
+    def path_choices(self) -> list[frozenset[int] | None]:
+        """
+        For each priority level with data waiting, highest first, the IDs of the paths that can
+        carry a frame of it now (``None``: any path).
+        """
+        usable = self.usable
+        choices: list[frozenset[int] | None] = []
+        for level in (2, 1, 0):
+            allowed: set[int] | None = set()
+            for stream in self.queues[level]:
+                paths = stream.paths
+                if paths is None or paths.isdisjoint(usable):
+                    allowed = None
+                    break
+                allowed |= paths
+            if self.queues[level]:
+                choices.append(None if allowed is None else frozenset(allowed))
+        return choices
 
     # -- what is waiting ---------------------------------------------------------------
 
@@ -119,13 +172,17 @@ class SendQueue:
 
     # -- frames --------------------------------------------------------------------------
 
-    def next_stream_frame(self, max_data: int) -> tuple[StreamFrame, StreamRecord] | None:
+    def next_stream_frame(
+        self, max_data: int, path_id: int = 0
+    ) -> tuple[StreamFrame, StreamRecord] | None:
         """
-        The next STREAM frame to send, at most ``max_data`` data bytes, by priority then
-        round-robin.
+        The next STREAM frame to send on path ``path_id``, at most ``max_data`` data bytes, by
+        priority then round-robin.
 
         Returns the frame and the record to attach to the packet, or ``None``.
         """
+        if self.pinned:
+            return self._next_allowed_frame(max_data, path_id)
         for queue in (self.queues[2], self.queues[1], self.queues[0]):
             while queue:
                 stream = queue[0]
@@ -137,6 +194,31 @@ class SendQueue:
                         queue.pop()
                         stream.queued = False
                     return frame, record
+                out = self._frame_from(stream, max_data)
+                if out is None:
+                    queue.popleft()
+                    stream.queued = False
+                    continue
+                queue.rotate(-1)
+                if not stream.send.pending:
+                    queue.pop()
+                    stream.queued = False
+                return out
+        return None
+
+    def _next_allowed_frame(
+        self, max_data: int, path_id: int
+    ) -> tuple[StreamFrame, StreamRecord] | None:
+        """:meth:`next_stream_frame` while some stream is pinned: the streams ``path_id`` may not
+        carry stay queued, moved to the back of their level."""
+        usable = self.usable
+        for queue in (self.queues[2], self.queues[1], self.queues[0]):
+            for _ in range(len(queue)):
+                stream = queue[0]
+                paths = stream.paths
+                if paths is not None and path_id not in paths and not paths.isdisjoint(usable):
+                    queue.rotate(-1)
+                    continue
                 out = self._frame_from(stream, max_data)
                 if out is None:
                     queue.popleft()
@@ -199,7 +281,7 @@ class SendQueue:
         self.sent_total += send.sent_offset - before
         qos = None
         if not stream.qos_sent:
-            qos, stream.qos_sent = stream.qos, True
+            qos, stream.qos_sent = stream.qos or NO_QOS, True
         frame = StreamFrame(
             stream.id,
             offset,
@@ -232,4 +314,4 @@ class SendQueue:
                 self._control.append(StreamDataBlockedFrame(stream.id, limit))
 
 
-__all__ = ["SendQueue", "StreamRecord"]
+__all__ = ["NO_QOS", "SendQueue", "StreamRecord"]

@@ -32,7 +32,16 @@ class Stream:
         or for a peer stream whose first frame had ORDERED clear when the configuration accepts
         unordered delivery; ordered otherwise.
     :ivar compress: whether to try lz4 on this stream's frames.
-    :ivar qos: the seed's QoS policy, announced on the first frame, or ``None``.
+    :ivar qos: the seed's QoS policy in force for our frames, or ``None``: ours on a stream we
+        opened or once we set one, else the peer's (its QOS extension).
+    :ivar qos_sent: whether :attr:`qos` needs no (new) QOS extension on our next frame.
+    :ivar peer_priority: the priority of the peer's latest frame on this stream (0 before any).
+    :ivar peer_qos: the policy of the peer's latest QOS extension, or ``None``.
+    :ivar fixed: whether the local side chose :attr:`priority` and :attr:`qos` (it opened the
+        stream, or set them since): the peer's requests no longer change them.
+    :ivar paths: the path IDs this stream is pinned to (a frozenset), or ``None`` for any path.
+    :ivar received_at_reset: the highest offset received before the peer's RESET_STREAM (whose
+        final size the reassembler then takes as received), or ``None``.
     :ivar paused: the application asked us to stop delivering (back-pressure on the peer).
     """
 
@@ -44,6 +53,11 @@ class Stream:
         "compress",
         "qos",
         "qos_sent",
+        "peer_priority",
+        "peer_qos",
+        "fixed",
+        "paths",
+        "received_at_reset",
         "send",
         "recv",
         "credit",
@@ -75,6 +89,7 @@ class Stream:
         compress: bool = False,
         qos: QosPolicy | None = None,
         budget: ReceiveBudget | None = None,
+        paths: frozenset[int] | None = None,
     ) -> None:
         self.id = stream_id
         self.local = local
@@ -84,6 +99,11 @@ class Stream:
         self.compress = compress
         self.qos = qos
         self.qos_sent = qos is None
+        self.peer_priority = 0
+        self.peer_qos: QosPolicy | None = None
+        self.fixed = local
+        self.paths = paths
+        self.received_at_reset: int | None = None
         self.send = SendBuffer(send_limit)
         reassembler = Reassembler if ordered else UnorderedReassembler
         self.recv: Reassembler | UnorderedReassembler = reassembler(initial_window, budget)
