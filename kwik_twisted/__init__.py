@@ -39,9 +39,15 @@ _EXPORTS: dict[str, str] = {
     "ConnectionConfig": ".config",
     "KEEP_ALIVE_AUTO": ".config",
     "TlsConfig": ".core.crypto.handshake",
-    # interfaces an application may provide
+    # streams: what an application may ask of one stream
+    "Priority": ".streams",
+    "QoSPolicy": ".streams",
+    "StreamProgress": ".streams",
+    # interfaces: what stream transports and connections offer, what an application may provide
+    "IKwikConnection": ".interfaces",
     "IKwikConnectionObserver": ".interfaces",
     "IKwikMessageProtocol": ".interfaces",
+    "IKwikStreamTransport": ".interfaces",
     # errors
     "AeadLimitReached": ".errors",
     "ChecksumError": ".errors",

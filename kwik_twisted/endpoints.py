@@ -10,7 +10,11 @@ stream is reassembled in order (``docs/endpoints.rst``, "Ordered and unordered s
 
 A client endpoint's ``connect()`` opens a *stream*, not a connection: streams to the same server
 (``host``, ``port``, TLS server name and an equal :class:`~kwik_twisted.config.ConnectionConfig`)
-share one live Kwik connection from a per-reactor pool, unless ``reuse=False``.  The Deferred fires
+share one live Kwik connection from a per-reactor pool, unless ``reuse=False``.  Each stream gets
+the endpoint's ``priority`` and ``qos``; more streams, with other options, open on the same
+connection with ``transport.kwikConnection.openStream``.  A host name is resolved to all its
+addresses, IPv6 and IPv4, and handshakes race to them as Twisted's ``HostnameEndpoint`` does
+(:mod:`kwik_twisted.glue.dualstack`).  The Deferred fires
 with the protocol, already connected, once the handshake completed; it fails with
 ``DNSLookupError``, ``ConnectionRefusedError`` (ICMP port unreachable), :class:`KwikHandshakeError`
 (a ``ConnectError`` carrying the TLS reason), ``TimeoutError`` after ``timeout`` seconds, or
@@ -33,6 +37,7 @@ their UDP ports are stopped (tests call it to leave the reactor clean).
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from weakref import WeakKeyDictionary
 
 from twisted.internet import defer, error
@@ -47,11 +52,14 @@ from .core.crypto.handshake import make_context
 from .errors import ConfigurationError, KwikError
 from .glue.client import KwikClientProtocol, KwikHandshakeError
 from .glue.connection import ip_address
+from .glue.controls import checkQoS
+from .glue.dualstack import AddressRace, ClientCandidate, resolveAddresses
 from .glue.entropy import SystemEntropy
 from .glue.interfaces import IClientPortOwner
 from .glue.ports import MAX_DATAGRAM
 from .glue.server import KwikServerProtocol
 from .glue.udp import listenBatchingUDP
+from .streams import Priority, QoSPolicy, as_priority
 
 #: Seconds an unused pooled client connection stays open for reuse.
 POOL_LINGER = 2.0
@@ -196,7 +204,11 @@ class KwikClientEndpoint:
     """
     Open Kwik streams to ``host``:``port``.
 
-    :param host: a host name (resolved with ``reactor.resolve``) or an IPv4/IPv6 literal.
+    :param host: a host name or an IPv4/IPv6 literal.  A name is resolved to all its IPv6 and
+        IPv4 addresses with the reactor's ``nameResolver``, and handshakes to them start in turn,
+        each :data:`~kwik_twisted.glue.dualstack.ATTEMPT_DELAY` seconds after the previous one
+        (at once when one fails); the first to complete is the connection (as Twisted's
+        ``HostnameEndpoint`` does).
     :param config: a client :class:`ConnectionConfig`; when ``config.tls.server_name`` is unset the
         certificate is checked against ``host``.
     :param timeout: seconds before a connection attempt fails with ``TimeoutError``.
@@ -207,13 +219,19 @@ class KwikClientEndpoint:
         and ``remote_port`` may be ``None`` for the server's.  Each gets its own UDP socket.
     :param backup: indexes of paths to mark backup (0: the handshake's path, 1: the first of
         ``paths``...).
-    :raises ConfigurationError: a path or backup index is malformed, or there are more paths than
-        ``config.max_paths``.
+    :param priority: the :class:`~kwik_twisted.streams.Priority` of the stream each
+        ``connect()`` opens.
+    :param qos: the :class:`~kwik_twisted.streams.QoSPolicy` of the stream each ``connect()``
+        opens (sent with it), or ``None``.
+    :raises ConfigurationError: a path or backup index is malformed, there are more paths than
+        ``config.max_paths``, or ``priority`` is not a priority.
+    :raises TypeError: ``qos`` is not a ``QoSPolicy``.
     """
 
     def __init__(self, reactor, host: str, port: int, *, config: ConnectionConfig,
                  timeout: float = 30.0, bindAddress: tuple | None = None, reuse: bool = True,
-                 paths=(), backup=(), entropy=None) -> None:
+                 paths=(), backup=(), entropy=None, priority=Priority.NORMAL,
+                 qos: QoSPolicy | None = None) -> None:
         self._reactor = reactor
         self._host = host
         self._port = port
@@ -232,6 +250,7 @@ class KwikClientEndpoint:
                 f"({config.max_paths})")
         self._entropy = entropy or SystemEntropy()
         self._tlsContext = None
+        self._streamOptions = {"priority": as_priority(priority), "qos": checkQoS(qos)}
 
     def _sharedContext(self):
         """
@@ -248,7 +267,8 @@ class KwikClientEndpoint:
         """Open a stream; fires with the connected protocol."""
         entry = self._entry()
         protocolFactory.doStart()
-        attempt = _Attempt(self._reactor, protocolFactory, entry, self._timeout)
+        attempt = _Attempt(self._reactor, protocolFactory, entry, self._timeout,
+                           self._streamOptions)
         entry.addAttempt(attempt)
         if entry.state == "new":
             entry.start()
@@ -315,8 +335,10 @@ def _backupIndexes(backup, count: int) -> tuple[int, ...]:
 class _Attempt:
     """One ``connect()`` call: its Deferred, its timeout, its factory."""
 
-    def __init__(self, reactor, factory, entry: _ClientConnection, timeout: float) -> None:
+    def __init__(self, reactor, factory, entry: _ClientConnection, timeout: float,
+                 streamOptions: dict) -> None:
         self.factory = factory
+        self.streamOptions = streamOptions
         self.entry = entry
         self.deferred = defer.Deferred(self._cancel)
         self._timer = reactor.callLater(timeout, self._timedOut) if timeout else None
@@ -338,7 +360,7 @@ class _Attempt:
             protocol = self.factory.buildProtocol(addr)
             if protocol is None:
                 raise error.NoProtocol()
-            conn.openStream(protocol, onLost=self.factory.doStop)
+            conn.openStream(protocol, onLost=self.factory.doStop, **self.streamOptions)
         except KwikError as e:
             self.factory.doStop()
             self.deferred.errback(error.ConnectError(string=f"cannot open a stream: {e}"))
@@ -393,7 +415,7 @@ class _ClientConnection:
         self.address: str | None = host if (isIPAddress(host) or isIPv6Address(host)) else None
         self.attempts: list[_Attempt] = []
         self.proto: KwikClientProtocol | None = None
-        self._udp = None
+        self._addressRace: AddressRace | None = None
         self._resolving: defer.Deferred | None = None
         self._linger = None
         self._closed: list[defer.Deferred] = []
@@ -429,12 +451,12 @@ class _ClientConnection:
     # -- setting up ------------------------------------------------------------------
 
     def start(self) -> None:
-        """Resolve the host (unless it is an IP literal), then connect."""
+        """Resolve the host (unless it is an IP literal), then race handshakes to its addresses."""
         if self.address is not None:
-            self._resolved(self.address)
+            self._race([self.address])
             return
         self.state = "resolving"
-        d = self._resolving = self.reactor.resolve(self.host)
+        d = self._resolving = resolveAddresses(self.reactor, self.host, self.port)
         d.addCallbacks(self._resolved, self._resolveFailed)
 
     def _resolveFailed(self, failure: Failure) -> None:
@@ -445,30 +467,32 @@ class _ClientConnection:
             failure = Failure(error.DNSLookupError(f"{self.host}: {failure.getErrorMessage()}"))
         self._fail(failure)
 
-    def _resolved(self, address: str) -> None:
+    def _resolved(self, addresses: list[str]) -> None:
         self._resolving = None
-        if self.state not in ("new", "resolving"):
-            return
-        self.address = address
+        if self.state == "resolving":
+            self._race(addresses)
+
+    def _race(self, addresses: list[str]) -> None:
+        """Handshake with each address in turn (a head start each); the first to finish wins."""
         self.state = "handshaking"
-        interface, port = self.bindAddress or ("::" if isIPv6Address(address) else "", 0)
-        paths = [(local, (host or address, port or self.port))
-                 for local, host, port in self.paths]
         try:
             context = self.context() if self.context is not None else None
         except Exception:
             self._fail(Failure())
             return
-        proto = KwikClientProtocol(self.reactor, self.config, (address, self.port),
-                                   entropy=self.entropy, owner=self, paths=paths,
-                                   backup=self.backup, tlsContext=context)
-        try:
-            self._udp = listenBatchingUDP(self.reactor, port, proto, interface=interface,
-                                          maxPacketSize=MAX_DATAGRAM)
-            self.proto = proto
-            proto.start()
-        except Exception:
-            self._fail(Failure())
+        launch = partial(ClientCandidate, self.reactor, port=self.port,
+                         bindAddress=self.bindAddress, owner=self, config=self.config,
+                         entropy=self.entropy, paths=self.paths, backup=self.backup,
+                         tlsContext=context)
+        race = self._addressRace = AddressRace(self.reactor, addresses, launch)
+        race.deferred.addCallbacks(self._won, self._fail)
+        race.start()
+
+    def _won(self, candidate: ClientCandidate) -> None:
+        """``candidate``'s handshake completed first: it is the connection (it tells us so)."""
+        candidate.won = True
+        self.address = candidate.address
+        self.proto = candidate.proto
 
     # -- IClientPortOwner: what the client port protocol tells us -------------------------
 
@@ -538,6 +562,8 @@ class _ClientConnection:
         self._linger = None
         if self._resolving is not None:
             self._resolving.cancel()
+        if self._addressRace is not None and self.proto is None:
+            self._addressRace.cancel()  # stops every attempt (each port stops when it is gone)
         conn = self.proto.connection if self.proto is not None else None
         if conn is not None and not conn.dead:
             conn.abandon(reason)  # its connectionGone stops the port (maybe after this service)
@@ -545,10 +571,9 @@ class _ClientConnection:
         self._stopPort()
 
     def _stopPort(self) -> None:
-        udp, self._udp = self._udp, None
-        stops = [defer.maybeDeferred(udp.stopListening)] if udp is not None else []
-        if self.proto is not None:
-            stops.append(self.proto.stopSockets())
+        """Stop the UDP port of every handshake attempt (the winner's too)."""
+        candidates = self._addressRace.candidates if self._addressRace is not None else []
+        stops = [candidate.stop() for candidate in candidates]
         defer.gatherResults(stops, consumeErrors=True).addBoth(self._portStopped)
 
     def _portStopped(self, result) -> None:
@@ -560,7 +585,7 @@ class _ClientConnection:
     def shutdown(self) -> defer.Deferred:
         """Close gracefully (draining) and fire when the UDP port is stopped."""
         d = defer.Deferred()
-        if self.state == "dead" and self._udp is None:
+        if self.state == "dead":
             if self in _registry(_all, self.reactor, set()):
                 self._closed.append(d)
             else:

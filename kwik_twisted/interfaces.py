@@ -1,9 +1,14 @@
 """
-Interfaces an application may provide to hear more from Kwik than an ordinary transport says.
+The Kwik side of the Twisted API: what a stream's transport and its connection offer beyond an
+ordinary transport, and what an application's protocol may provide to hear more.
 
-A stream's protocol is an ordinary :class:`~twisted.internet.interfaces.IProtocol`; if it also
-provides :class:`IKwikConnectionObserver`, the glue tells it about the paths of the Kwik connection
-its stream belongs to (see ``docs/endpoints.rst``, "Multipath").
+A stream's protocol is an ordinary :class:`~twisted.internet.interfaces.IProtocol`, connected to a
+transport that provides :class:`~twisted.internet.interfaces.ITCPTransport` and
+:class:`IKwikStreamTransport`: the stream's ID, priority, QoS policy and ordering, and its
+progress.  ``transport.kwikConnection`` provides :class:`IKwikConnection`: it opens more streams
+on the same connection (``openStream``) and manages its paths.  If the protocol also provides
+:class:`IKwikConnectionObserver`, the glue tells it about the paths of the Kwik connection its
+stream belongs to (see ``docs/endpoints.rst``, "Multipath").
 
 Byte-stream integrity.  A protocol that provides only ``IProtocol`` always receives the exact
 in-order byte stream through ``dataReceived``, whatever flags the peer sets: a server reassembles
@@ -16,7 +21,9 @@ such a protocol out of order.  Only :class:`IKwikMessageProtocol` providers get 
 from __future__ import annotations
 
 from twisted.internet.interfaces import IProtocol
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
+
+from .streams import Priority
 
 
 class IKwikConnectionObserver(Interface):
@@ -64,4 +71,113 @@ class IKwikMessageProtocol(IProtocol):
         """
 
 
-__all__ = ["IKwikConnectionObserver", "IKwikMessageProtocol"]
+class IKwikStreamTransport(Interface):
+    """
+    The Kwik side of a stream's transport (every stream transport provides it, alongside
+    ``ITCPTransport``).
+
+    Priority and QoS policy belong to the stream, both directions: the opener's choice travels
+    with the stream (the QOS extension), the accepting side reads it here, and its replies on the
+    stream keep it until it calls :meth:`setPriority` or :meth:`setQoS` itself.  Once the stream is
+    gone, the attributes keep their last values and the setters do nothing.
+    """
+
+    streamId = Attribute("The stream's ID (an ``int``; even for client-opened streams).")
+    priority = Attribute(
+        "The stream's :class:`~kwik_twisted.streams.Priority`: the opener's choice, or what "
+        ":meth:`setPriority` set since.")
+    qos = Attribute(
+        "The stream's :class:`~kwik_twisted.streams.QoSPolicy` (the opener's, or what "
+        ":meth:`setQoS` set since), or ``None`` when it has none.")
+    ordered = Attribute(
+        "Whether the stream's bytes reach the protocol in order (``dataReceived``); ``False`` "
+        "when they arrive as pieces (``IKwikMessageProtocol.pieceReceived``).")
+    kwikConnection = Attribute(
+        "The Kwik connection the stream belongs to, an :class:`IKwikConnection`.")
+
+    def setPriority(priority):
+        """
+        Send the stream's data at ``priority`` (a :class:`~kwik_twisted.streams.Priority`, or
+        0, 1 or 2) from now on.
+
+        :raises ConfigurationError: ``priority`` is not a priority.
+        """
+
+    def setQoS(policy):
+        """
+        Ask for ``policy`` (a :class:`~kwik_twisted.streams.QoSPolicy`, or ``None`` for no
+        requirement) on the stream from now on.
+
+        :raises TypeError: ``policy`` is neither.
+        """
+
+    def setPaths(ids):
+        """
+        Pin the stream to the paths ``ids`` (path IDs; ``None`` lets it use every path): its
+        frames use those paths while any of them works, the others only when none does.
+
+        :raises ConfigurationError: a path ID is not one of the connection's paths.
+        """
+
+    def progress():
+        """The stream's byte counts so far, a :class:`~kwik_twisted.streams.StreamProgress`."""
+
+
+class IKwikConnection(Interface):
+    """
+    A Kwik connection, as its streams' ``transport.kwikConnection`` shows it to an application.
+    """
+
+    def openStream(protocol, *, priority=Priority.NORMAL, qos=None, ordered=True, compress=None,
+                   paths=None):
+        """
+        Open a new stream on this connection and connect ``protocol`` to it.
+
+        :param protocol: an ``IProtocol``; with ``ordered=False`` it must provide
+            :class:`IKwikMessageProtocol`.
+        :param priority: a :class:`~kwik_twisted.streams.Priority` (or 0, 1 or 2).
+        :param qos: a :class:`~kwik_twisted.streams.QoSPolicy`, or ``None``.
+        :param ordered: ``False`` lets both sides deliver the stream's pieces as they arrive.
+        :param compress: lz4-compress the stream's data (``None``: the connection's
+            ``compression`` setting).
+        :param paths: path IDs to pin the stream to (see ``IKwikStreamTransport.setPaths``), or
+            ``None``.
+        :returns: the new stream's transport (an :class:`IKwikStreamTransport`); ``protocol``
+            was connected to it (``makeConnection``) before this returns.
+        :raises TypeError: ``ordered=False`` with a protocol that does not provide
+            :class:`IKwikMessageProtocol`, or a ``qos`` that is not a ``QoSPolicy``.
+        :raises ConfigurationError: a bad ``priority`` or path ID.
+        :raises KwikError: the peer's stream limit does not allow another stream now, or the
+            connection is closed.
+        """
+
+    def pathMetrics():
+        """
+        A snapshot of every live path's metrics, ``{path_id: PathMetrics}`` (RTT, bandwidth,
+        loss, congestion window, bytes in flight, packets and bytes sent and received...).
+        """
+
+    def openPath(localHost, remote=None):
+        """
+        Open another path (client only) from ``localHost`` to ``remote`` (``(host, port)``;
+        ``None``: the server's address).
+
+        :returns: the new path's ID.
+        """
+
+    def setPathBackup(pathId, backup=True):
+        """Make path ``pathId`` a backup (used only while no other path works), or not."""
+
+    def abandonPath(pathId):
+        """Stop using path ``pathId`` for good; its data moves to the other paths."""
+
+    def close(code=0, reason=""):
+        """Close the whole connection (every stream) with an application error ``code``."""
+
+
+__all__ = [
+    "IKwikConnection",
+    "IKwikConnectionObserver",
+    "IKwikMessageProtocol",
+    "IKwikStreamTransport",
+]

@@ -16,6 +16,10 @@ before anything listens or connects.  The PEM contents, not the paths, go into t
 :class:`~kwik_twisted.core.crypto.handshake.TlsConfig`.  The full argument table is in
 ``docs/endpoints.rst``.
 
+A client's ``priority`` and QoS arguments (``minBandwidth``, ``maxLatency``, ``maxJitter``,
+``lossThreshold``) set the stream each ``connect()`` opens; they take units (``2M`` bits per
+second, ``50ms``, ``1%``).
+
 Lists (``paths``, ``backup``, ``advertise``, a server's ``interface``) are comma-separated, since
 Twisted keeps only the last of repeated arguments.  An address with a port is ``HOST:PORT`` (the
 colon escaped, ``127.0.0.3\\:4434``) or ``[IPv6]:PORT``; a path is ``LOCAL`` or
@@ -61,6 +65,14 @@ COMMON_ARGUMENTS = (
     "scheduler",
     "maxPaths",
 )
+#: Client arguments that set the stream each ``connect()`` opens (its priority and QoS policy).
+STREAM_ARGUMENTS = (
+    "priority",
+    "minBandwidth",
+    "maxLatency",
+    "maxJitter",
+    "lossThreshold",
+)
 SERVER_ARGUMENTS = (
     "port",
     "interface",
@@ -88,7 +100,7 @@ CLIENT_ARGUMENTS = (
     "path",
     "backup",
     "useAdvertised",
-) + COMMON_ARGUMENTS
+) + STREAM_ARGUMENTS + COMMON_ARGUMENTS
 #: The most paths a connection may be configured for.
 MAX_PATHS = 64
 
@@ -163,6 +175,93 @@ def _scheduler(value: str) -> str:
     if name not in known:
         raise ConfigurationError(f"scheduler={value!r}: unknown; known: {', '.join(known)}")
     return name
+
+
+# --------------------------------------------------------------------------
+# A stream's priority and QoS policy.
+
+_PRIORITIES = ("normal", "high", "critical")
+_QUANTITY = re.compile(r"(?P<number>[0-9.eE+-]+)\s*(?P<unit>[a-zA-Z%]*)")
+#: Units of durations (to seconds) and of rates (to bits per second; decimal).
+_SECONDS = {"": 1, "s": 1, "ms": 1e-3}
+_RATES = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
+
+
+def _priority(value: str) -> Any:
+    """``normal``, ``high`` or ``critical``."""
+    from kwik_twisted.streams import Priority
+
+    word = value.strip().lower()
+    if word not in _PRIORITIES:
+        raise ConfigurationError(f"priority={value!r}: expected {', '.join(_PRIORITIES)}")
+    return Priority[word.upper()]
+
+
+def _quantity(name: str, value: str, units: dict, expected: str) -> float:
+    """A finite number with one of ``units`` (a multiplier each), scaled."""
+    match = _QUANTITY.fullmatch(value.strip())
+    unit = match["unit"].lower() if match else None
+    try:
+        number = float(match["number"]) * units[unit]
+    except (TypeError, KeyError, ValueError):
+        raise ConfigurationError(f"{name}={value!r}: expected {expected}") from None
+    if not math.isfinite(number):
+        raise ConfigurationError(f"{name}={value!r}: expected {expected}")
+    return number
+
+
+def _duration(name: str, value: str) -> float:
+    """``50ms``, ``0.05s`` or ``0.05`` (seconds): a positive number of seconds."""
+    seconds = _quantity(name, value, _SECONDS, "a duration such as 50ms, 0.05s or 0.05")
+    if seconds <= 0:
+        raise ConfigurationError(f"{name}={value!r}: must be a positive duration")
+    return seconds
+
+
+def _rate(name: str, value: str) -> float:
+    """``2M``, ``500k``, ``1.5G`` or ``64000``: a positive number of bits per second."""
+    rate = _quantity(name, value, _RATES, "bits per second such as 2M, 500k, 1.5G or 64000")
+    if rate <= 0:
+        raise ConfigurationError(f"{name}={value!r}: must be a positive rate")
+    return int(rate) if rate.is_integer() else rate
+
+
+def _fraction(name: str, value: str) -> float:
+    """``1%`` or ``0.01``: a fraction between 0 and 1."""
+    fraction = _quantity(name, value, {"": 1, "%": 0.01}, "a fraction such as 1% or 0.01")
+    if not 0 <= fraction <= 1:
+        raise ConfigurationError(f"{name}={value!r}: must be between 0 and 1 (0% and 100%)")
+    return fraction
+
+
+#: Endpoint argument -> (QoSPolicy field, parser).
+_QOS_ARGUMENTS = {
+    "minBandwidth": ("min_bandwidth", _rate),
+    "maxLatency": ("max_latency", _duration),
+    "maxJitter": ("max_jitter", _duration),
+    "lossThreshold": ("loss_threshold", _fraction),
+}
+
+
+def _stream_settings(kwargs: dict[str, str]) -> dict[str, Any]:
+    """Pop ``priority`` and the QoS arguments; return ``priority`` and ``qos`` when given."""
+    from kwik_twisted.streams import QoSPolicy
+
+    result: dict[str, Any] = {}
+    if "priority" in kwargs:
+        result["priority"] = _priority(kwargs.pop("priority"))
+    fields = {}
+    for name, (field, parse) in _QOS_ARGUMENTS.items():
+        if name in kwargs:
+            value = kwargs.pop(name)
+            fields[field] = parse(name, value)
+            try:
+                QoSPolicy(**{field: fields[field]})
+            except ConfigurationError as e:  # out of the wire's range
+                raise ConfigurationError(f"{name}={value!r}: {e}") from None
+    if fields:
+        result["qos"] = QoSPolicy(**fields)
+    return result
 
 
 # --------------------------------------------------------------------------
@@ -496,8 +595,10 @@ def parse_client_arguments(*args: str, **kwargs: str) -> dict[str, Any]:
 
     :returns: the keyword arguments of :class:`~kwik_twisted.endpoints.KwikClientEndpoint`
         besides the reactor: ``host``, ``port``, ``config``, ``timeout``, ``bindAddress``
-        and ``reuse``, and ``paths`` and ``backup`` when given (``useAdvertised`` goes to
-        ``config.use_advertised``).
+        and ``reuse``; ``paths`` and ``backup`` when given (``useAdvertised`` goes to
+        ``config.use_advertised``); ``priority`` (a :class:`~kwik_twisted.streams.Priority`)
+        and ``qos`` (a :class:`~kwik_twisted.streams.QoSPolicy` of the ``minBandwidth``,
+        ``maxLatency``, ``maxJitter`` and ``lossThreshold`` arguments) when given.
     :raises ConfigurationError: naming the argument (or file) that is unknown or unusable.
     """
     _positional(args, kwargs, ("host", "port"), "client")
@@ -513,6 +614,7 @@ def parse_client_arguments(*args: str, **kwargs: str) -> dict[str, Any]:
     named = _pop_one_of(kwargs, "paths", "path")
     paths = [] if named is None else _paths(*named)
     backup = _backup(kwargs.pop("backup"), len(paths)) if "backup" in kwargs else ()
+    stream = _stream_settings(kwargs)
     tls = _client_tls(host, kwargs)
     settings = _connection_settings(kwargs)
     if "useAdvertised" in kwargs:
@@ -536,6 +638,7 @@ def parse_client_arguments(*args: str, **kwargs: str) -> dict[str, Any]:
         result["paths"] = paths
     if backup:
         result["backup"] = backup
+    result.update(stream)
     return result
 
 

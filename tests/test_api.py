@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 import kwik_twisted
 
 #: The modules whose ``__all__`` the package re-exports in full.
-REEXPORTED = ("endpoints", "parsers", "errors", "events", "interfaces")
+REEXPORTED = ("endpoints", "parsers", "errors", "events", "interfaces", "streams")
 
 
 class PublicAPITests(SynchronousTestCase):
@@ -38,15 +38,22 @@ class PublicAPITests(SynchronousTestCase):
         from kwik_twisted.endpoints import KwikClientEndpoint, KwikServerEndpoint
         from kwik_twisted.errors import KwikError, ProtocolError
         from kwik_twisted.events import StreamDataReceived
-        from kwik_twisted.interfaces import IKwikMessageProtocol
+        from kwik_twisted.interfaces import (
+            IKwikConnection,
+            IKwikMessageProtocol,
+            IKwikStreamTransport,
+        )
+        from kwik_twisted.streams import Priority, QoSPolicy, StreamProgress
 
         for obj in (ConnectionConfig, KwikClientEndpoint, KwikServerEndpoint, KwikError,
-                    ProtocolError, StreamDataReceived, IKwikMessageProtocol):
+                    ProtocolError, StreamDataReceived, IKwikMessageProtocol, IKwikConnection,
+                    IKwikStreamTransport, Priority, QoSPolicy, StreamProgress):
             self.assertIs(getattr(kwik_twisted, obj.__name__), obj)
 
     def test_the_public_modules_are_reexported_in_full(self) -> None:
-        """Every name in the ``__all__`` of endpoints, parsers, errors, events and interfaces is
-        in ``kwik_twisted.__all__``, so a new error or event cannot be forgotten here."""
+        """Every name in the ``__all__`` of endpoints, parsers, errors, events, interfaces and
+        streams is in ``kwik_twisted.__all__``, so a new error or event cannot be forgotten
+        here."""
         for short in REEXPORTED:
             module = importlib.import_module(f"kwik_twisted.{short}")
             left_out = sorted(set(module.__all__) - set(kwik_twisted.__all__))
@@ -61,6 +68,13 @@ class PublicAPITests(SynchronousTestCase):
         """A name that is not exported raises AttributeError (so ``hasattr`` is false)."""
         self.assertRaises(AttributeError, getattr, kwik_twisted, "NoSuchName")
         self.assertFalse(hasattr(kwik_twisted, "protocol"))
+
+    def test_the_stream_api_is_exported(self) -> None:
+        """The stream API the issue names (Priority, QoSPolicy, StreamProgress and the two Kwik
+        interfaces) is part of ``kwik_twisted.__all__``."""
+        for name in ("Priority", "QoSPolicy", "StreamProgress", "IKwikStreamTransport",
+                     "IKwikConnection", "IKwikMessageProtocol"):
+            self.assertIn(name, kwik_twisted.__all__)
 
     def test_import_is_lazy(self) -> None:
         """

@@ -3,7 +3,8 @@ The Twisted glue: the reactor-facing internals behind the public endpoints.
 
 Everything that knows the reactor and is not public API lives here; applications use
 :mod:`kwik_twisted.endpoints` (or ``kwik:`` endpoint strings), and a stream's protocol sees an
-ordinary ``ITransport``.
+ordinary ``ITransport`` that also provides
+:class:`~kwik_twisted.interfaces.IKwikStreamTransport`.
 
 * :mod:`~kwik_twisted.glue.connection`: :class:`KwikConnection`, one core connection driven by
   the reactor (events to transports, datagrams out, one timer).
@@ -11,7 +12,10 @@ ordinary ``ITransport``.
   :mod:`~kwik_twisted.glue.client`: the UDP port protocols that own connections, and their extra
   sockets for multipath.
 * :mod:`~kwik_twisted.glue.udp`: batched UDP I/O (GSO/GRO) on a Twisted UDP port.
-* :mod:`~kwik_twisted.glue.transport`: one stream as a Twisted transport.
+* :mod:`~kwik_twisted.glue.transport`: one stream as a Twisted transport, and
+  :mod:`~kwik_twisted.glue.controls`, its Kwik side (priority, QoS, paths, progress).
+* :mod:`~kwik_twisted.glue.dualstack`: the client's name lookup (every IPv6 and IPv4 address) and
+  the race of handshakes to them.
 * :mod:`~kwik_twisted.glue.forwarding`: the relays behind ``twistd kwik``.
 * :mod:`~kwik_twisted.glue.entropy`: the OS's CSPRNG for the core.
 * :mod:`~kwik_twisted.glue.interfaces`: the contracts between all of these.

@@ -18,7 +18,9 @@ Each stream is a :class:`~kwik_twisted.glue.transport.KwikStreamTransport`; the 
 provides what it calls (:class:`~kwik_twisted.glue.interfaces.IStreamConnection`) and hands it the
 core's stream events through :class:`~kwik_twisted.glue.interfaces.IStreamEventSink`.  Path
 events also reach the stream protocols that provide
-:class:`~kwik_twisted.interfaces.IKwikConnectionObserver`.
+:class:`~kwik_twisted.interfaces.IKwikConnectionObserver`.  To applications, the connection is an
+:class:`~kwik_twisted.interfaces.IKwikConnection` (``transport.kwikConnection``): it opens streams
+with a priority, a QoS policy, an ordering and a path assignment, and manages paths.
 
 Logging.  A connection that ends on its idle timeout is logged at info level with the peer's
 address (it is what a user of a tunnel needs to know); other ends are logged at debug level.
@@ -50,7 +52,9 @@ from ..events import (
     StreamReset,
     StreamWritable,
 )
-from ..interfaces import IKwikConnectionObserver
+from ..interfaces import IKwikConnection, IKwikConnectionObserver
+from ..streams import Priority
+from .controls import streamOptions
 from .interfaces import IStreamConnection
 from .transport import KwikStreamTransport
 
@@ -87,7 +91,7 @@ def describe_termination(event: ConnectionTerminated) -> str:
     return f"connection closed by {who} (error 0x{event.error_code:x}){detail}"
 
 
-@implementer(IStreamConnection)
+@implementer(IStreamConnection, IKwikConnection)
 class KwikConnection:
     """
     The glue of one Kwik connection: the core connection, its stream transports and its timer.
@@ -300,17 +304,32 @@ class KwikConnection:
         transport.attached()
         return transport
 
-    def openStream(self, protocol, onLost=None, *, ordered: bool = True) -> KwikStreamTransport:
+    def openStream(self, protocol, onLost=None, *, priority=Priority.NORMAL, qos=None,
+                   ordered: bool = True, compress: bool | None = None,
+                   paths=None) -> KwikStreamTransport:
         """
-        Open a stream of ours and connect ``protocol`` to it.
+        Open a stream of ours and connect ``protocol`` to it
+        (:meth:`kwik_twisted.interfaces.IKwikConnection.openStream`).
 
-        :param ordered: ``False`` opens the stream without the ORDERED flag: the peer's bytes on
-            it reach ``protocol.pieceReceived`` if ``protocol`` provides
-            :class:`~kwik_twisted.interfaces.IKwikMessageProtocol` (else the stream is reset
-            the first time a piece would arrive out of order).
-        :raises KwikError: the peer's stream limit does not allow another stream now.
+        :param onLost: called (no arguments) after ``protocol.connectionLost``.
+        :param priority: a :class:`~kwik_twisted.streams.Priority` (or 0, 1, 2).
+        :param qos: a :class:`~kwik_twisted.streams.QoSPolicy` sent with the stream, or ``None``.
+        :param ordered: ``False`` opens the stream without the ORDERED flag; ``protocol`` must
+            then provide :class:`~kwik_twisted.interfaces.IKwikMessageProtocol`, whose
+            ``pieceReceived`` gets the peer's bytes as they arrive.
+        :param compress: lz4-compress the stream's data (``None``: the ``compression`` setting).
+        :param paths: path IDs the stream's frames keep to while any of them works, or ``None``.
+        :returns: the stream's transport (an ``IKwikStreamTransport``).
+        :raises TypeError: ``ordered=False`` with a plain protocol; a ``qos`` of the wrong type.
+        :raises ConfigurationError: a bad priority or path ID.
+        :raises KwikError: the peer's stream limit does not allow another stream now, or the
+            connection is closed.
         """
-        stream_id = self.core.open_stream(ordered=ordered)
+        options = streamOptions(protocol, priority=priority, qos=qos, ordered=ordered,
+                                compress=compress, paths=paths)
+        if self.dead or self.terminated is not None:
+            raise StreamStateError("the Kwik connection is closed: no new streams")
+        stream_id = self.core.open_stream(**options)
         self.liveStreams.add(stream_id)
         return self.attach(stream_id, protocol, onLost)
 
@@ -408,11 +427,30 @@ class KwikConnection:
         That is its reassembler's kind, not the peer's ORDERED flag: a server that does not
         accept unordered streams reassembles them in order.
         """
-        return not self.core.stream_delivers_pieces(stream_id)
+        view = self.core.stream(stream_id)
+        return view is None or view.ordered
 
     def writable(self, stream_id: int) -> bool:
         """Whether the stream's send buffer has room."""
         return not self.dead and self.core.stream_writable(stream_id)
+
+    def streamView(self, stream_id: int):
+        """The core's read-only view of a stream, or ``None`` once it forgot it."""
+        return self.core.stream(stream_id)
+
+    def updateStream(self, stream_id: int, **changes) -> None:
+        """
+        Change a stream's ``priority``, ``qos`` (wire form) or ``paths`` (nothing once gone).
+
+        :raises ConfigurationError: a path ID is neither an open nor a pending path.
+        """
+        if self.dead:
+            return
+        try:
+            self.core.update_stream(stream_id, **changes)
+        except StreamStateError:
+            return  # the stream is gone
+        self.scheduleTurn()
 
     def resetStream(self, stream_id: int, code: int) -> None:
         """Abandon our direction of a stream."""

@@ -14,9 +14,10 @@ same methods, and ``zope.interface.verify.verifyObject`` checks both::
     KwikConnection                   --IStreamEventSink-->    KwikStreamTransport
 
 Read an arrow as "calls the methods of".  None of these is public API: an application sees the
-stream transport as an ordinary ``ITransport`` and the connection through
-``transport.kwikConnection`` (see :mod:`kwik_twisted.interfaces` for what an application may
-provide).  Method names are camelCase, as in Twisted's own interfaces.
+stream transport as an ordinary ``ITransport`` that also provides
+:class:`~kwik_twisted.interfaces.IKwikStreamTransport`, and the connection through
+``transport.kwikConnection`` (:class:`~kwik_twisted.interfaces.IKwikConnection`; see
+:mod:`kwik_twisted.interfaces`).  Method names are camelCase, as in Twisted's own interfaces.
 """
 
 from __future__ import annotations
@@ -158,6 +159,20 @@ class IStreamConnection(Interface):
 
     def streamOrdered(streamId):
         """Whether the core delivers the stream's bytes in order (``True`` for a stream gone)."""
+
+    def streamView(streamId):
+        """
+        The core's read-only view of a stream (``priority``, ``qos``, ``ordered``, ``paths``,
+        ``progress``: see ``Connection.stream``), or ``None`` once the core forgot it.
+        """
+
+    def updateStream(streamId, **changes):
+        """
+        Change a stream's ``priority`` (0, 1 or 2), ``qos`` (the wire's ``QosPolicy`` or
+        ``None``) or ``paths`` (a tuple of path IDs or ``None``), as the core takes them.
+
+        :raises ConfigurationError: a path ID is not one of the connection's paths.
+        """
 
     def resetStream(streamId, code):
         """Abandon our direction of a stream (RESET_STREAM with ``code``)."""

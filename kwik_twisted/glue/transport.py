@@ -35,6 +35,10 @@ stream allows them:
 * ``pauseProducing`` stops delivering data (the core stops reading, so flow control pushes back on
   the peer); events already queued are held and delivered, in order, on ``resumeProducing``.
 
+The Kwik side of the transport (:class:`~kwik_twisted.interfaces.IKwikStreamTransport`: priority,
+QoS policy, ordering, path assignment, progress, ``kwikConnection``) is the
+:class:`~kwik_twisted.glue.controls.StreamControls` base class.
+
 ``connectionLost`` is called exactly once.  Addresses are ``IPv4Address``/``IPv6Address`` of type
 ``"UDP"``, the type Twisted's own UDP ports report.
 """
@@ -54,6 +58,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..interfaces import IKwikMessageProtocol
+from .controls import StreamControls
 from .interfaces import IStreamEventSink
 
 #: Code of the RESET_STREAM / STOP_SENDING that abortConnection sends.
@@ -69,7 +74,7 @@ log = Logger()
 
 
 @implementer(ITransport, ITCPTransport, IPushProducer, IConsumer, IStreamEventSink)
-class KwikStreamTransport:
+class KwikStreamTransport(StreamControls):
     """
     The transport of one stream.
 
@@ -88,6 +93,7 @@ class KwikStreamTransport:
     def __init__(self, conn, streamId: int, host, peer, protocol, *, onLost=None) -> None:
         self._conn = conn
         self.streamId = streamId
+        self._lastView = None
         self._host = host
         self._peer = peer
         self.protocol = protocol
@@ -115,6 +121,7 @@ class KwikStreamTransport:
 
     def attached(self) -> None:
         """Connect the protocol to this transport (``makeConnection``)."""
+        self._view()  # keep the core's view of the stream (it answers after the stream closed)
         try:
             self.protocol.makeConnection(self)
         except Exception:
@@ -157,21 +164,6 @@ class KwikStreamTransport:
         self._finWanted = True
         self._maybeSendFin()
         self._conn.scheduleTurn()
-
-    @property
-    def kwikConnection(self):
-        """
-        The Kwik connection this stream belongs to (a
-        :class:`kwik_twisted.glue.connection.KwikConnection`).
-
-        Its ``pathMetrics()`` gives each path's metrics (RTT, bandwidth, loss, congestion
-        window...), ``openPath()``, ``setPathBackup()`` and ``abandonPath()`` manage paths (a
-        client's), and its ``core`` attribute is the sans-I/O
-        :class:`~kwik_twisted.core.connection.Connection`, whose ``paths`` and ``stats`` an
-        application may read to observe the transport.  A protocol providing
-        :class:`~kwik_twisted.interfaces.IKwikConnectionObserver` is told of every path event.
-        """
-        return self._conn
 
     def getPeer(self):
         """The peer's UDP address (``IPv4Address`` or ``IPv6Address``)."""

@@ -13,10 +13,18 @@ from __future__ import annotations
 
 import errno
 from collections import deque
+from dataclasses import dataclass
 
 from twisted.internet import defer, error
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.interfaces import IListeningPort, IReactorUDP, IUDPTransport
+from twisted.internet.interfaces import (
+    IHostnameResolver,
+    IHostResolution,
+    IListeningPort,
+    IReactorPluggableNameResolver,
+    IReactorUDP,
+    IUDPTransport,
+)
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from zope.interface import implementer
@@ -26,6 +34,7 @@ from kwik_twisted.endpoints import KwikClientEndpoint, KwikServerEndpoint
 from kwik_twisted.errors import ConfigurationError
 from kwik_twisted.glue.interfaces import IConnectionOwner, IStreamConnection
 from kwik_twisted.testing.pair import client_config, server_config
+from kwik_twisted.wire import QosPolicy
 
 SERVER_PORT = 4433
 
@@ -77,14 +86,56 @@ class FakeUDPPort:
         return False
 
 
-@implementer(IReactorUDP)
+@implementer(IHostResolution)
+class FakeResolution:
+    """One name lookup of a :class:`FakeNameResolver`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def cancel(self) -> None:
+        """Lookups complete at once: nothing to cancel."""
+
+
+@implementer(IHostnameResolver)
+class FakeNameResolver:
+    """
+    A name resolver (``reactor.nameResolver``) that knows only ``names``, answering at once.
+
+    :ivar names: host name -> an IP address or a list of them (IPv6 and IPv4), in the order the
+        resolver reports them.
+    :ivar asked: every name looked up, in order.
+    """
+
+    def __init__(self, names: dict) -> None:
+        self.names = names
+        self.asked: list[str] = []
+
+    def resolveHostName(self, resolutionReceiver, hostName, portNumber=0, addressTypes=None,
+                        transportSemantics="TCP"):
+        """Report the known addresses of ``hostName`` of the asked types (none if unknown)."""
+        self.asked.append(hostName)
+        resolution = FakeResolution(hostName)
+        resolutionReceiver.resolutionBegan(resolution)
+        known = self.names.get(hostName, [])
+        for host in [known] if isinstance(known, str) else known:
+            kind = IPv6Address if ":" in host else IPv4Address
+            if addressTypes is None or kind in addressTypes:
+                resolutionReceiver.addressResolved(kind(transportSemantics, host, portNumber))
+        resolutionReceiver.resolutionComplete()
+        return resolution
+
+
+@implementer(IReactorUDP, IReactorPluggableNameResolver)
 class FakeUDPReactor(Clock):
     """
     A clock with in-memory UDP.
 
     :ivar inFlight: queued ``(source, destination, datagram)`` triples.
     :ivar drop: a predicate ``(source, destination, datagram) -> bool`` that loses datagrams.
-    :ivar names: what :meth:`resolve` knows.
+    :ivar names: what :meth:`resolve` and :attr:`nameResolver` know (a name -> an address or a
+        list of addresses).
+    :ivar nameResolver: a :class:`FakeNameResolver` of :attr:`names`.
     """
 
     def __init__(self) -> None:
@@ -93,6 +144,7 @@ class FakeUDPReactor(Clock):
         self.inFlight: deque = deque()
         self.drop = None
         self.names = {"localhost": "127.0.0.1"}
+        self.nameResolver = FakeNameResolver(self.names)
         self.delivered = 0
         self._nextPort = 50000
 
@@ -111,10 +163,16 @@ class FakeUDPReactor(Clock):
         return udp
 
     def resolve(self, name, timeout=None):
-        """Resolve from :attr:`names`; anything else is a DNSLookupError."""
+        """Resolve from :attr:`names` (the first address); anything else is a DNSLookupError."""
         if name in self.names:
-            return defer.succeed(self.names[name])
+            known = self.names[name]
+            return defer.succeed(known if isinstance(known, str) else known[0])
         return defer.fail(error.DNSLookupError(name))
+
+    def installNameResolver(self, resolver):
+        """Replace :attr:`nameResolver`; return the old one."""
+        old, self.nameResolver = self.nameResolver, resolver
+        return old
 
     def _deliver(self) -> None:
         source, destination, data = self.inFlight.popleft()
@@ -195,6 +253,17 @@ class FakeKwik:
         self.reactor.pump(seconds)
 
 
+@dataclass
+class FakeStreamView:
+    """A core stream view, as ``Connection.stream(sid)`` returns one (wire units)."""
+
+    priority: int = 0
+    qos: QosPolicy | None = None
+    ordered: bool = True
+    paths: tuple | None = None
+    progress: tuple = (0, 0, 0, 0, 0)
+
+
 @implementer(IStreamConnection)
 class FakeStreamConnection:
     """
@@ -206,6 +275,8 @@ class FakeStreamConnection:
     :ivar ordered: what ``streamOrdered`` answers (the core's view of the stream's ORDERED flag).
     :ivar reactor: a ``task.Clock`` for the transport's ``callLater(0)`` calls.
     :ivar detached: the stream IDs whose transport let go of them, in order.
+    :ivar view: what ``streamView`` answers (a :class:`FakeStreamView`; ``None``: the stream is
+        gone); ``updateStream`` records its call and changes it.
     """
 
     def __init__(self, ordered: bool = True) -> None:
@@ -213,6 +284,7 @@ class FakeStreamConnection:
         self.reactor = Clock()
         self.calls: list[tuple] = []
         self.detached: list[int] = []
+        self.view: FakeStreamView | None = FakeStreamView(ordered=ordered)
 
     def _record(self, name: str, *args) -> None:
         self.calls.append((name, args))
@@ -245,6 +317,17 @@ class FakeStreamConnection:
     def streamOrdered(self, streamId: int) -> bool:
         """The configured answer."""
         return self.ordered
+
+    def streamView(self, streamId: int):
+        """The configured view."""
+        return self.view
+
+    def updateStream(self, streamId: int, **changes) -> None:
+        """Record the change and apply it to :attr:`view` (if the stream is not gone)."""
+        self._record("updateStream", streamId, changes)
+        if self.view is not None:
+            for name, value in changes.items():
+                setattr(self.view, name, value)
 
     def writable(self, streamId: int) -> bool:
         """Always room."""

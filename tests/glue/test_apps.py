@@ -23,27 +23,33 @@ from twisted.web.server import Site
 from twisted.web.static import File
 from zope.interface import implementer
 
-from kwik_twisted.endpoints import KwikClientEndpoint, KwikServerEndpoint, closeClientConnections
-from kwik_twisted.testing.pair import client_config, server_config
+from kwik_twisted.endpoints import KwikClientEndpoint
+from kwik_twisted.testing.fixtures import KwikHarness, writeCertificates
 
 
 class AppTestCase(TestCase):
-    """Start Kwik servers; clean up servers and client connections."""
+    """
+    Start Kwik servers; clean up servers and client connections.
+
+    The servers, clients and certificates come from
+    :class:`~kwik_twisted.testing.fixtures.KwikHarness`, the helper behind the pytest fixtures.
+    """
 
     timeout = 30
+
+    def setUp(self) -> None:
+        self.kwik = KwikHarness(reactor, writeCertificates(self.mktemp()))
+        self.addCleanup(self.kwik.cleanup)
 
     @defer.inlineCallbacks
     def serve(self, factory):
         """Serve ``factory`` over Kwik on a free loopback port; return the port number."""
-        port = yield KwikServerEndpoint(reactor, 0, config=server_config(),
-                                        interface="127.0.0.1").listen(factory)
-        self.addCleanup(port.stopListening)
-        self.addCleanup(closeClientConnections, reactor)
+        port = yield self.kwik.listen(factory)
         return port.getHost().port
 
     def endpoint(self, port: int, host: str = "127.0.0.1") -> KwikClientEndpoint:
         """A client endpoint towards a Kwik server on loopback."""
-        return KwikClientEndpoint(reactor, host, port, config=client_config(), timeout=10)
+        return self.kwik.clientEndpoint(port, host=host)
 
 
 class ChatServer(LineReceiver):
@@ -116,11 +122,13 @@ class ChatTests(AppTestCase):
 
 @implementer(IAgentEndpointFactory)
 class KwikAgentEndpoints:
-    """Agent's endpoint factory: every http URI is fetched over Kwik."""
+    """Agent's endpoint factory: every http URI is fetched over Kwik (through ``harness``)."""
+
+    def __init__(self, harness: KwikHarness) -> None:
+        self.harness = harness
 
     def endpointForURI(self, uri):
-        return KwikClientEndpoint(reactor, uri.host.decode("ascii"), uri.port,
-                                  config=client_config(), timeout=10)
+        return self.harness.clientEndpoint(uri.port, host=uri.host.decode("ascii"))
 
 
 class WebTests(AppTestCase):
@@ -134,7 +142,7 @@ class WebTests(AppTestCase):
         payload = os.urandom(6 * 1024 * 1024)
         directory.child("big.bin").setContent(payload)
         port = yield self.serve(Site(File(directory.path)))
-        agent = Agent.usingEndpointFactory(reactor, KwikAgentEndpoints())
+        agent = Agent.usingEndpointFactory(reactor, KwikAgentEndpoints(self.kwik))
         response = yield agent.request(b"GET", b"http://127.0.0.1:%d/big.bin" % port)
         self.assertEqual(response.code, 200)
         body = yield readBody(response)
@@ -148,7 +156,7 @@ class WebTests(AppTestCase):
         for name in ("a", "b", "c"):
             directory.child(name).setContent(name.encode() * 1000)
         port = yield self.serve(Site(File(directory.path)))
-        agent = Agent.usingEndpointFactory(reactor, KwikAgentEndpoints())
+        agent = Agent.usingEndpointFactory(reactor, KwikAgentEndpoints(self.kwik))
         for name in ("a", "b", "c"):
             url = b"http://127.0.0.1:%d/%s" % (port, name.encode())
             response = yield agent.request(b"GET", url)

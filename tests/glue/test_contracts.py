@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from twisted.internet import defer, reactor
 from twisted.internet.interfaces import IConsumer, IPushProducer, ITCPTransport, ITransport
-from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.protocol import DatagramProtocol, Protocol
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -29,6 +29,7 @@ from kwik_twisted.glue.interfaces import (
     IStreamEventSink,
 )
 from kwik_twisted.glue.udp import listenBatchingUDP, send_batch
+from kwik_twisted.interfaces import IKwikConnection, IKwikStreamTransport
 from tests.polling import until
 
 from .fakes import FakeConnectionOwner, FakeKwik, FakeStreamConnection
@@ -50,6 +51,27 @@ class LiveConnectionContractTests(SynchronousTestCase):
         """A stream's transport provides IStreamEventSink and the Twisted transport interfaces."""
         for interface in (IStreamEventSink, ITransport, ITCPTransport, IPushProducer, IConsumer):
             self.assertTrue(verifyObject(interface, self.transport), interface)
+
+    def test_every_stream_transport_provides_the_kwik_stream_interface(self) -> None:
+        """
+        The transports of both sides (the client's stream and the server's accepted one) provide
+        IKwikStreamTransport alongside ITCPTransport, and their ``kwikConnection`` provides
+        IKwikConnection.
+        """
+        server = self.net.serverProtocols[0].transport
+        for transport in (self.transport, server):
+            self.assertTrue(verifyObject(IKwikStreamTransport, transport))
+            self.assertTrue(verifyObject(ITCPTransport, transport))
+            self.assertTrue(verifyObject(IKwikConnection, transport.kwikConnection))
+
+    def test_a_stream_from_open_stream_provides_the_kwik_stream_interface(self) -> None:
+        """``kwikConnection.openStream`` returns a transport providing IKwikStreamTransport,
+        already connected to the protocol."""
+        protocol = Protocol()
+        transport = self.conn.openStream(protocol)
+        self.assertIs(protocol.transport, transport)
+        self.assertTrue(verifyObject(IKwikStreamTransport, transport))
+        self.assertIs(transport.kwikConnection, self.conn)
 
     def test_the_connection_glue_provides_what_transports_call(self) -> None:
         """The client's and the server's KwikConnection provide IStreamConnection."""

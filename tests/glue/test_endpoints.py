@@ -1,8 +1,10 @@
 """
 Tests for :mod:`kwik_twisted.endpoints` over real loopback UDP with the real reactor.
 
-Each test leaves the reactor clean: client connections closed with ``closeClientConnections``,
-server ports stopped, no delayed calls left (trial fails a test that leaves any).
+Servers, clients and certificates come from :class:`~kwik_twisted.testing.fixtures.KwikHarness`
+(what the pytest fixtures use), so each test leaves the reactor clean: client connections closed
+with ``closeClientConnections``, server ports stopped, no delayed calls left (trial fails a test
+that leaves any).
 """
 
 from __future__ import annotations
@@ -16,13 +18,11 @@ from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
-from kwik_twisted.endpoints import (
-    KwikClientEndpoint,
-    KwikHandshakeError,
-    KwikServerEndpoint,
-    closeClientConnections,
-)
-from kwik_twisted.testing.pair import client_config, dev_certificates, server_config
+from kwik_twisted.endpoints import KwikClientEndpoint, KwikHandshakeError, KwikServerEndpoint
+from kwik_twisted.testing.fixtures import KwikHarness, writeCertificates
+from kwik_twisted.testing.pair import client_config, dev_certificates
+
+from .fakes import FakeNameResolver
 
 TIMEOUT = 10
 
@@ -79,17 +79,15 @@ class CountingFactory(Factory):
 
 
 class FakeResolver:
-    """The real reactor, with a resolver that knows only ``names``."""
+    """The real reactor, with a name resolver (``nameResolver``) that knows only ``names``."""
 
     def __init__(self, names: dict) -> None:
-        self.names = names
-        self.asked: list = []
+        self.nameResolver = FakeNameResolver(names)
 
-    def resolve(self, name, timeout=None):
-        self.asked.append(name)
-        if name in self.names:
-            return defer.succeed(self.names[name])
-        return defer.fail(error.DNSLookupError(name))
+    @property
+    def asked(self) -> list:
+        """Every name looked up."""
+        return self.nameResolver.asked
 
     def __getattr__(self, name):
         return getattr(reactor, name)
@@ -100,27 +98,20 @@ class EndpointTestCase(TestCase):
 
     timeout = 20
 
+    def setUp(self) -> None:
+        self.kwik = KwikHarness(reactor, writeCertificates(self.mktemp()))
+        self.addCleanup(self.kwik.cleanup)
+
     def listen(self, factory=None, interface: str = "127.0.0.1", **kw):
         """Listen on a free port; stop listening at cleanup."""
-        factory = factory or CountingFactory()
-        endpoint = KwikServerEndpoint(reactor, 0, config=server_config(), interface=interface, **kw)
-        d = endpoint.listen(factory)
-
-        def listening(port):
-            self.addCleanup(port.stopListening)
-            return port
-
-        return d.addCallback(listening)
+        return self.kwik.listen(factory or CountingFactory(), interface=interface, **kw)
 
     def client(self, port, host: str = "127.0.0.1", react=reactor, portNumber: int = 9,
                **kw) -> KwikClientEndpoint:
         """A client endpoint for ``port``; its reactor's client connections close at cleanup."""
-        kw.setdefault("config", client_config())
         kw.setdefault("timeout", TIMEOUT)
-        self.addCleanup(closeClientConnections, react)
-        if port is not None:
-            portNumber = port.getHost().port
-        return KwikClientEndpoint(react, host, portNumber, **kw)
+        return self.kwik.clientEndpoint(portNumber if port is None else port, host=host,
+                                        reactor=react, **kw)
 
     @defer.inlineCallbacks
     def roundTrip(self, protocol, data: bytes = b"hello"):
@@ -139,8 +130,8 @@ class ServerEndpointTests(EndpointTestCase):
         """The endpoints and the listening port verify against their interfaces."""
         port = yield self.listen()
         self.assertTrue(verifyObject(IListeningPort, port))
-        self.assertTrue(verifyObject(IStreamServerEndpoint,
-                                     KwikServerEndpoint(reactor, 0, config=server_config())))
+        server = KwikServerEndpoint(reactor, 0, config=self.kwik.serverConfig())
+        self.assertTrue(verifyObject(IStreamServerEndpoint, server))
         self.assertTrue(verifyObject(IStreamClientEndpoint, self.client(port)))
 
     @defer.inlineCallbacks
@@ -157,15 +148,15 @@ class ServerEndpointTests(EndpointTestCase):
         """Listening on a UDP port already bound fails with CannotListenError."""
         taken = reactor.listenUDP(0, DatagramProtocol(), interface="127.0.0.1")
         self.addCleanup(taken.stopListening)
-        endpoint = KwikServerEndpoint(reactor, taken.getHost().port, config=server_config(),
-                                      interface="127.0.0.1")
+        endpoint = KwikServerEndpoint(reactor, taken.getHost().port,
+                                      config=self.kwik.serverConfig(), interface="127.0.0.1")
         yield self.assertFailure(endpoint.listen(CountingFactory()), error.CannotListenError)
 
     @defer.inlineCallbacks
     def test_factory_started_on_listen_and_stopped_on_stop(self) -> None:
         """doStart runs when listening starts, doStop when stopListening completes."""
         factory = CountingFactory()
-        port = yield KwikServerEndpoint(reactor, 0, config=server_config(),
+        port = yield KwikServerEndpoint(reactor, 0, config=self.kwik.serverConfig(),
                                         interface="127.0.0.1").listen(factory)
         self.assertEqual((factory.starts, factory.stops), (1, 0))
         yield port.stopListening()
@@ -307,7 +298,7 @@ class ClientEndpointTests(EndpointTestCase):
         """A host name is resolved, and by default the certificate is checked against it."""
         port = yield self.listen()
         resolver = FakeResolver({"localhost": "127.0.0.1"})
-        config = client_config(server_name=None)
+        config = self.kwik.clientConfig(serverName=None)
         proto = yield self.client(port, host="localhost", react=resolver,
                                   config=config).connect(Factory.forProtocol(Collect))
         yield self.roundTrip(proto)
@@ -331,9 +322,7 @@ class ClientEndpointTests(EndpointTestCase):
             port = yield self.listen(interface="::1")
         except error.CannotListenError:
             raise self.skipTest("cannot bind ::1") from None
-        config = client_config(server_name="localhost")
-        proto = yield self.client(port, host="::1", config=config).connect(
-            Factory.forProtocol(Collect))
+        proto = yield self.client(port, host="::1").connect(Factory.forProtocol(Collect))
         yield self.roundTrip(proto)
         self.assertIsInstance(proto.transport.getPeer(), IPv6Address)
         self.assertEqual(proto.transport.getPeer().host, "::1")

@@ -41,6 +41,7 @@ from kwik_twisted.parsers import (
     parse_client_arguments,
     parse_server_arguments,
 )
+from kwik_twisted.streams import Priority, QoSPolicy
 from tests.certs import fixtures
 
 
@@ -701,3 +702,92 @@ class EndpointStringTests(Assertions):
         client = KwikClientParser().parseStreamClient(reactor, host="::1", port="4433")
         self.assertIsInstance(client, endpoints.KwikClientEndpoint)
         self.assertTrue(IStreamClientEndpoint.providedBy(client))
+
+
+class StreamArgumentTests(Assertions):
+    """A client's ``priority`` and QoS arguments set the stream each ``connect()`` opens."""
+
+    def stream(self, **kwargs: str) -> dict[str, Any]:
+        return self.client(host="h", port="1", **kwargs)
+
+    def test_no_stream_arguments_means_no_stream_keys(self) -> None:
+        """Without the arguments, the endpoint gets neither ``priority`` nor ``qos``."""
+        result = self.stream()
+        self.assertNotIn("priority", result)
+        self.assertNotIn("qos", result)
+
+    def test_priority_names_any_case(self) -> None:
+        """``priority=normal|high|critical`` (any case) is the Priority of that name."""
+        for word, level in (("normal", Priority.NORMAL), ("HIGH", Priority.HIGH),
+                            ("Critical", Priority.CRITICAL)):
+            self.assertIs(self.stream(priority=word)["priority"], level)
+
+    def test_bad_priority_is_refused_by_name(self) -> None:
+        """Another word, a number or nothing is refused, naming ``priority``."""
+        for bad in ("urgent", "2", "", "high,low"):
+            message = self.assertRefused("priority", self.stream, priority=bad)
+            self.assertIn("critical", message)
+
+    def test_durations_take_ms_s_or_seconds(self) -> None:
+        """``maxLatency`` and ``maxJitter``: ``50ms``, ``0.05s`` or a bare number of seconds."""
+        for text, seconds in (("50ms", 0.05), ("0.05s", 0.05), ("0.05", 0.05), ("2", 2.0),
+                              ("1.5 ms", 0.0015)):
+            qos = self.stream(maxLatency=text, maxJitter=text)["qos"]
+            self.assertAlmostEqual(qos.max_latency, seconds)
+            self.assertAlmostEqual(qos.max_jitter, seconds)
+
+    def test_bandwidth_takes_decimal_k_m_g(self) -> None:
+        """``minBandwidth`` is bits per second with a decimal ``k``, ``M`` or ``G`` suffix."""
+        for text, rate in (("2M", 2_000_000), ("500k", 500_000), ("1.5G", 1_500_000_000),
+                           ("64000", 64_000), ("2.5k", 2_500)):
+            self.assertEqual(self.stream(minBandwidth=text)["qos"].min_bandwidth, rate)
+
+    def test_loss_threshold_takes_percent_or_fraction(self) -> None:
+        """``lossThreshold=1%`` and ``lossThreshold=0.01`` are the same; 0 and 100% are fine."""
+        for text, fraction in (("1%", 0.01), ("0.01", 0.01), ("0", 0.0), ("100%", 1.0)):
+            qos = self.stream(lossThreshold=text)["qos"]
+            self.assertAlmostEqual(qos.loss_threshold, fraction)
+
+    def test_qos_arguments_make_one_policy(self) -> None:
+        """All four QoS arguments together make one QoSPolicy; the others stay None."""
+        qos = self.stream(priority="high", minBandwidth="2M", maxLatency="50ms",
+                          maxJitter="10ms", lossThreshold="1%")["qos"]
+        self.assertEqual(qos, QoSPolicy(min_bandwidth=2_000_000, max_latency=0.05,
+                                        max_jitter=0.01, loss_threshold=0.01))
+        self.assertEqual(self.stream(maxLatency="20ms")["qos"], QoSPolicy(max_latency=0.02))
+
+    def test_bad_qos_values_are_refused_by_argument_name(self) -> None:
+        """Malformed, non-positive, infinite, out-of-range or unit-less-for-the-wrong-kind
+        values are ConfigurationErrors naming the endpoint argument."""
+        cases = {
+            "maxLatency": ("fast", "-5ms", "0", "0ms", "inf", "nan", "50us", "", "1e300"),
+            "maxJitter": ("x", "-1", "0s", "10 m"),
+            "minBandwidth": ("2T", "0", "-1M", "fast", "1e400", "2 Mbit"),
+            "lossThreshold": ("150%", "1.5", "-1%", "%", "one"),
+        }
+        for name, values in cases.items():
+            for bad in values:
+                self.assertRefused(name, self.stream, **{name: bad})
+
+    def test_stream_arguments_are_client_only(self) -> None:
+        """A server endpoint refuses them: the accepting side reads the opener's choice."""
+        self.assertRefused("priority", self.server, "4433", priority="high")
+        self.assertRefused("maxLatency", self.server, "4433", maxLatency="50ms")
+
+    def test_through_client_from_string(self) -> None:
+        """Through clientFromString the arguments reach KwikClientEndpoint as values."""
+        _, client = record_endpoints(self)
+        clientFromString(MemoryReactor(), "kwik:host=h:port=1:priority=critical:"
+                                          "maxLatency=50ms:minBandwidth=2M:lossThreshold=1%")
+        ((_, kwargs),) = client.calls
+        self.assertIs(kwargs["priority"], Priority.CRITICAL)
+        self.assertEqual(kwargs["qos"], QoSPolicy(min_bandwidth=2_000_000, max_latency=0.05,
+                                                  loss_threshold=0.01))
+
+    def test_real_endpoint_takes_the_stream_arguments(self) -> None:
+        """The parsed values are accepted by the real KwikClientEndpoint."""
+        from kwik_twisted.endpoints import KwikClientEndpoint
+
+        client = KwikClientParser().parseStreamClient(
+            MemoryReactor(), host="::1", port="4433", priority="high", maxJitter="10ms")
+        self.assertIsInstance(client, KwikClientEndpoint)

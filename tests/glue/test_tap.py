@@ -254,3 +254,22 @@ class MakeServiceTests(SynchronousTestCase):
         )
         self.assertEqual(kwargs["host"], expected["host"])
         self.assertEqual(kwargs["config"].tls, expected["config"].tls)
+
+    def test_kwik_forward_string_takes_stream_priority_and_qos(self) -> None:
+        """``--forward kwik:...:priority=high:maxLatency=50ms`` gives every relayed stream that
+        priority and QoS policy (the client endpoint gets them)."""
+        from kwik_twisted.streams import Priority, QoSPolicy
+
+        _, client = record_endpoints(self)
+        forward = "kwik:host=127.0.0.1:port=4433:priority=high:maxLatency=50ms:minBandwidth=2M"
+        self.build("--listen", "tcp:0", "--forward", forward)
+        _, kwargs = client.calls[-1]
+        self.assertIs(kwargs["priority"], Priority.HIGH)
+        self.assertEqual(kwargs["qos"], QoSPolicy(min_bandwidth=2_000_000, max_latency=0.05))
+
+    def test_bad_forward_priority_is_a_usage_error_naming_it(self) -> None:
+        """A bad ``priority=`` in --forward is a usage error naming the argument."""
+        error = self.assertRaises(
+            usage.UsageError, _options, "--listen", "tcp:0", "--forward",
+            "kwik:host=h:port=1:priority=urgent", reactor=MemoryReactor())
+        self.assertIn("priority", str(error))

@@ -194,7 +194,7 @@ class FakeNetworkTests(SynchronousTestCase):
         with FIN; return the client's protocol."""
         first = kwik.connect()[0]
         conn = first.transport.kwikConnection
-        client = Recorder()
+        client = PieceRecorder()
         transport = conn.openStream(client, ordered=False)
         lost: list = []
 
@@ -210,6 +210,20 @@ class FakeNetworkTests(SynchronousTestCase):
         kwik.pump(2.0)
         self.assertEqual(len(lost), 1)
         return client
+
+    def test_opening_an_unordered_stream_for_a_plain_protocol_is_a_type_error(self) -> None:
+        """
+        ``openStream(..., ordered=False)`` with a protocol that does not provide
+        IKwikMessageProtocol raises TypeError and opens no stream: a plain protocol only ever
+        gets the in-order byte stream.
+        """
+        kwik = FakeKwik(serverProtocol=Recorder)
+        conn = kwik.connect()[0].transport.kwikConnection
+        before = set(conn.liveStreams)
+        plain = Recorder()
+        self.assertRaises(TypeError, conn.openStream, plain, ordered=False)
+        self.assertEqual(conn.liveStreams, before)
+        self.assertIsNone(plain.transport)
 
     def test_plain_server_reassembles_an_unordered_stream(self) -> None:
         """
