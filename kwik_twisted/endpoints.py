@@ -83,10 +83,13 @@ class KwikServerEndpoint:
         multihomed server, rather than a wildcard, makes replies leave from the address a path
         uses.
     :param entropy: a randomness source (default: the OS's CSPRNG).
+    :param qlog: a directory for qlog traces, one file per connection
+        (``<odcid>_server.sqlog``); ``None``: the ``QLOGDIR`` environment variable, if set.
     """
 
     def __init__(self, reactor, port: int, *, config: ConnectionConfig, interface: str = "",
-                 extraInterfaces=(), entropy=None) -> None:
+                 extraInterfaces=(), entropy=None, qlog: str | None = None) -> None:
+        self._qlog = qlog
         self._reactor = reactor
         self._port = port
         self._config = config
@@ -100,7 +103,7 @@ class KwikServerEndpoint:
 
     def _listen(self, factory) -> KwikListeningPort:
         port = KwikListeningPort(self._reactor, self._port, self._interface, self._config, factory,
-                                 self._entropy, self._extraInterfaces)
+                                 self._entropy, self._extraInterfaces, qlog=self._qlog)
         port.startListening()
         return port
 
@@ -113,7 +116,8 @@ class KwikListeningPort:
     """A listening Kwik server: a UDP port and the connections on it."""
 
     def __init__(self, reactor, port: int, interface: str, config, factory, entropy,
-                 extraInterfaces=()) -> None:
+                 extraInterfaces=(), qlog: str | None = None) -> None:
+        self._qlog = qlog
         self._reactor = reactor
         self._portNumber = port
         self._interface = interface
@@ -132,7 +136,8 @@ class KwikListeningPort:
         """
         if self._udp is not None:
             return
-        proto = KwikServerProtocol(self._reactor, self._config, self.factory, entropy=self._entropy)
+        proto = KwikServerProtocol(self._reactor, self._config, self.factory, entropy=self._entropy,
+                                   qlog=self._qlog)
         udp = listenBatchingUDP(self._reactor, self._portNumber, proto,
                                 interface=self._interface, maxPacketSize=MAX_DATAGRAM)
         number = udp.getHost().port
@@ -223,6 +228,8 @@ class KwikClientEndpoint:
         ``connect()`` opens.
     :param qos: the :class:`~kwik_twisted.streams.QoSPolicy` of the stream each ``connect()``
         opens (sent with it), or ``None``.
+    :param qlog: a directory for qlog traces, one file per connection
+        (``<odcid>_client.sqlog``); ``None``: the ``QLOGDIR`` environment variable, if set.
     :raises ConfigurationError: a path or backup index is malformed, there are more paths than
         ``config.max_paths``, or ``priority`` is not a priority.
     :raises TypeError: ``qos`` is not a ``QoSPolicy``.
@@ -231,7 +238,8 @@ class KwikClientEndpoint:
     def __init__(self, reactor, host: str, port: int, *, config: ConnectionConfig,
                  timeout: float = 30.0, bindAddress: tuple | None = None, reuse: bool = True,
                  paths=(), backup=(), entropy=None, priority=Priority.NORMAL,
-                 qos: QoSPolicy | None = None) -> None:
+                 qos: QoSPolicy | None = None, qlog: str | None = None) -> None:
+        self._qlog = qlog
         self._reactor = reactor
         self._host = host
         self._port = port
@@ -276,7 +284,7 @@ class KwikClientEndpoint:
 
     def _entry(self) -> _ClientConnection:
         key = (self._host, self._port, getattr(self._config.tls, "server_name", None),
-               self._paths, self._backup)
+               self._paths, self._backup, self._qlog)
         pool = _registry(_pools, self._reactor, {})
         if self._reuse:
             for entry in pool.get(key, ()):
@@ -284,7 +292,7 @@ class KwikClientEndpoint:
                     return entry
         entry = _ClientConnection(self._reactor, self._host, self._port, self._config,
                                   self._bindAddress, self._entropy, key if self._reuse else None,
-                                  self._paths, self._backup, self._sharedContext)
+                                  self._paths, self._backup, self._sharedContext, self._qlog)
         if self._reuse:
             pool.setdefault(key, []).append(entry)
         _registry(_all, self._reactor, set()).add(entry)
@@ -400,7 +408,8 @@ class _ClientConnection:
     """
 
     def __init__(self, reactor, host, port, config, bindAddress, entropy, key, paths=(),
-                 backup=(), context=None) -> None:
+                 backup=(), context=None, qlog=None) -> None:
+        self.qlog = qlog
         self.reactor = reactor
         self.context = context
         self.host = host
@@ -483,7 +492,7 @@ class _ClientConnection:
         launch = partial(ClientCandidate, self.reactor, port=self.port,
                          bindAddress=self.bindAddress, owner=self, config=self.config,
                          entropy=self.entropy, paths=self.paths, backup=self.backup,
-                         tlsContext=context)
+                         tlsContext=context, qlog=self.qlog)
         race = self._addressRace = AddressRace(self.reactor, addresses, launch)
         race.deferred.addCallbacks(self._won, self._fail)
         race.start()

@@ -64,6 +64,7 @@ COMMON_ARGUMENTS = (
     "maxDatagramSize",
     "scheduler",
     "maxPaths",
+    "qlog",
 )
 #: Client arguments that set the stream each ``connect()`` opens (its priority and QoS policy).
 STREAM_ARGUMENTS = (
@@ -479,6 +480,15 @@ def _connection_settings(kwargs: dict[str, str]) -> dict[str, Any]:
     return fields
 
 
+def _qlog(kwargs: dict[str, str]) -> dict[str, str]:
+    """``{"qlog": DIR}`` for ``qlog=DIR`` (qlog traces go there), else ``{}``."""
+    if "qlog" not in kwargs:
+        return {}
+    if not kwargs["qlog"]:
+        raise ConfigurationError("qlog: empty directory name")
+    return {"qlog": kwargs.pop("qlog")}
+
+
 def _reject_unknown(kwargs: dict[str, str], side: str, known: tuple[str, ...]) -> None:
     if kwargs:
         names = ", ".join(sorted(kwargs))
@@ -546,12 +556,13 @@ def parse_server_arguments(*args: str, **kwargs: str) -> dict[str, Any]:
     port = _integer("port", kwargs.pop("port"), 0, 65535)
     interface, extra = _interfaces(kwargs.pop("interface", ""))
     advertise = kwargs.pop("advertise", None)
+    qlog = _qlog(kwargs)
     tls = _server_tls(kwargs)
     settings = _connection_settings(kwargs)
     if advertise is not None:
         settings["advertise"] = _advertise(advertise, port)
     _reject_unknown(kwargs, "server", SERVER_ARGUMENTS)
-    result = {"port": port, "interface": interface, "config": _config(tls, settings)}
+    result = {"port": port, "interface": interface, "config": _config(tls, settings), **qlog}
     if extra:
         result["extraInterfaces"] = extra
     return result
@@ -615,6 +626,7 @@ def parse_client_arguments(*args: str, **kwargs: str) -> dict[str, Any]:
     paths = [] if named is None else _paths(*named)
     backup = _backup(kwargs.pop("backup"), len(paths)) if "backup" in kwargs else ()
     stream = _stream_settings(kwargs)
+    stream.update(_qlog(kwargs))
     tls = _client_tls(host, kwargs)
     settings = _connection_settings(kwargs)
     if "useAdvertised" in kwargs:

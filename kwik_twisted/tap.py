@@ -79,6 +79,21 @@ class Options(usage.Options):
             "(server.key) into DIR, print the endpoint strings that use them, and exit.  Not for "
             "production.",
         ],
+        [
+            "metrics",
+            None,
+            None,
+            "Server endpoint string to serve live metrics on, e.g. tcp:9464:interface=127.0.0.1: "
+            "Prometheus text at /metrics and a JSON status at /status (needs prometheus_client: "
+            "pip install kwik_twisted[metrics]).",
+        ],
+        [
+            "qlog-dir",
+            None,
+            None,
+            "Write a qlog trace of every Kwik connection into DIR (qlog=DIR on each kwik: "
+            "endpoint that has none; default: the QLOGDIR environment variable).",
+        ],
     ]
 
     def __init__(self, reactor: Any = None, stdout: IO[str] | None = None) -> None:
@@ -118,6 +133,10 @@ class Options(usage.Options):
             raise usage.UsageError("the same --listen endpoint is given twice")
         if self["echo"] == (self["forward"] is not None):
             raise usage.UsageError("give exactly one of --forward ENDPOINT and --echo")
+        if self["qlog-dir"] is not None:
+            self["listen"] = [with_qlog(d, self["qlog-dir"]) for d in self["listen"]]
+            if self["forward"] is not None:
+                self["forward"] = with_qlog(self["forward"], self["qlog-dir"])
         self._checkEndpoints()
 
     def _refuseWith(self, option: str, others: tuple[str, ...]) -> None:
@@ -145,6 +164,23 @@ class Options(usage.Options):
                 clientFromString(reactor, self["forward"])
             except _ENDPOINT_ERRORS as e:
                 raise usage.UsageError(f"--forward {self['forward']!r}: {e}") from None
+        if self["metrics"] is not None:
+            self._checkMetrics(reactor)
+
+    def _checkMetrics(self, reactor: Any) -> None:
+        """``--metrics``: a server endpoint string, and prometheus_client installed."""
+        try:
+            serverFromString(reactor, self["metrics"])
+        except _ENDPOINT_ERRORS as e:
+            raise usage.UsageError(f"--metrics {self['metrics']!r}: {e}") from None
+        if self["metrics"] in self["listen"]:
+            raise usage.UsageError("--metrics needs an endpoint of its own, not a --listen one")
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError:
+            raise usage.UsageError(
+                "--metrics needs prometheus_client: pip install 'kwik_twisted[metrics]'"
+            ) from None
 
     def makeCertificates(self, directory: str) -> None:
         """Write the development CA, certificate and key; print how to use them."""
@@ -162,6 +198,13 @@ class Options(usage.Options):
             raise usage.UsageError(f"--make-certificates {directory!r}: {e}") from None
         out = self.stdout if self.stdout is not None else sys.stdout
         out.write(certificate_instructions(paths, hostnames[0] if hostnames else ips[0]))
+
+
+def with_qlog(description: str, directory: str) -> str:
+    """``description`` with ``:qlog=DIRECTORY`` when it is a ``kwik:`` endpoint without one."""
+    if not description.startswith("kwik:") or "qlog=" in description:
+        return description
+    return f"{description}:qlog={quote_endpoint_value(directory)}"
 
 
 def _split_names(names: list[str]) -> tuple[list[str], list[str]]:
@@ -198,7 +241,8 @@ def certificate_instructions(paths: Any, host: str) -> str:
 
 
 def makeService(options: Options) -> IService:
-    """One StreamServerEndpointService per ``--listen``, sharing the echo or forwarding factory."""
+    """One StreamServerEndpointService per ``--listen``, sharing the echo or forwarding factory
+    (and one more for ``--metrics``, a twisted.web site)."""
     reactor = options.getReactor()
     if options["echo"]:
         factory: Any = EchoFactory()
@@ -209,6 +253,13 @@ def makeService(options: Options) -> IService:
     for description in options["listen"]:
         service = strports.service(description, factory, reactor=reactor)
         service.setName(description)
+        service.setServiceParent(top)
+    if options["metrics"] is not None:
+        from kwik_twisted.glue.metrics import metricsSite
+
+        site = metricsSite(reactor=reactor)
+        service = strports.service(options["metrics"], site, reactor=reactor)
+        service.setName("metrics")
         service.setServiceParent(top)
     return top
 
@@ -233,4 +284,10 @@ class _ListeningServices(MultiService):
             raise SystemExit(f"twistd kwik: {e}") from None
 
 
-__all__ = ["Options", "certificate_instructions", "makeService", "quote_endpoint_value"]
+__all__ = [
+    "Options",
+    "certificate_instructions",
+    "makeService",
+    "quote_endpoint_value",
+    "with_qlog",
+]

@@ -90,6 +90,7 @@ from .streams.manager import (
 from .streams.sendbuffer import SendBuffer
 from .streams.view import StreamView
 from .timers import IdleTimer, TimerKind, timers
+from .trace import tracing
 
 __all__ = [
     "BURST_LIMIT",
@@ -131,6 +132,7 @@ class Connection:
         local_addr: tuple,
         remote_addr: tuple,
         now: float,
+        tracer=None,
     ) -> None:
         _check_config(config)
         self.config = config
@@ -141,7 +143,7 @@ class Connection:
         self.original_dcid = original_dcid
         self.lifecycle = Lifecycle()
         self.stats: Counter[str] = Counter()
-        self._events: deque[Event] = deque()
+        self.trace, self._events = tracing(tracer, is_client, original_dcid, now, lambda: self._now)
         self._control: deque = deque()  # connection-level control frames (reliable)
         self._now = now
         self._receiving_epoch = Epoch.INITIAL
@@ -165,6 +167,8 @@ class Connection:
         self.paths: dict[int, Path] = self.path_manager.paths
         self.scheduler = create_scheduler(config.scheduler)
         self._wire_sending(peer_cid)
+        if tracer is not None:  # qlog (core/trace.py): events, packets and recovery are traced
+            self._events.handshake, self.sender.trace = self.handshake, self.trace
         path = self.path_manager.add(0, local_addr, remote_addr, validated=True, now=now)
         path.address_validated = is_client  # a server must not amplify before the handshake
         # Until the server has validated our address it may be stuck at its amplification limit
@@ -232,8 +236,10 @@ class Connection:
         entropy: Entropy,
         now: float,
         tls_factory=None,
+        new_tracer=None,
     ) -> Connection:
-        """A client connection; its ClientHello is ready in :meth:`datagrams_to_send`."""
+        """A client connection; its ClientHello is ready in :meth:`datagrams_to_send`.
+        ``new_tracer(original_dcid)`` makes its qlog tracer (see :mod:`.trace`), if given."""
         from .crypto.handshake import TlsSession
 
         tls = (tls_factory or TlsSession)(config.tls, is_client=True)
@@ -249,6 +255,7 @@ class Connection:
             local_addr=local_addr,
             remote_addr=remote_addr,
             now=now,
+            tracer=new_tracer and new_tracer(original_dcid),
         )
         try:
             conn.handshake.start()
@@ -268,6 +275,7 @@ class Connection:
         entropy: Entropy,
         now: float,
         tls_factory=None,
+        new_tracer=None,
     ) -> Connection:
         """A server connection for a client whose first datagram named these CIDs."""
         from .crypto.handshake import TlsSession
@@ -284,6 +292,7 @@ class Connection:
             local_addr=local_addr,
             remote_addr=remote_addr,
             now=now,
+            tracer=new_tracer and new_tracer(original_dcid),
         )
 
     # -- public API: the owner's calls ---------------------------------------------------
@@ -422,6 +431,7 @@ class Connection:
     def set_path_backup(self, path_id: int, backup: bool = True) -> None:
         """Mark a path as a backup (used only while no other path is usable), or not."""
         self.path_manager.set_backup(path_id, backup)
+        self.trace is None or self.trace.path_backup(path_id, backup, self._now)
 
     def abandon_path(self, path_id: int, error_code: int = 0) -> None:
         """Stop using a path for good."""
@@ -515,6 +525,8 @@ class Connection:
             epoch=header.epoch,
         )
         self._receiving_epoch = header.epoch
+        if self.trace is not None:
+            self.trace.packet_received(header, len(data), frames, now)
         if len(frames) == 1 and type(frames[0]) is StreamFrame:
             _on_stream_frame(self.streams, frames[0], now)  # the bulk packet, no general dispatch
             eliciting = True

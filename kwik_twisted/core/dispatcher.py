@@ -33,6 +33,8 @@ class ServerDispatcher:
 
     :param on_connection: called with each new :class:`Connection` before its first datagram is
         processed.
+    :param new_tracer: ``new_tracer(original_dcid)`` returns the qlog tracer of a new connection
+        (see :mod:`~kwik_twisted.core.trace`), or ``None`` for none.
     """
 
     def __init__(
@@ -43,12 +45,14 @@ class ServerDispatcher:
         on_connection: Callable[[Connection], None] | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         tls_factory=None,
+        new_tracer: Callable[[bytes], object] | None = None,
     ) -> None:
         self.config = config
         self.entropy = entropy
         self.on_connection = on_connection
         self.max_connections = max_connections
         self.tls_factory = tls_factory
+        self.new_tracer = new_tracer
         self.connections: dict[bytes, Connection] = {}
         self.stats: Counter[str] = Counter()
 
@@ -112,6 +116,7 @@ class ServerDispatcher:
             entropy=self.entropy,
             now=now,
             tls_factory=self.tls_factory,
+            new_tracer=self.new_tracer,
         )
         self.connections[header.dcid] = conn
         self.connections[conn.local_cid] = conn

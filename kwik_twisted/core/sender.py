@@ -89,6 +89,7 @@ class Sender:
         self.stats = stats
         self._skip_countdown = 1 + random_below(entropy, 2 * SKIP_ONE_IN)
         self._requirements = FrameRequirements()
+        self.trace = None  # a core.trace.Trace when the connection is traced (qlog)
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -114,6 +115,14 @@ class Sender:
         path = usable[0] if usable else (paths.get(0) or next(iter(paths.values())))
         datagram, packet = build_close_packet(self.ctx, path, frame, now=now)
         path.recovery.on_packet_sent(packet)
+        if self.trace is not None:
+            self.trace.packet_sent(
+                path.id,
+                _APPLICATION if self.keys.complete else _INITIAL,
+                packet,
+                self.ctx.sealed_frames,
+                now,
+            )
         return [(datagram, path.local_addr, path.remote_addr)]
 
     def _send_on_path(self, path: Path, out: list, now: float, *, data: bool = True) -> None:
@@ -170,6 +179,8 @@ class Sender:
         self.idle.last_sent = now
         out.append((datagram, path.local_addr, path.remote_addr))
         self.scheduler.on_sent(path, packet.size, now=now)
+        if self.trace is not None:
+            self.trace.packet_sent(path.id, epoch, packet, self.ctx.sealed_frames, now)
         return packet
 
     def _send_multipath(self, live: list[Path], out: list, now: float) -> None:
@@ -186,6 +197,8 @@ class Sender:
                 targets = self._select_paths(_primaries(usable), now)
             if not targets:
                 break
+            if self.trace is not None:
+                self.trace.scheduled(targets[0].id, len(usable), now)
             packet = self._send_one(targets[0], out, now, allow_data=True, probe=False)
             if packet is None:
                 break
@@ -265,6 +278,10 @@ class Sender:
         recovery = target.recovery
         result = recovery.on_ack_received(ranges, frame.ack_delay / 1e6, now=now)
         acked = self._on_packets_acked(target, result.newly_acked, now)
+        trace = self.trace
+        if trace is not None:
+            trace.acked(target, result.newly_acked, now)
+            trace.lost(target, result.lost, now)
         if acked:
             target.metrics.on_ack(
                 acked,
@@ -278,6 +295,8 @@ class Sender:
         if recovery.rtt.has_sample:
             target.pacer.update(cwnd=recovery.controller.cwnd, srtt=recovery.rtt.smoothed_rtt)
             self.streams.rtt = recovery.rtt.smoothed_rtt
+        if trace is not None:
+            trace.recovery(target, now, lost=bool(result.lost))
 
     def _on_packets_acked(self, path: Path, packets: list[SentPacket], now: float) -> int:
         """Settle newly acknowledged ``packets``; return their total size.  An ACK brings a
@@ -291,18 +310,23 @@ class Sender:
     def on_packets_lost(self, path: Path, packets: list[SentPacket], *, now: float) -> None:
         """``packets`` sent on ``path`` were declared lost: count them and re-send their frames."""
         path.metrics.on_loss(len(packets), now=now)
+        path.count_lost(packets)
         for packet in packets:
-            path.packets_lost += 1
             self.stats["packets_lost"] += 1
             self.records.on_lost(packet.frames)
 
     def on_loss_timer(self, path: Path, *, now: float) -> None:
         """The path's loss-detection timer fired: declare losses, or arm probes (PTO)."""
         result = path.recovery.on_timeout(now=now)
+        if self.trace is not None and result.lost:
+            self.trace.lost(path, result.lost, now)
+            self.trace.recovery(path, now, lost=True)
         if result.lost:
             self.on_packets_lost(path, result.lost, now=now)
         if result.probes:
             path.probes_pending = result.probes
+            if self.trace is not None:
+                self.trace.pto_expired(path, now)
             crypto = self.ctx.crypto_send
             if not self.keys.confirmed and crypto.sent_offset:
                 crypto.on_lost(0, crypto.sent_offset, False)  # every handshake byte again

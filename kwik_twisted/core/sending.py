@@ -94,6 +94,7 @@ class PacketContext:
     :ivar control: the connection's reliable control frames waiting to be sent.
     :ivar streams: the stream manager (stream data and its control frames).
     :ivar stats: the connection's counters.
+    :ivar sealed_frames: the frames of the packet sealed last (what a qlog trace shows).
     """
 
     __slots__ = (
@@ -106,6 +107,7 @@ class PacketContext:
         "control",
         "streams",
         "stats",
+        "sealed_frames",
     )
 
     def __init__(
@@ -130,6 +132,7 @@ class PacketContext:
         self.control = control
         self.streams = streams
         self.stats = stats
+        self.sealed_frames: list = []
 
 
 class HandshakeRecord:
@@ -508,7 +511,7 @@ def seal(
     """Encrypt the builder's frames into a datagram and the record of the packet sent."""
     recovery = path.recovery
     seq = recovery.next_sequence_number
-    frames = builder.frames
+    ctx.sealed_frames = frames = builder.frames
     eliciting = builder.ack_eliciting
     if not long:
         datagram = encode_application_packet(

@@ -36,6 +36,7 @@ from ..events import AddressAdvertised, ConnectionTerminated, PathEvent, PathVal
 from .connection import KwikConnection, describe_termination
 from .interfaces import IConnectionOwner, IPathSocketOwner
 from .ports import PathSocket, PortMixin, tls_session
+from .qlog import qlog_directory, tracer_factory
 from .udp import enlarge_buffers
 
 log = Logger()
@@ -56,11 +57,13 @@ class KwikClientProtocol(PortMixin, DatagramProtocol):
         ``paths``, and so on.
     :param tlsContext: an OpenSSL context made by ``make_context(config.tls, is_client=True)`` to
         share (an endpoint shares one among its connections); ``None`` makes one.
+    :param qlog: the directory of qlog traces (default: ``$QLOGDIR``; neither: no traces).
     """
 
     def __init__(self, reactor, config, remote: tuple, *, entropy, owner, paths=(),
-                 backup=(), tlsContext=None) -> None:
+                 backup=(), tlsContext=None, qlog: str | None = None) -> None:
         self._tlsContext = tlsContext
+        self._qlog = qlog
         self.reactor = reactor
         self.config = config
         self.remote = remote
@@ -101,6 +104,7 @@ class KwikClientProtocol(PortMixin, DatagramProtocol):
             config, local_addr=self._local, remote_addr=self.remote,
             entropy=self.entropy, now=self.reactor.seconds(),
             tls_factory=partial(tls_session, context),
+            new_tracer=tracer_factory(qlog_directory(self._qlog), is_client=True),
         )
         self.connection = KwikConnection(self.reactor, core, self)
         self.connection.service()

@@ -22,8 +22,12 @@ events also reach the stream protocols that provide
 :class:`~kwik_twisted.interfaces.IKwikConnection` (``transport.kwikConnection``): it opens streams
 with a priority, a QoS policy, an ordering and a path assignment, and manages paths.
 
-Logging.  A connection that ends on its idle timeout is logged at info level with the peer's
-address (it is what a user of a tunnel needs to know); other ends are logged at debug level.
+Logging (one line each, at info level, through twisted.logger).  A connection's start (its
+handshake completing) and its end, with the peer's address, the duration, the bytes each way, their
+split over the live paths and the close reason (an idle timeout adds a hint about keepAlive=); path
+events with both addresses; a failed handshake with the peer's address and the TLS reason.  Every
+connection is in the process's :data:`~kwik_twisted.glue.registry.LIVE` registry while it lives
+(what ``/metrics`` and ``/status`` read, :mod:`kwik_twisted.glue.metrics`).
 
 Exceptions.  The core raises nothing a peer can provoke (it turns protocol errors into
 CONNECTION_CLOSE), so any exception escaping it here is a bug: it is logged with its traceback and
@@ -39,6 +43,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..core.connection import BURST_LIMIT, Connection
+from ..core.crypto.alerts import alert_name
 from ..errors import ConfigurationError, ErrorCode, StreamStateError
 from ..events import (
     AddressAdvertised,
@@ -56,6 +61,7 @@ from ..interfaces import IKwikConnection, IKwikConnectionObserver
 from ..streams import Priority
 from .controls import streamOptions
 from .interfaces import IStreamConnection
+from .registry import LIVE
 from .transport import KwikStreamTransport
 
 #: Rounds of ``datagrams_to_send`` in one turn before the reactor gets to read (and so see ACKs).
@@ -91,6 +97,37 @@ def describe_termination(event: ConnectionTerminated) -> str:
     return f"connection closed by {who} (error 0x{event.error_code:x}){detail}"
 
 
+def failure_label(event: ConnectionTerminated) -> str:
+    """A short label for why a handshake failed (bounded: a metric label): ``tls_`` and the TLS
+    alert's name, or the transport error's name."""
+    code = event.error_code
+    if event.application:
+        return "application_error"
+    if ErrorCode.HANDSHAKE_FAILED <= code <= ErrorCode.HANDSHAKE_FAILED + 0xFF:
+        return "tls_" + alert_name(code - ErrorCode.HANDSHAKE_FAILED).replace(" ", "_")
+    try:
+        return ErrorCode(code).name.lower()
+    except ValueError:
+        return f"error_0x{code:x}"
+
+
+def traffic_summary(core: Connection) -> tuple[int, int, str]:
+    """``(bytes sent, bytes received, per-path split)`` over ``core``'s live paths, the split
+    as ``path 0 (local <-> remote) 120 sent / 4000 received, path 1 ...``."""
+    sent = received = 0
+    parts = []
+    metrics = core.path_metrics()
+    for path_id in sorted(metrics):
+        m = metrics[path_id]
+        path = core.paths.get(path_id)
+        where = f" ({path.local_addr} <-> {path.remote_addr})" if path is not None else ""
+        parts.append(f"path {path_id}{where} [{m.state}] {m.bytes_sent} sent / "
+                     f"{m.bytes_received} received")
+        sent += m.bytes_sent
+        received += m.bytes_received
+    return sent, received, ", ".join(parts) or "no paths"
+
+
 @implementer(IStreamConnection, IKwikConnection)
 class KwikConnection:
     """
@@ -117,6 +154,9 @@ class KwikConnection:
         self._flushAhead = False
         self._abandonReason: str | None = None
         self._pulls: set[KwikStreamTransport] = set()
+        self.startedAt = reactor.seconds()
+        self.registry = LIVE
+        LIVE.add(self, server=not getattr(core, "is_client", True))
 
     # -- driving the core ------------------------------------------------------------
 
@@ -232,9 +272,10 @@ class KwikConnection:
 
     def _onPathEvent(self, event: PathEvent) -> None:
         """Log a path event and hand it to every stream protocol observing the connection."""
-        log.info("Kwik path {path_id} {event}: {local} <-> {remote}",
-                 path_id=event.path_id, event=type(event).__name__,
-                 local=event.local_addr, remote=event.remote_addr)
+        name = type(event).__name__
+        log.info("Kwik path {path_id} {what} with {peer}: {local} <-> {remote}",
+                 path_id=event.path_id, what=name.removeprefix("Path").lower(), event=name,
+                 peer=peer_address(self.core), local=event.local_addr, remote=event.remote_addr)
         self.owner.pathChanged(self, event)
         for transport in list(self.transports.values()):
             protocol = transport.protocol
@@ -246,7 +287,11 @@ class KwikConnection:
                 log.failure("pathEvent of {protocol} failed", Failure(), protocol=protocol)
 
     def _onHandshake(self, event: HandshakeCompleted) -> None:
-        log.debug("Kwik handshake complete ({cipher})", cipher=event.cipher)
+        core = self.core
+        log.info("Kwik connection with {peer} started ({side}, {cipher}, handshake took "
+                 "{duration:.3f} s)", peer=peer_address(core),
+                 side="client" if core.is_client else "server", cipher=event.cipher,
+                 duration=self.reactor.seconds() - self.startedAt)
         self.owner.handshakeCompleted(self)
 
     def _onStreamOpened(self, event: StreamOpened) -> None:
@@ -277,18 +322,31 @@ class KwikConnection:
             return
         self.terminated = event
         reason = describe_termination(event)
-        if event.error_code == ErrorCode.IDLE_TIMEOUT and not event.by_peer:
-            log.info("Kwik connection with {peer} ended: {reason} (nothing received within the "
-                     "negotiated idle timeout of {timeout} s; see "
-                     "keepAlive= in docs/endpoints.rst)",
-                     peer=peer_address(self.core), reason=reason,
-                     timeout=self.core.idle_timeout)
-        else:
-            log.debug("Kwik connection with {peer} ended: {reason}", peer=peer_address(self.core),
-                      reason=reason)
+        self._logEnd(event, reason)
         for transport in list(self.transports.values()):
             transport.connectionGone(error.ConnectionLost(reason))
         self.owner.connectionTerminated(self, event)
+
+    def _logEnd(self, event: ConnectionTerminated, reason: str) -> None:
+        """The one line saying how the connection ended (or that its handshake failed)."""
+        core = self.core
+        duration = self.reactor.seconds() - self.startedAt
+        if not core.handshake_complete:
+            label = failure_label(event)
+            self.registry.handshakeFailed(label)
+            log.info("Kwik handshake with {peer} failed after {duration:.3f} s ({label}): "
+                     "{reason}", peer=peer_address(core), duration=duration, label=label,
+                     reason=reason)
+            return
+        sent, received, split = traffic_summary(core)
+        hint = ""
+        if event.error_code == ErrorCode.IDLE_TIMEOUT and not event.by_peer:
+            hint = (f" (nothing received within the negotiated idle timeout of "
+                    f"{core.idle_timeout} s; see keepAlive= in docs/endpoints.rst)")
+        log.info("Kwik connection with {peer} ended: {reason} after {duration:.3f} s; "
+                 "{sent} bytes sent, {received} received; {split}{hint}",
+                 peer=peer_address(core), reason=reason, duration=duration, sent=sent,
+                 received=received, split=split, hint=hint, code=event.error_code)
 
     def _onAddressAdvertised(self, event: AddressAdvertised) -> None:
         self.owner.addressAdvertised(self, event)
@@ -355,7 +413,9 @@ class KwikConnection:
         A snapshot of every live path's metrics, by path ID (the core's ``path_metrics()``).
 
         :returns: ``{path_id: PathMetrics}`` (smoothed RTT, bandwidth, loss rate, congestion
-            window and bytes in flight, ...; see :mod:`kwik_twisted.core.paths.metrics`).
+            window and bytes in flight, the path's ``state`` -- validating, active, backup,
+            failed --, packets and bytes sent, received, lost and retransmitted, datagram size
+            and last activity; see :mod:`kwik_twisted.core.paths.metrics`).
         """
         return self.core.path_metrics()
 
@@ -517,11 +577,15 @@ class KwikConnection:
         if self.dead:
             return
         self.dead = True
+        self.registry.discard(self)
         for call in (self._timer, self._turn):
             if call is not None and call.active():
                 call.cancel()
         self._timer = self._turn = None
         self._pulls.clear()
+        trace = self.core.trace
+        if trace is not None and hasattr(trace.tracer, "close"):
+            trace.tracer.close()  # the qlog file (glue/qlog.py)
         for transport in list(self.transports.values()):
             transport.connectionGone(error.ConnectionLost("connection closed"))
         self.owner.connectionGone(self)
@@ -555,5 +619,5 @@ def _checkPath(core: Connection, pathId: int) -> None:
 
 __all__ = [
     "FLUSH_ROUNDS", "MIN_TIMER_DELAY", "STREAM_ABORTED", "KwikConnection", "describe_termination",
-    "ip_address", "peer_address",
+    "failure_label", "ip_address", "peer_address", "traffic_summary",
 ]

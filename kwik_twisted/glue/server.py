@@ -32,6 +32,7 @@ from ..wire import peek_dcid
 from .connection import KwikConnection, ip_address, peer_address
 from .interfaces import IConnectionOwner, IPathSocketOwner
 from .ports import PortMixin, tls_session
+from .qlog import qlog_directory, tracer_factory
 from .udp import enlarge_buffers
 
 log = Logger()
@@ -47,10 +48,11 @@ class KwikServerProtocol(PortMixin, DatagramProtocol):
     streams (``accept_unordered``); otherwise the core reassembles every stream in order.
     More local addresses (same dispatcher, same connections) are added with :meth:`bindSocket`.
 
+    :param qlog: the directory of qlog traces (default: ``$QLOGDIR``; neither: no traces).
     :raises ConfigurationError: (from the constructor) the TLS configuration is unusable.
     """
 
-    def __init__(self, reactor, config, factory, *, entropy) -> None:
+    def __init__(self, reactor, config, factory, *, entropy, qlog: str | None = None) -> None:
         self.reactor = reactor
         self.factory = factory
         if not config.accept_unordered and wantsPieces(factory):
@@ -59,6 +61,7 @@ class KwikServerProtocol(PortMixin, DatagramProtocol):
         self.dispatcher = ServerDispatcher(
             config, entropy=entropy, on_connection=self._newConnection,
             tls_factory=partial(tls_session, context),
+            new_tracer=tracer_factory(qlog_directory(qlog), is_client=False),
         )
         self.connections: dict[Connection, KwikConnection] = {}
         self._local = ("", 0)

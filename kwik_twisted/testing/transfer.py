@@ -128,13 +128,14 @@ def run_transfers(
     on_start: Callable[[list[Connection]], None] | None = None,
     extra_paths: list[tuple[LinkConfig, LinkConfig | None]] = (),
     extra_server_addresses: tuple = (),
+    new_tracer: Callable[[bytes, bool], object] | None = None,
 ) -> TransferResult:
     """
     Upload ``size`` bytes on one stream from each of ``connections`` clients to one server.
 
     Each client has its own address and its own pair of links (``link`` towards the server,
     ``reverse`` back, defaulting to ``link``).  ``setup`` may schedule events on the network (cut a
-    link, ...).
+    link, ...).  ``new_tracer(odcid, is_client)`` gives each connection its qlog tracer.
     """
     network = Network(seed)
     result = TransferResult(network=network, size=size)
@@ -161,7 +162,9 @@ def run_transfers(
             result.terminated.append(event)
 
     dispatcher = ServerDispatcher(
-        server_config(**(server_options or {})), entropy=SeededEntropy(seed * 1000 + 1)
+        server_config(**(server_options or {})),
+        entropy=SeededEntropy(seed * 1000 + 1),
+        new_tracer=new_tracer and (lambda odcid: new_tracer(odcid, False)),
     )
     result.server = dispatcher
     network.attach(_Server(dispatcher, on_server_event), [SERVER_ADDR, *extra_server_addresses])
@@ -180,6 +183,7 @@ def run_transfers(
             remote_addr=SERVER_ADDR,
             entropy=SeededEntropy(seed * 1000 + 10 + i),
             now=0.0,
+            new_tracer=new_tracer and (lambda odcid: new_tracer(odcid, True)),
         )
         for extra in addresses[1:]:
             conn.open_path(extra, SERVER_ADDR)

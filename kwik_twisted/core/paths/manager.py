@@ -335,8 +335,7 @@ class PathManager:
         """The peer's address changed (NAT rebinding): revalidate before trusting it."""
         self.stats["rebindings"] += 1
         path.remote_addr = remote_addr
-        path.address_validated = False
-        path.bytes_received = path.bytes_sent = 0
+        path.restart_amplification()
         self.challenge(path)
 
     # -- failure and recovery -------------------------------------------------------------
@@ -362,7 +361,7 @@ class PathManager:
         path.metrics.on_phase_change(False, now=now)
         path.probe_backoff = 0
         path.next_probe = now + self._probe_interval(path)
-        self.requeue(path.recovery.abandon())
+        self.requeue(path.count_lost(path.recovery.abandon()))  # in flight on a failed path: lost
         # Out of the coupled group while failed (its window would skew the others' increase);
         # it rejoins with fresh state when it recovers (reset_congestion).
         _leave_group(path)
@@ -413,6 +412,7 @@ class PathManager:
         path back.
         """
         path.suspect = False
+        path.last_activity = now
         if packet_type not in PROBE_PACKET_TYPES:
             path.traffic_heard_at = now
             path.silence_probed = False

@@ -21,7 +21,10 @@ Theory of operation.  The RTT figures come straight from the path's RFC 9002 §5
 * **Cost**: a number the user sets (a metered link is dearer), 0 by default.
 
 :meth:`PathMetricsTracker.snapshot` freezes all of it into a :class:`PathMetrics` (the seed's
-struct; its ServerLoad and GeographicScore have no source in a transport and are left out).  The
+struct; its ServerLoad and GeographicScore have no source in a transport and are left out), with
+the path's state (:func:`path_state`) and its cumulative counters (packets and bytes sent,
+received, lost and retransmitted, kept on the :class:`~kwik_twisted.core.paths.path.Path`), so a
+failed path shows ``state="failed"`` beside the last figures measured before it failed.  The
 hot-path readers (schedulers) use the tracker's live ``bandwidth``, ``loss_rate`` and ``cost``.
 """
 
@@ -75,7 +78,8 @@ class RecoverySource(Protocol):
 
 
 class MeasuredPath(Protocol):
-    """What :meth:`PathMetricsTracker.snapshot` reads from a path."""
+    """What :meth:`PathMetricsTracker.snapshot` reads from a path (the counters are optional:
+    a path without them reports 0)."""
 
     @property
     def id(self) -> int: ...
@@ -93,6 +97,17 @@ class PathMetrics:
     :ivar congestion: 0 (none) .. 1 (saturated), see the module docstring.
     :ivar reliability: the share of the path's lifetime it was usable, 0..1.
     :ivar cost: the user-set cost of the path.
+    :ivar state: ``"validating"``, ``"active"``, ``"backup"`` (active, but either side made it a
+        backup), ``"failed"`` (its figures are the last ones measured before it failed) or
+        ``"abandoned"``.
+    :ivar packets_sent: packets sent on the path (``bytes_sent``: their datagram bytes).
+    :ivar packets_received: authenticated packets received on it (``bytes_received``).
+    :ivar packets_lost: packets sent on it and declared lost (``bytes_lost``).
+    :ivar packets_retransmitted: of those, the ones whose frames were queued to be sent again
+        (lost packets carrying more than ACKs; ``bytes_retransmitted``).
+    :ivar datagram_size: the datagram size the path's congestion controller counts in.
+    :ivar last_activity: when the last packet arrived on the path (``None``: nothing yet), on
+        the connection's clock.
     """
 
     path_id: int
@@ -108,6 +123,17 @@ class PathMetrics:
     cost: float
     cwnd: int
     bytes_in_flight: int
+    state: str = "active"
+    packets_sent: int = 0
+    packets_received: int = 0
+    packets_lost: int = 0
+    packets_retransmitted: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    bytes_lost: int = 0
+    bytes_retransmitted: int = 0
+    datagram_size: int = 0
+    last_activity: float | None = None
 
     @property
     def latency(self) -> float:
@@ -126,6 +152,16 @@ def congestion_signal(smoothed_rtt: float, min_rtt: float, loss_rate: float) -> 
     queueing = min(1.0, max(0.0, queueing))
     loss = min(1.0, max(0.0, loss_rate / LOSS_SATURATION))
     return 1.0 - (1.0 - queueing) * (1.0 - loss)
+
+
+def path_state(path: object) -> str:
+    """The state name of ``path``: its phase's value, ``"backup"`` for an active backup path
+    (``"active"`` for a path without a phase)."""
+    phase = getattr(path, "phase", None)
+    state = "active" if phase is None else phase.value
+    if state == "active" and getattr(path, "is_backup", False):
+        return "backup"
+    return state
 
 
 class DeliveryRateEstimator:
@@ -267,6 +303,17 @@ class PathMetricsTracker:
             cost=self.cost,
             cwnd=recovery.controller.cwnd,
             bytes_in_flight=recovery.bytes_in_flight,
+            state=path_state(path),
+            packets_sent=getattr(path, "packets_sent", 0),
+            packets_received=getattr(path, "packets_received", 0),
+            packets_lost=getattr(path, "packets_lost", 0),
+            packets_retransmitted=getattr(path, "packets_retransmitted", 0),
+            bytes_sent=getattr(path, "bytes_sent", 0),
+            bytes_received=getattr(path, "bytes_received", 0),
+            bytes_lost=getattr(path, "bytes_lost", 0),
+            bytes_retransmitted=getattr(path, "bytes_retransmitted", 0),
+            datagram_size=getattr(recovery.controller, "max_datagram_size", 0),
+            last_activity=getattr(path, "last_activity", None),
         )
 
     def __repr__(self) -> str:

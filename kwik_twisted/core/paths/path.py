@@ -178,6 +178,10 @@ class Path:
     :ivar silence_probed: whether the current silence was already probed (once per silence).
     :ivar suspect: probed for its silence, and nothing at all heard on it since.
     :ivar next_probe: when a failed path is probed next; ``probe_backoff`` doublings so far.
+    :ivar packets_sent: packets sent on the path, ``bytes_sent`` their bytes (likewise received,
+        lost, and retransmitted: lost packets whose frames were queued again); cumulative over
+        the path's life, for :class:`~kwik_twisted.core.paths.metrics.PathMetrics`.
+    :ivar last_activity: when the last authenticated packet arrived (``None``: none yet).
     """
 
     __slots__ = (
@@ -208,6 +212,11 @@ class Path:
         "traffic_heard_at",
         "silence_probed",
         "suspect",
+        "bytes_lost",
+        "packets_retransmitted",
+        "bytes_retransmitted",
+        "last_activity",
+        "amplification_base",
     )
 
     def __init__(
@@ -250,6 +259,11 @@ class Path:
         self.traffic_heard_at = now
         self.silence_probed = False
         self.suspect = False
+        self.bytes_lost = 0
+        self.packets_retransmitted = 0
+        self.bytes_retransmitted = 0
+        self.last_activity: float | None = None
+        self.amplification_base = (0, 0)  # (received, sent) when validation last restarted
 
     @property
     def usable(self) -> bool:
@@ -265,7 +279,26 @@ class Path:
         """Bytes we may still send before the peer's address is validated (``None``: no limit)."""
         if self.address_validated:
             return None
-        return max(0, AMPLIFICATION_FACTOR * self.bytes_received - self.bytes_sent)
+        received, sent = self.amplification_base
+        received = self.bytes_received - received
+        return max(0, AMPLIFICATION_FACTOR * received - (self.bytes_sent - sent))
+
+    def count_lost(self, packets: list) -> list:
+        """Count ``packets`` (sent on this path) as lost, and those carrying more than ACKs as
+        retransmitted (their frames are queued again); return ``packets``."""
+        for packet in packets:
+            self.packets_lost += 1
+            self.bytes_lost += packet.size
+            if packet.ack_eliciting:
+                self.packets_retransmitted += 1
+                self.bytes_retransmitted += packet.size
+        return packets
+
+    def restart_amplification(self) -> None:
+        """The peer's address changed: the anti-amplification budget counts from now (the byte
+        counters themselves keep counting)."""
+        self.address_validated = False
+        self.amplification_base = (self.bytes_received, self.bytes_sent)
 
     def __repr__(self) -> str:
         return (
