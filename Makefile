@@ -16,7 +16,7 @@ LINT_PATHS := $(wildcard kwik_twisted tests benchmarks twisted fuzz)
 .PHONY: help venv test test-trial demo bench lint docs fuzz soak clean distclean
 
 help:
-	@echo "make demo        run the demo (sets up .venv first)"
+	@echo "make demo        run the two-path demo (DEMO_ARGS=--single-path: one path; sets up .venv)"
 	@echo "make test        run the test suite with pytest (sets up .venv first)"
 	@echo "make test-trial  run the same suite with twisted.trial"
 	@echo "make fuzz        run the fuzz-marked tests (KWIK_FUZZ_EXAMPLES=$(KWIK_FUZZ_EXAMPLES))"
@@ -51,7 +51,7 @@ soak: $(VENV)/.stamp-test
 	$(PY) -m pytest -m slow
 
 demo: $(VENV)/.stamp-test
-	$(PY) -m kwik_twisted.tools.demo
+	$(PY) -m kwik_twisted.tools.demo $(DEMO_ARGS)
 
 bench: $(VENV)/.stamp-bench
 	@if [ -f benchmarks/run_all.py ]; then \
