@@ -194,17 +194,25 @@ class SendQueue:
                         queue.pop()
                         stream.queued = False
                     return frame, record
-                out = self._frame_from(stream, max_data)
-                if out is None:
-                    queue.popleft()
-                    stream.queued = False
-                    continue
-                queue.rotate(-1)
-                if not stream.send.pending:
-                    queue.pop()
-                    stream.queued = False
-                return out
+                out = self._take(queue, stream, max_data)
+                if out is not None:
+                    return out
         return None
+
+    def _take(self, queue, stream: Stream, max_data: int):
+        """The next frame of ``stream``, the head of ``queue``, by the general builder: the stream
+        leaves the queue when it has nothing to send, or after this frame if nothing remains;
+        otherwise it goes to the back of its level (round-robin)."""
+        out = self._frame_from(stream, max_data)
+        if out is None:
+            queue.popleft()
+            stream.queued = False
+            return None
+        queue.rotate(-1)
+        if not stream.send.pending:
+            queue.pop()
+            stream.queued = False
+        return out
 
     def _next_allowed_frame(
         self, max_data: int, path_id: int
@@ -219,16 +227,9 @@ class SendQueue:
                 if paths is not None and path_id not in paths and not paths.isdisjoint(usable):
                     queue.rotate(-1)
                     continue
-                out = self._frame_from(stream, max_data)
-                if out is None:
-                    queue.popleft()
-                    stream.queued = False
-                    continue
-                queue.rotate(-1)
-                if not stream.send.pending:
-                    queue.pop()
-                    stream.queued = False
-                return out
+                out = self._take(queue, stream, max_data)
+                if out is not None:
+                    return out
         return None
 
     def _new_frame_from(
