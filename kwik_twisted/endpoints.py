@@ -53,7 +53,7 @@ from .errors import ConfigurationError, KwikError
 from .glue.client import KwikClientProtocol, KwikHandshakeError
 from .glue.connection import ip_address
 from .glue.controls import checkQoS
-from .glue.dualstack import AddressRace, ClientCandidate, resolveAddresses
+from .glue.dualstack import AddressRace, ClientCandidate, bindable, resolveAddresses
 from .glue.entropy import SystemEntropy
 from .glue.interfaces import IClientPortOwner
 from .glue.ports import MAX_DATAGRAM
@@ -493,7 +493,12 @@ class _ClientConnection:
                          bindAddress=self.bindAddress, owner=self, config=self.config,
                          entropy=self.entropy, paths=self.paths, backup=self.backup,
                          tlsContext=context, qlog=self.qlog)
-        race = self._addressRace = AddressRace(self.reactor, addresses, launch)
+        usable = bindable(addresses, self.bindAddress)
+        if not usable:
+            self._fail(Failure(error.DNSLookupError(
+                f"{self.host}: no address of the bind address's family ({addresses})")))
+            return
+        race = self._addressRace = AddressRace(self.reactor, usable, launch)
         race.deferred.addCallbacks(self._won, self._fail)
         race.start()
 

@@ -219,7 +219,9 @@ class Sender:
     def _duplicate(self, packet: SentPacket, path: Path, out: list, now: float) -> None:
         """Send the stream data of ``packet`` again on ``path`` at once (redundant scheduling)."""
         for record in packet.frames:
-            if isinstance(record, StreamRecord):
+            # Only the data ``path`` may carry: a stream pinned elsewhere would be re-queued, kept
+            # off this path by the frame picker and so sent twice on its own path.
+            if isinstance(record, StreamRecord) and allowed_on(record.stream, path.id):
                 self.streams.on_record_lost(record)
         if self._send_one(path, out, now, allow_data=True, probe=False) is not None:
             self.stats["redundant_packets"] += 1
@@ -339,3 +341,8 @@ def _primaries(usable: list[Path]) -> list[Path]:
     if any(not p.is_backup for p in usable):
         return [p for p in usable if not p.is_backup]
     return usable
+
+
+def allowed_on(stream, path_id: int) -> bool:
+    """Whether ``stream``'s data may go on path ``path_id`` (it is not pinned to other paths)."""
+    return stream.paths is None or path_id in stream.paths

@@ -332,6 +332,12 @@ class KwikConnection:
         core = self.core
         duration = self.reactor.seconds() - self.startedAt
         if not core.handshake_complete:
+            if event.error_code == ErrorCode.NO_ERROR and not event.application:
+                # One side gave the attempt up (a lost address race, a connect timeout, a
+                # cancel): nothing failed, so it is neither counted nor reported as a failure.
+                log.debug("Kwik handshake with {peer} given up after {duration:.3f} s",
+                          peer=peer_address(core), duration=duration)
+                return
             label = failure_label(event)
             self.registry.handshakeFailed(label)
             log.info("Kwik handshake with {peer} failed after {duration:.3f} s ({label}): "

@@ -64,6 +64,24 @@ class _Addresses:
             self.deferred.errback(error.DNSLookupError(f"{self.host}: no IPv4 or IPv6 address"))
 
 
+def bindable(addresses: list[str], bindAddress) -> list[str]:
+    """
+    The addresses a client bound to ``bindAddress`` can try, in order.
+
+    Without a bind address, all of them.  With one, only those of its family (an IPv4 socket
+    cannot reach an IPv6 address, as ``HostnameEndpoint`` also reasons); and with a fixed port,
+    only the first of those, because a stopped UDP port frees its socket only on the next reactor
+    turn and the next attempt could not bind the same port.
+    """
+    if not bindAddress:
+        return list(addresses)
+    host, port = bindAddress
+    if host:
+        v6 = isIPv6Address(host)
+        addresses = [a for a in addresses if isIPv6Address(a) == v6]
+    return list(addresses[:1]) if port else list(addresses)
+
+
 #: Both loopback addresses, which a ``localhost`` name always means (RFC 6761, section 6.3).
 LOOPBACKS = ("::1", "127.0.0.1")
 

@@ -15,16 +15,18 @@ server.
 ``prometheus_client`` is optional (the ``metrics`` extra); :func:`metricsResource` raises
 :class:`ImportError` with the install hint without it.
 
-The metrics (labels ``side`` = client or server, ``peer`` = ``host:port`` of the peer, ``path`` =
-the path ID):
+The metrics (labels ``side`` = client or server, ``peer`` = ``host:port`` of the peer,
+``connection`` = the connection's original destination ID in hex, which tells apart two
+connections between the same hosts, ``path`` = the path ID):
 
 * ``kwik_connections_open{side}``: live connections.
 * ``kwik_connections_accepted_total``: connections the server ports of this process accepted.
 * ``kwik_handshakes_failed_total{reason}``: failed handshakes, by ``tls_<alert>`` or error name.
-* ``kwik_path_{sent,received,lost,retransmitted}_{bytes,packets}_total{side,peer,path}``.
+* ``kwik_path_{sent,received,lost,retransmitted}_{bytes,packets}_total{side,peer,connection,path}``.
 * ``kwik_path_rtt_seconds``, ``kwik_path_min_rtt_seconds``, ``kwik_path_cwnd_bytes``,
   ``kwik_path_bytes_in_flight``, ``kwik_path_loss_ratio`` (the loss EWMA) per path.
-* ``kwik_path_state{side,peer,path,state}``: 1 for the path's state, 0 for the four others.
+* ``kwik_path_state{side,peer,connection,path,state}``: 1 for the path's state, 0 for the four
+  others.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ _GAUGES = (
     ("kwik_path_bytes_in_flight", "bytes_in_flight", "Bytes in flight on the path."),
     ("kwik_path_loss_ratio", "loss_rate", "Share of recent packets lost on the path (EWMA)."),
 )
-_PATH_LABELS = ["side", "peer", "path"]
+_PATH_LABELS = ["side", "peer", "connection", "path"]
 
 log = Logger()
 
@@ -76,6 +78,11 @@ def format_address(address: tuple | None) -> str:
 
 def _side(conn) -> str:
     return "client" if conn.core.is_client else "server"
+
+
+def _connection_id(conn) -> str:
+    """The ``connection`` label: the connection's original destination ID, in hex."""
+    return conn.core.original_dcid.hex()
 
 
 def _peer(conn) -> str:
@@ -140,9 +147,10 @@ class KwikCollector:
         ]
         state = GaugeMetricFamily("kwik_path_state", "1 for the state the path is in.",
                                   labels=[*_PATH_LABELS, "state"])
-        for _conn, side, peer, metrics in live:
+        for conn, side, peer, metrics in live:
+            connection = _connection_id(conn)
             for path_id, m in sorted(metrics.items()):
-                labels = [side, peer, str(path_id)]
+                labels = [side, peer, connection, str(path_id)]
                 for family, field in (*counters, *gauges):
                     family.add_metric(labels, getattr(m, field))
                 for name in STATES:

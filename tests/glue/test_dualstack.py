@@ -290,3 +290,28 @@ class EndpointCancellationTests(DualStackNetwork):
         (failure,) = results
         self.assertTrue(failure.check(error.ConnectingCancelledError))
         self.assertEqual(self.clientPorts(), [])
+
+
+class BindAddressTests(SynchronousTestCase):
+    """Which addresses a client bound to a ``bindAddress`` tries (found by review: a socket of the
+    wrong family leaked, and a fixed port could not be bound twice in a row)."""
+
+    def test_only_the_bind_address_family_is_tried(self) -> None:
+        """An IPv4 bind address tries only the IPv4 addresses, an IPv6 one only the IPv6 ones;
+        no bind address, or an empty host, tries them all."""
+        from kwik_twisted.glue.dualstack import bindable
+
+        both = ["::1", "127.0.0.1", "2001:db8::2", "192.0.2.7"]
+        self.assertEqual(bindable(both, ("127.0.0.1", 0)), ["127.0.0.1", "192.0.2.7"])
+        self.assertEqual(bindable(both, ("::", 0)), ["::1", "2001:db8::2"])
+        self.assertEqual(bindable(both, None), both)
+        self.assertEqual(bindable(both, ("", 0)), both)
+
+    def test_a_fixed_port_tries_one_address(self) -> None:
+        """With a fixed local port only the first address of the family is tried: a stopped
+        port frees its socket a reactor turn later, so a second bind of it would fail."""
+        from kwik_twisted.glue.dualstack import bindable
+
+        self.assertEqual(bindable(["::1", "127.0.0.1", "192.0.2.7"], ("0.0.0.0", 40000)),
+                         ["127.0.0.1"])
+        self.assertEqual(bindable(["::1", "127.0.0.1"], ("", 40000)), ["::1"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -130,6 +130,24 @@ class HandshakeFailureTests(LogTestCase):
         self.assertTrue(all(f"({label})" in line for line in lines), lines)
         self.assertEqual(LIVE.handshakesFailed[label], before.get(label, 0) + 2, lines)
         self.assertEqual(self.infoLines(" ended: "), [])
+
+
+class GivenUpHandshakeTests(LogTestCase):
+    """A handshake we give up (a cancelled connect, a lost address race) is not a failure."""
+
+    def test_a_cancelled_connect_is_neither_logged_nor_counted_as_a_failure(self) -> None:
+        """Cancelling ``connect()`` before the handshake completes abandons the attempt: no
+        "handshake ... failed" line and no failure in the live registry's counts."""
+        before = dict(LIVE.handshakesFailed)
+        kwik = FakeKwik(serverProtocol=Echo)
+        results: list = []
+        d = kwik.client.connect(Factory.forProtocol(Keeper))
+        d.addBoth(results.append)
+        d.cancel()
+        kwik.pump(5.0)
+        self.assertEqual(len(results), 1)
+        self.assertEqual(self.infoLines("Kwik handshake with "), [])
+        self.assertEqual(dict(LIVE.handshakesFailed), before)
 
 
 class PathLinesTests(LogTestCase):

@@ -218,3 +218,44 @@ class MetricsOptionTests(SynchronousTestCase):
         top.startService()
         self.addCleanup(top.stopService)
         self.assertEqual(sorted(p[0] for p in reactor.tcpServers), [0, 9464])
+
+
+class SeriesIdentityTests(SynchronousTestCase):
+    """Each live connection has series of its own (found by review: two client connections to
+    the same server produced duplicate series)."""
+
+    def test_two_connections_between_the_same_hosts_have_distinct_series(self) -> None:
+        """Two client connections to one server (``reuse=False``): no series line of
+        ``/metrics`` repeats, and the ``connection`` label tells them apart."""
+        from prometheus_client import CollectorRegistry, generate_latest
+        from twisted.internet.protocol import Factory, Protocol
+
+        from kwik_twisted.core.entropy import SeededEntropy
+        from kwik_twisted.endpoints import KwikClientEndpoint
+        from kwik_twisted.glue.metrics import KwikCollector
+        from kwik_twisted.glue.registry import LIVE
+        from kwik_twisted.testing.pair import client_config
+
+        from .fakes import FakeKwik
+
+        before = set(LIVE.connections())
+        kwik = FakeKwik()
+        for seed in (9001, 9002):  # seeds no other test uses: connection IDs of their own
+            endpoint = KwikClientEndpoint(kwik.reactor, "127.0.0.1", 4433,
+                                          config=client_config(), entropy=SeededEntropy(seed),
+                                          reuse=False)
+            endpoint.connect(Factory.forProtocol(Protocol))
+        kwik.pump()
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(KwikCollector(LIVE))
+        text = generate_latest(registry).decode()
+        mine = set(LIVE.connections()) - before  # other tests' connections may still be live
+        ids = {f'connection="{conn.core.original_dcid.hex()}"' for conn in mine}
+        series = [line.rsplit(" ", 1)[0] for line in text.splitlines()
+                  if line.startswith("kwik_path_sent_bytes_total{") and 'side="client"' in line
+                  and any(label in line for label in ids)]
+        self.assertGreaterEqual(len(series), 2)
+        self.assertEqual(len(series), len(set(series)), series)
+        for conn in set(LIVE.connections()) - before:  # leave no series to the other tests
+            conn.abandon("done")
+        self.assertEqual(set(LIVE.connections()), before)

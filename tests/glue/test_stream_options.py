@@ -262,3 +262,28 @@ class FakeConnectionTests(SynchronousTestCase):
         self.assertEqual(updates, [(4, {"priority": 1}), (4, {"qos": POLICY.to_wire()}),
                                    (4, {"paths": (1, 0)})])
         self.assertEqual(transport.qos, POLICY)
+
+
+class PinnedRedundancyTests(SynchronousTestCase):
+    """The redundant scheduler and pinned streams (found by review: each pinned stream went
+    twice over its own path)."""
+
+    def test_pinned_streams_are_not_duplicated_onto_their_own_path(self) -> None:
+        """Two critical streams pinned to paths 1 and 2, with ``scheduler=redundant``: each
+        path carries its stream's 300 kB once (within 10% of overhead), not twice."""
+        from kwik_twisted.testing.pair import client_config
+
+        kwik = FakeKwik(serverProtocol=Recorder, paths=["127.0.0.2", "127.0.0.3"],
+                        config=client_config(scheduler="redundant"))
+        (proto,) = kwik.connect(Protocol)
+        conn = proto.transport.kwikConnection
+        kwik.pump(1)
+        before = {pid: path.bytes_sent for pid, path in conn.core.paths.items()}
+        size = 300_000
+        for pin in ([1], [2]):
+            conn.openStream(Protocol(), priority=Priority.CRITICAL, paths=pin).write(b"x" * size)
+        kwik.pump(20)
+        for pid in (1, 2):
+            sent = conn.core.paths[pid].bytes_sent - before[pid]
+            self.assertGreater(sent, size)
+            self.assertLess(sent, size * 1.1)
