@@ -33,6 +33,7 @@ from kwik_twisted.core.entropy import SeededEntropy
 from kwik_twisted.endpoints import KwikClientEndpoint, KwikServerEndpoint
 from kwik_twisted.errors import ConfigurationError
 from kwik_twisted.glue.interfaces import IConnectionOwner, IStreamConnection
+from kwik_twisted.interfaces import IKwikMessageProtocol
 from kwik_twisted.testing.pair import client_config, server_config
 from kwik_twisted.wire import QosPolicy
 
@@ -392,3 +393,64 @@ class FakeConnectionOwner:
     def connectionGone(self, conn) -> None:
         """Record that the connection is gone."""
         self.calls.append(("connectionGone", (conn,)))
+
+
+# -- stream protocols the glue tests share ------------------------------------------
+
+
+class Echo(Protocol):
+    """Sends every byte back."""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+class Collect(Protocol):
+    """Collects data; ``received`` fires when ``expected`` bytes arrived."""
+
+    expected = 5
+
+    def connectionMade(self) -> None:
+        self.buffer = b""
+        self.received = defer.Deferred()
+        self.lost = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) >= self.expected and not self.received.called:
+            self.received.callback(self.buffer)
+
+    def connectionLost(self, reason) -> None:
+        self.lost.callback(reason.value)
+
+
+class Recorder(Protocol):
+    """A plain protocol: records the bytes and the reason it lost its connection."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.lost: list = []
+        self.done: defer.Deferred = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def connectionLost(self, reason) -> None:
+        self.lost.append(reason)
+        self.done.callback(self)
+
+    @property
+    def received(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+@implementer(IKwikMessageProtocol)
+class PieceRecorder(Recorder):
+    """A protocol that takes pieces: records ``(offset, data)`` in arrival order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pieces: list[tuple[int, bytes]] = []
+
+    def pieceReceived(self, offset: int, data: bytes) -> None:
+        self.pieces.append((offset, data))

@@ -14,7 +14,7 @@ import socket
 from twisted.internet import defer, error, reactor, task
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint, IStreamServerEndpoint
-from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.internet.protocol import DatagramProtocol, Factory
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
@@ -22,35 +22,9 @@ from kwik_twisted.endpoints import KwikClientEndpoint, KwikHandshakeError, KwikS
 from kwik_twisted.testing.fixtures import KwikHarness, writeCertificates
 from kwik_twisted.testing.pair import client_config, dev_certificates
 
-from .fakes import FakeNameResolver
+from .fakes import Collect, Echo, FakeNameResolver
 
 TIMEOUT = 10
-
-
-class Echo(Protocol):
-    """Echoes; remembers its transport's addresses."""
-
-    def dataReceived(self, data: bytes) -> None:
-        self.transport.write(data)
-
-
-class Collect(Protocol):
-    """Collects data; ``received`` fires when ``expected`` bytes arrived."""
-
-    expected = 5
-
-    def connectionMade(self) -> None:
-        self.buffer = b""
-        self.received = defer.Deferred()
-        self.lost = defer.Deferred()
-
-    def dataReceived(self, data: bytes) -> None:
-        self.buffer += data
-        if len(self.buffer) >= self.expected and not self.received.called:
-            self.received.callback(self.buffer)
-
-    def connectionLost(self, reason) -> None:
-        self.lost.callback(reason.value)
 
 
 class CountingFactory(Factory):

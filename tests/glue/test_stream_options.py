@@ -10,47 +10,15 @@ from __future__ import annotations
 from twisted.internet import error
 from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
 from kwik_twisted.errors import ConfigurationError, KwikError
-from kwik_twisted.interfaces import IKwikMessageProtocol
 from kwik_twisted.streams import Priority, QoSPolicy, StreamProgress
 
-from .fakes import FakeKwik, FakeStreamConnection
+from .fakes import FakeKwik, FakeStreamConnection, PieceRecorder, Recorder
 
 POLICY = QoSPolicy(min_bandwidth=2_000_000, max_latency=0.05, max_jitter=0.01,
                    loss_threshold=0.01)
 DATA = bytes(range(256)) * 400  # 100 KiB: many packets
-
-
-class Recorder(Protocol):
-    """Records the bytes and the reason it lost its connection."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.lost: list = []
-
-    def dataReceived(self, data: bytes) -> None:
-        self.chunks.append(data)
-
-    def connectionLost(self, reason) -> None:
-        self.lost.append(reason)
-
-    @property
-    def received(self) -> bytes:
-        return b"".join(self.chunks)
-
-
-@implementer(IKwikMessageProtocol)
-class PieceRecorder(Recorder):
-    """Takes pieces of unordered streams."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pieces: list[tuple[int, bytes]] = []
-
-    def pieceReceived(self, offset: int, data: bytes) -> None:
-        self.pieces.append((offset, data))
 
 
 class Harness(SynchronousTestCase):

@@ -21,9 +21,8 @@ from typing import Any
 from twisted.internet import defer, error, reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from kwik_twisted.glue.transport import UNORDERED_REFUSED, KwikStreamTransport
@@ -33,43 +32,11 @@ from kwik_twisted.testing.pair import client_config, dev_certificates, server_co
 from kwik_twisted.wire import StreamFrame
 from tests.polling import until
 
-from .fakes import SERVER_PORT, FakeKwik, FakeStreamConnection
+from .fakes import SERVER_PORT, FakeKwik, FakeStreamConnection, PieceRecorder, Recorder
 
 #: 4,000 bytes in 40 pieces of 100, as in the finding.
 PIECE = 100
 DATA = bytes(range(200)) * 20
-
-
-class Recorder(Protocol):
-    """A plain protocol: records the bytes and the reason it lost its connection."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.lost: list = []
-        self.done: defer.Deferred = defer.Deferred()
-
-    def dataReceived(self, data: bytes) -> None:
-        self.chunks.append(data)
-
-    def connectionLost(self, reason) -> None:
-        self.lost.append(reason)
-        self.done.callback(self)
-
-    @property
-    def received(self) -> bytes:
-        return b"".join(self.chunks)
-
-
-@implementer(IKwikMessageProtocol)
-class PieceRecorder(Recorder):
-    """A protocol that takes pieces: records ``(offset, data)`` in arrival order."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pieces: list[tuple[int, bytes]] = []
-
-    def pieceReceived(self, offset: int, data: bytes) -> None:
-        self.pieces.append((offset, data))
 
 
 class RecordingFactory(Factory):

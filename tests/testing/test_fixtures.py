@@ -22,40 +22,15 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, error, reactor
 from twisted.internet.endpoints import clientFromString, serverFromString
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from kwik_twisted.endpoints import KwikClientEndpoint
 from kwik_twisted.testing.fixtures import KwikHarness, writeCertificates
+from tests.glue.fakes import Collect, Echo
 
 #: Seconds any wait of these tests may take.
 DEADLINE = 10
-
-
-class Echo(Protocol):
-    """Sends every byte back."""
-
-    def dataReceived(self, data: bytes) -> None:
-        self.transport.write(data)
-
-
-class Collect(Protocol):
-    """Collects bytes; ``received`` fires once ``expected`` bytes arrived, ``lost`` on close."""
-
-    expected = 0
-
-    def connectionMade(self) -> None:
-        self.buffer = b""
-        self.received = defer.Deferred()
-        self.lost = defer.Deferred()
-
-    def dataReceived(self, data: bytes) -> None:
-        self.buffer += data
-        if len(self.buffer) >= self.expected and not self.received.called:
-            self.received.callback(self.buffer)
-
-    def connectionLost(self, reason) -> None:
-        self.lost.callback(reason.value)
 
 
 def echoed(protocol: Collect, data: bytes) -> defer.Deferred:
