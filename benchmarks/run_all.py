@@ -6,8 +6,9 @@ sizes cut down so the whole set takes a couple of minutes on two cores: codec mi
 (``wire.py``), the in-memory core (``core_bulk.py``), loopback bulk for Kwik and its peers
 (``bulk.py --peer all``, and Kwik with the server in a second process), echo round trips,
 time to first byte, idle memory with fewer connections, UDP batching (GSO/GRO), as root on
-Linux the multipath namespaces against kernel MPTCP (``--quick``; it skips itself elsewhere), and
-the server's CPU per attacker byte for hostile frame patterns.
+Linux the multipath namespaces against kernel MPTCP (``--quick``; it skips itself elsewhere),
+the server's CPU per attacker byte for hostile frame patterns, and the QoS scenarios in simulated
+time with QoS on and off (12 simulated seconds each instead of 20).
 ``--full`` uses each script's own
 defaults instead (50 MB transfers, 1000 idle connections: several minutes more).  A script that
 fails or times out gets an error row; the others still run.
@@ -40,6 +41,7 @@ SUITE = (
     ("udp_batch", "udp_batch.py", ["--runs", "3"], []),
     ("multipath_netns", "multipath_netns.py", ["--quick"], []),
     ("hostile_cpu", "hostile_cpu.py", ["--scale", "1"], []),
+    ("qos", "qos.py", ["--duration", "12"], []),
 )
 
 #: Units of the flat figures that wire.py and core_bulk.py print.
