@@ -46,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     # interfaces: what stream transports and connections offer, what an application may provide
     "IKwikConnection": ".interfaces",
     "IKwikConnectionObserver": ".interfaces",
+    "IKwikQoSObserver": ".interfaces",
     "IKwikMessageProtocol": ".interfaces",
     "IKwikStreamTransport": ".interfaces",
     # errors
@@ -88,6 +89,7 @@ _EXPORTS: dict[str, str] = {
     "PathFailed": ".events",
     "PathRecovered": ".events",
     "PathValidated": ".events",
+    "QoSViolated": ".events",
     "StopSendingReceived": ".events",
     "StreamClosed": ".events",
     "StreamDataReceived": ".events",

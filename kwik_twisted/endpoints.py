@@ -14,7 +14,8 @@ share one live Kwik connection from a per-reactor pool, unless ``reuse=False``. 
 the endpoint's ``priority`` and ``qos``; more streams, with other options, open on the same
 connection with ``transport.kwikConnection.openStream``.  A host name is resolved to all its
 addresses, IPv6 and IPv4, and handshakes race to them as Twisted's ``HostnameEndpoint`` does
-(:mod:`kwik_twisted.glue.dualstack`).  The Deferred fires
+(:mod:`kwik_twisted.glue.dualstack`), the addresses whose servers last reported a lower load
+first (each endpoint remembers the loads it heard, for a minute).  The Deferred fires
 with the protocol, already connected, once the handshake completed; it fails with
 ``DNSLookupError``, ``ConnectionRefusedError`` (ICMP port unreachable), :class:`KwikHandshakeError`
 (a ``ConnectError`` carrying the TLS reason), ``TimeoutError`` after ``timeout`` seconds, or
@@ -24,10 +25,11 @@ lost its connection.
 
 Multipath.  A client endpoint given ``paths`` binds one more UDP socket per extra path (to the
 path's local address) when it connects, and opens the paths once the handshake completed; ``backup``
-marks paths as backups.  With ``config.use_advertised`` it also opens a path to each address the
-server advertises, from a socket of its own (see :mod:`kwik_twisted.glue.client`).  A server
-endpoint given ``extraInterfaces`` listens on those addresses too (same port number, same
-connections), so a client may open paths to any of them.
+marks paths as backups, and ``costs`` gives paths a cost (a costly path carries data only when the
+cheaper ones cannot meet the demand or the QoS).  With ``config.use_advertised`` it also opens a
+path to each address the server advertises, from a socket of its own (see
+:mod:`kwik_twisted.glue.client`).  A server endpoint given ``extraInterfaces`` listens on those
+addresses too (same port number, same connections), so a client may open paths to any of them.
 
 A pooled connection with no streams left lingers :data:`POOL_LINGER` seconds for reuse, then
 closes. :func:`closeClientConnections` closes every client connection of a reactor and fires when
@@ -49,11 +51,12 @@ from zope.interface import implementer
 
 from .config import ConnectionConfig
 from .core.crypto.handshake import make_context
+from .core.paths.manager import check_cost
 from .errors import ConfigurationError, KwikError
 from .glue.client import KwikClientProtocol, KwikHandshakeError
 from .glue.connection import ip_address
 from .glue.controls import checkQoS
-from .glue.dualstack import AddressRace, ClientCandidate, bindable, resolveAddresses
+from .glue.dualstack import AddressRace, ClientCandidate, ServerLoads, bindable, resolveAddresses
 from .glue.entropy import SystemEntropy
 from .glue.interfaces import IClientPortOwner
 from .glue.ports import MAX_DATAGRAM
@@ -224,20 +227,23 @@ class KwikClientEndpoint:
         and ``remote_port`` may be ``None`` for the server's.  Each gets its own UDP socket.
     :param backup: indexes of paths to mark backup (0: the handshake's path, 1: the first of
         ``paths``...).
+    :param costs: ``{index: cost}``, indexes as ``backup``'s: what sending on each path costs, a
+        finite number >= 0 (0 by default); a path with a cost carries data only when cheaper
+        paths cannot meet the demand or the streams' QoS.  ``setPathCost`` changes it later.
     :param priority: the :class:`~kwik_twisted.streams.Priority` of the stream each
         ``connect()`` opens.
     :param qos: the :class:`~kwik_twisted.streams.QoSPolicy` of the stream each ``connect()``
         opens (sent with it), or ``None``.
     :param qlog: a directory for qlog traces, one file per connection
         (``<odcid>_client.sqlog``); ``None``: the ``QLOGDIR`` environment variable, if set.
-    :raises ConfigurationError: a path or backup index is malformed, there are more paths than
-        ``config.max_paths``, or ``priority`` is not a priority.
+    :raises ConfigurationError: a path, backup index or cost is malformed, there are more paths
+        than ``config.max_paths``, or ``priority`` is not a priority.
     :raises TypeError: ``qos`` is not a ``QoSPolicy``.
     """
 
     def __init__(self, reactor, host: str, port: int, *, config: ConnectionConfig,
                  timeout: float = 30.0, bindAddress: tuple | None = None, reuse: bool = True,
-                 paths=(), backup=(), entropy=None, priority=Priority.NORMAL,
+                 paths=(), backup=(), costs=None, entropy=None, priority=Priority.NORMAL,
                  qos: QoSPolicy | None = None, qlog: str | None = None) -> None:
         self._qlog = qlog
         self._reactor = reactor
@@ -252,6 +258,8 @@ class KwikClientEndpoint:
         self._reuse = reuse
         self._paths = normalizePaths(paths)
         self._backup = _backupIndexes(backup, len(self._paths))
+        self._costs = _costPairs(costs or {}, len(self._paths))
+        self._serverLoads = ServerLoads()
         if len(self._paths) >= config.max_paths:
             raise ConfigurationError(
                 f"{len(self._paths)} extra paths and the handshake's exceed max_paths "
@@ -284,7 +292,7 @@ class KwikClientEndpoint:
 
     def _entry(self) -> _ClientConnection:
         key = (self._host, self._port, getattr(self._config.tls, "server_name", None),
-               self._paths, self._backup, self._qlog)
+               self._paths, self._backup, self._costs, self._qlog)
         pool = _registry(_pools, self._reactor, {})
         if self._reuse:
             for entry in pool.get(key, ()):
@@ -292,7 +300,8 @@ class KwikClientEndpoint:
                     return entry
         entry = _ClientConnection(self._reactor, self._host, self._port, self._config,
                                   self._bindAddress, self._entropy, key if self._reuse else None,
-                                  self._paths, self._backup, self._sharedContext, self._qlog)
+                                  self._paths, self._backup, self._sharedContext, self._qlog,
+                                  costs=self._costs, loads=self._serverLoads)
         if self._reuse:
             pool.setdefault(key, []).append(entry)
         _registry(_all, self._reactor, set()).add(entry)
@@ -338,6 +347,16 @@ def _backupIndexes(backup, count: int) -> tuple[int, ...]:
         if type(index) is not int or not 0 <= index <= count:
             raise ConfigurationError(f"backup path {index!r}: expected 0..{count}")
     return indexes
+
+
+def _costPairs(costs, count: int) -> tuple[tuple[int, float], ...]:
+    """``{index: cost}`` checked, as sorted ``(index, cost)`` pairs."""
+    pairs = []
+    for index, cost in sorted(dict(costs).items()):
+        if type(index) is not int or not 0 <= index <= count:
+            raise ConfigurationError(f"cost of path {index!r}: expected a path 0..{count}")
+        pairs.append((index, check_cost(cost)))
+    return tuple(pairs)
 
 
 class _Attempt:
@@ -408,7 +427,8 @@ class _ClientConnection:
     """
 
     def __init__(self, reactor, host, port, config, bindAddress, entropy, key, paths=(),
-                 backup=(), context=None, qlog=None) -> None:
+                 backup=(), context=None, qlog=None, *, costs=(),
+                 loads: ServerLoads | None = None) -> None:
         self.qlog = qlog
         self.reactor = reactor
         self.context = context
@@ -420,6 +440,8 @@ class _ClientConnection:
         self.key = key
         self.paths = paths
         self.backup = backup
+        self.costs = costs
+        self.loads = loads
         self.state = "new"
         self.address: str | None = host if (isIPAddress(host) or isIPv6Address(host)) else None
         self.attempts: list[_Attempt] = []
@@ -490,9 +512,12 @@ class _ClientConnection:
             self._fail(Failure())
             return
         launch = partial(ClientCandidate, self.reactor, port=self.port,
-                         bindAddress=self.bindAddress, owner=self, config=self.config,
-                         entropy=self.entropy, paths=self.paths, backup=self.backup,
-                         tlsContext=context, qlog=self.qlog)
+                         bindAddress=self.bindAddress, owner=self, loads=self.loads,
+                         config=self.config, entropy=self.entropy, paths=self.paths,
+                         backup=self.backup, costs=self.costs, tlsContext=context,
+                         qlog=self.qlog)
+        if self.loads is not None:  # the less loaded servers first
+            addresses = self.loads.order(addresses, self.reactor.seconds())
         usable = bindable(addresses, self.bindAddress)
         if not usable:
             self._fail(Failure(error.DNSLookupError(

@@ -122,6 +122,26 @@ class AddressAdvertised(Event):
 
 
 @dataclass(slots=True)
+class QoSViolated(Event):
+    """
+    The transport cannot keep a stream's QoS promise (reported once per episode, not per packet;
+    docs/qos.rst).
+
+    :ivar stream_id: the stream whose :class:`~kwik_twisted.streams.QoSPolicy` is not met.
+    :ivar metric: which promise: ``"max_latency"``, ``"loss_threshold"``, ``"max_jitter"`` or
+        ``"min_bandwidth"``.
+    :ivar measured: the best the connection's paths can do now, in the policy's natural unit
+        (seconds, a fraction, bits per second).
+    :ivar bound: the policy's bound, in the same unit.
+    """
+
+    stream_id: int
+    metric: str
+    measured: float
+    bound: float
+
+
+@dataclass(slots=True)
 class ConnectionTerminated(Event):
     """
     The connection is over.
@@ -151,6 +171,7 @@ __all__ = [
     "PathFailed",
     "PathRecovered",
     "PathValidated",
+    "QoSViolated",
     "StopSendingReceived",
     "StreamClosed",
     "StreamDataReceived",

@@ -47,6 +47,24 @@ class IKwikConnectionObserver(Interface):
         """
 
 
+class IKwikQoSObserver(Interface):
+    """
+    A stream protocol that wants to know when the transport cannot keep its stream's QoS promise
+    (docs/qos.rst).
+    """
+
+    def qosViolated(event):
+        """
+        The connection's paths cannot meet this stream's
+        :class:`~kwik_twisted.streams.QoSPolicy` now; reported once per episode.
+
+        :param event: a :class:`~kwik_twisted.events.QoSViolated` with ``stream_id``, ``metric``
+            (``"max_latency"``, ``"loss_threshold"``, ``"max_jitter"`` or ``"min_bandwidth"``),
+            ``measured`` (the best the paths offer) and ``bound`` (the policy's), in seconds, a
+            fraction or bits per second.  An exception raised here is logged and ignored.
+        """
+
+
 class IKwikMessageProtocol(IProtocol):
     """
     A stream protocol that accepts the pieces of an *unordered* stream as they arrive.
@@ -92,6 +110,9 @@ class IKwikStreamTransport(Interface):
     ordered = Attribute(
         "Whether the stream's bytes reach the protocol in order (``dataReceived``); ``False`` "
         "when they arrive as pieces (``IKwikMessageProtocol.pieceReceived``).")
+    maxRate = Attribute(
+        "The cap on our sending rate on the stream, bits per second (a ``float``), or ``None`` "
+        "when it has none (see :meth:`setMaxRate`).")
     kwikConnection = Attribute(
         "The Kwik connection the stream belongs to, an :class:`IKwikConnection`.")
 
@@ -117,6 +138,15 @@ class IKwikStreamTransport(Interface):
         frames use those paths while any of them works, the others only when none does.
 
         :raises ConfigurationError: a path ID is not one of the connection's paths.
+        """
+
+    def setMaxRate(bitsPerSecond):
+        """
+        Cap our sending rate on the stream at ``bitsPerSecond`` (retransmissions included), or
+        lift the cap with ``None``.  Local only: the peer is not told.  The stream's data waits
+        in its send buffer while the cap holds it back; the other streams use the capacity.
+
+        :raises ConfigurationError: neither ``None`` nor a positive number.
         """
 
     def progress():
@@ -151,6 +181,14 @@ class IKwikConnection(Interface):
             connection is closed.
         """
 
+    def congestionReport():
+        """
+        The seed's CongestionReport: each path's congestion level and type (delay, loss, standing
+        queue), queueing delay now and predicted one smoothed RTT ahead, loss rate against its
+        baseline, delivery rate; the global level; the QoS actions in force
+        (a :class:`~kwik_twisted.core.qos.detector.CongestionReport`; ``as_dict()`` gives JSON).
+        """
+
     def pathMetrics():
         """
         A snapshot of every live path's metrics, ``{path_id: PathMetrics}`` (RTT, bandwidth,
@@ -168,6 +206,15 @@ class IKwikConnection(Interface):
     def setPathBackup(pathId, backup=True):
         """Make path ``pathId`` a backup (used only while no other path works), or not."""
 
+    def setPathCost(pathId, cost):
+        """
+        Set what sending on path ``pathId`` costs, a finite number >= 0 (0 by default; a metered
+        link is dearer): a path with a cost carries data only when cheaper paths cannot meet the
+        demand or the streams' QoS.  Local only: the peer is not told.
+
+        :raises ConfigurationError: no such path, or a bad ``cost``.
+        """
+
     def abandonPath(pathId):
         """Stop using path ``pathId`` for good; its data moves to the other paths."""
 
@@ -179,5 +226,6 @@ __all__ = [
     "IKwikConnection",
     "IKwikConnectionObserver",
     "IKwikMessageProtocol",
+    "IKwikQoSObserver",
     "IKwikStreamTransport",
 ]

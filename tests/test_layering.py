@@ -76,7 +76,8 @@ TWISTED_PACKAGES = frozenset({"twisted", "zope"})
 #: Production layers, which import neither ``testing`` nor ``tools`` (``tap`` may use ``tools``
 #: for ``--dev-certs``).
 PRODUCTION_LAYERS = frozenset(
-    {"glue", "endpoints", "parsers", "interfaces", "errors", "events", "config", "core", "wire"}
+    {"glue", "endpoints", "parsers", "_values", "interfaces", "errors", "events", "config", "core",
+     "wire"}
 )
 
 

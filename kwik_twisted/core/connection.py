@@ -34,6 +34,8 @@ The connection is an orchestrator; the work is done by collaborators that get on
   and what to send, and what ACKs and losses mean;
   :class:`~kwik_twisted.core.retransmit.RecordRouter`: what to send again.
 * :mod:`~kwik_twisted.core.timers`: every deadline, each written once.
+* :class:`~kwik_twisted.core.qos.enforcer.QoSEnforcer` (``Connection.qos``): the streams' QoS
+  policies kept across paths, and the congestion report.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ from .paths.manager import DEFAULT_PEER_MAX_PATHS, PathManager, check_path_ids
 from .paths.metrics import PathMetrics
 from .paths.path import Path
 from .paths.scheduler import create as create_scheduler
+from .qos.enforcer import QoSEnforcer
 from .retransmit import RecordRouter
 from .sender import BURST_LIMIT, SKIP_ONE_IN, Sender
 from .sending import PacketContext
@@ -93,18 +96,9 @@ from .timers import IdleTimer, TimerKind, timers
 from .trace import tracing
 
 __all__ = [
-    "BURST_LIMIT",
-    "DEFAULT_PEER_DATAGRAM_SIZE",
-    "DEFAULT_PEER_MAX_PATHS",
-    "MAX_EARLY_BYTES",
-    "MAX_EARLY_PACKETS",
-    "MAX_HANDSHAKE_BUFFER",
-    "MIN_DATAGRAM_SIZE",
-    "SKIP_ONE_IN",
-    "UNCHANGED",
-    "Connection",
-    "State",
-    "StreamView",
+    "BURST_LIMIT", "DEFAULT_PEER_DATAGRAM_SIZE", "DEFAULT_PEER_MAX_PATHS", "MAX_EARLY_BYTES",
+    "MAX_EARLY_PACKETS", "MAX_HANDSHAKE_BUFFER", "MIN_DATAGRAM_SIZE", "SKIP_ONE_IN", "UNCHANGED",
+    "Connection", "State", "StreamView",
 ]
 
 _CLOSING, _CLOSED = State.CLOSING, State.CLOSED
@@ -167,8 +161,12 @@ class Connection:
         self.paths: dict[int, Path] = self.path_manager.paths
         self.scheduler = create_scheduler(config.scheduler)
         self._wire_sending(peer_cid)
+        self.sender.qos = self.qos = QoSEnforcer(  # routes, caps, violations (docs/qos.rst)
+            streams=self.streams, paths=self.path_manager, emit=emit, stats=self.stats,
+            max_datagram_size=lambda: self._out.max_datagram_size)
         if tracer is not None:  # qlog (core/trace.py): events, packets and recovery are traced
             self._events.handshake, self.sender.trace = self.handshake, self.trace
+            self.qos.trace = self.trace
         path = self.path_manager.add(0, local_addr, remote_addr, validated=True, now=now)
         path.address_validated = is_client  # a server must not amplify before the handshake
         # Until the server has validated our address it may be stuck at its amplification limit
@@ -326,7 +324,7 @@ class Connection:
 
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`handle_deadline` must be called, or ``None``."""
-        deadlines = timers(self.lifecycle, self.idle, self.path_manager, now=self._now)
+        deadlines = timers(self, now=self._now)
         return min((deadline for _kind, _path, deadline in deadlines), default=None)
 
     def handle_deadline(self, *, now: float) -> None:
@@ -334,7 +332,7 @@ class Connection:
         self._now = now
         lifecycle = self.lifecycle
         try:
-            for kind, path, deadline in timers(lifecycle, self.idle, self.path_manager, now=now):
+            for kind, path, deadline in timers(self, now=now):
                 if now >= deadline:
                     _TIMER_HANDLERS[kind](self, path, now)
                     if lifecycle.state is _CLOSED:
@@ -353,23 +351,22 @@ class Connection:
 
     # -- public API: the application's calls ----------------------------------------------
 
-    def open_stream(
-        self, *, priority: int = 0, ordered: bool = True, compress=None, qos=None, paths=None
-    ) -> int:
+    def open_stream(self, *, priority: int = 0, ordered: bool = True, compress=None, qos=None,
+                    paths=None, max_rate=None) -> int:
         """
         Open a bidirectional stream and return its ID.
 
         ``priority`` (0 normal, 1 high, 2 critical) rides on its every frame; ``ordered`` False
         lets the peer deliver pieces; ``compress`` ``None`` follows ``config.compression``;
-        ``qos`` (a :class:`~kwik_twisted.wire.QosPolicy`) is announced to the peer; ``paths``
-        pins it (its frames use those paths while any is usable, others only while none is).
+        ``qos`` (a :class:`~kwik_twisted.wire.QosPolicy`) is announced to the peer and kept
+        (docs/qos.rst); ``paths`` pins it (its frames use those paths while any is usable, others
+        only while none is); ``max_rate`` caps our sending rate on it (bits per second).
 
         :raises ConfigurationError: ``paths`` names a path that is neither open nor pending.
         """
         pinned = check_path_ids(paths, self.path_manager)
-        return self.streams.open(
-            priority=priority, ordered=ordered, compress=compress, qos=qos, paths=pinned
-        )
+        return self.streams.open(priority=priority, ordered=ordered, compress=compress, qos=qos,
+                                 paths=pinned, max_rate=max_rate)
 
     def stream(self, stream_id: int) -> StreamView | None:
         """A read-only :class:`~kwik_twisted.core.streams.view.StreamView` of an open stream
@@ -377,16 +374,16 @@ class Connection:
         taken while the stream was open still answers after it closed, with the final figures."""
         return self.streams.view(stream_id)
 
-    def update_stream(
-        self, stream_id: int, *, priority=UNCHANGED, qos=UNCHANGED, paths=UNCHANGED
-    ) -> None:
+    def update_stream(self, stream_id: int, *, priority=UNCHANGED, qos=UNCHANGED, paths=UNCHANGED,
+                      max_rate=UNCHANGED) -> None:
         """
         Change a stream's priority, QoS policy or paths; an argument left out stays as it is.
 
         A priority applies to the frames we send from then on; a policy (``None`` withdraws it)
         goes to the peer on the stream's next frame; either makes the stream's priority and
         policy the local side's, which the peer's requests no longer change.  ``paths`` pins the
-        stream as in :meth:`open_stream` (``None``: any path).
+        stream as in :meth:`open_stream` (``None``: any path); ``max_rate`` sets or (``None``)
+        lifts its rate cap.
 
         :raises StreamStateError: the stream is not open.
         :raises ConfigurationError: ``paths`` names a path that is neither open nor pending.
@@ -394,7 +391,7 @@ class Connection:
         """
         if paths is not UNCHANGED:
             paths = check_path_ids(paths, self.path_manager)
-        self.streams.update(stream_id, priority=priority, qos=qos, paths=paths)
+        self.streams.update(stream_id, priority=priority, qos=qos, paths=paths, max_rate=max_rate)
 
     def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         """Queue ``data`` on a stream; ``end_stream`` sends FIN after it."""
@@ -684,6 +681,7 @@ _TIMER_HANDLERS = {
     TimerKind.ACK_DELAY: lambda c, p, now: p.ack.on_delay_expired(),
     TimerKind.PATH_CHALLENGE: lambda c, p, now: c.path_manager.on_challenge_timeout(p, now=now),
     TimerKind.PACING: lambda c, p, now: None,  # a wake-up: datagrams_to_send does the sending
+    TimerKind.SHAPER: lambda c, p, now: None,  # a wake-up: the send round unparks capped streams
 }
 
 

@@ -9,6 +9,12 @@ datagram for an unknown CID that is a client's first packet (initial keys, a sou
 dispatcher has the same sans-I/O shape as a connection (``receive_datagram``, ``datagrams_to_send``,
 ``next_deadline``, ``handle_deadline``), so a simulator or a Twisted ``DatagramProtocol`` drives
 both the same way.
+
+Load.  Each connection tells its client the server's load (the ``server_load`` transport parameter,
+see :mod:`~kwik_twisted.core.handshake`): :meth:`ServerDispatcher.load`, the connections it routes
+over its limit, in permille, read when the connection's handshake completes.  It counts the way
+the limit is enforced (two routing CIDs per connection, closed ones until their owner forgets them),
+so it costs O(1) and reads 1000 exactly when new connections are refused.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from ..wire import CID_LENGTH, decode_packet
 from .connection import Connection
 from .crypto.protection import initial_protections
 from .entropy import Entropy
+from .handshake import FULL_LOAD
 
 #: New connections accepted at most (a handshake flood cannot exhaust memory).
 DEFAULT_MAX_CONNECTIONS = 10000
@@ -118,12 +125,18 @@ class ServerDispatcher:
             tls_factory=self.tls_factory,
             new_tracer=self.new_tracer,
         )
+        conn.handshake.server_load = self.load
         self.connections[header.dcid] = conn
         self.connections[conn.local_cid] = conn
         self.stats["accepted"] += 1
         if self.on_connection is not None:
             self.on_connection(conn)
         return conn
+
+    def load(self) -> int:
+        """The server's load in permille: connections routed over ``max_connections``."""
+        limit = 2 * self.max_connections  # each connection is routed by two CIDs
+        return min(FULL_LOAD, len(self.connections) * FULL_LOAD // max(1, limit))
 
     def _live(self) -> set[Connection]:
         return {c for c in self.connections.values() if not c.is_closed}

@@ -19,6 +19,16 @@ The peer's TRANSPORT_PARAMETERS, once, bind us: flow-control limits (never below
 minimums), ``max_paths`` (paths opened before them start now), ``max_datagram_size`` (never below
 :data:`~kwik_twisted.config.MIN_DATAGRAM_SIZE`), the smaller idle timeout, and the peer's ACK
 delay.  Parameters that change later are a PROTOCOL_VIOLATION.
+
+Server load.  A server's connections carry ``server_load`` (protocol.rst, "Transport parameters"):
+the :class:`~kwik_twisted.core.dispatcher.ServerDispatcher` hands each of them a callable
+(:attr:`Handshake.server_load`) that is asked for the load, in permille, when the handshake
+completes, so the figure is the one of the moment the parameters go out.  It is sent once, at the
+handshake, and never updated: a client uses it only to choose among a server's addresses for its
+*next* connection, and every new connection brings a fresh figure.  The client records it (0..1) on
+the :class:`~kwik_twisted.core.paths.manager.PathManager`, one value per connection (all its paths
+reach the same server process).  A value above 1000, or one sent by a client, is a
+TRANSPORT_PARAMETER_ERROR.
 """
 
 from __future__ import annotations
@@ -58,6 +68,8 @@ from .timers import IdleTimer
 MAX_HANDSHAKE_BUFFER = 64 * 1024
 #: The peer's max_datagram_size until its transport parameters arrive.
 DEFAULT_PEER_DATAGRAM_SIZE = 1350
+#: ``server_load`` is in permille: this value is a fully loaded server.
+FULL_LOAD = 1000
 
 
 class Handshake:
@@ -68,6 +80,8 @@ class Handshake:
         ``application_protections``, ``alpn``, ``cipher``, ``peer_certificate``).
     :param send: the buffer of handshake bytes to send (the packet assembler takes from it).
     :param local_parameters: our transport parameters, asked for when the handshake completes.
+    :ivar server_load: server side, set by the dispatcher: returns the server's load in permille
+        (0..:data:`FULL_LOAD`), sent as ``server_load`` with our parameters; ``None``: not sent.
     """
 
     def __init__(
@@ -104,6 +118,7 @@ class Handshake:
         self.send = send
         self.receive = Reassembler(MAX_HANDSHAKE_BUFFER)
         self.peer_parameters: dict[int, int] | None = None
+        self.server_load: Callable[[], int] | None = None
 
     def start(self) -> None:
         """Client: queue the ClientHello.
@@ -137,7 +152,11 @@ class Handshake:
     def _complete(self) -> None:
         self.keys.install(*self.tls.application_protections(self._key_context()))
         self.lifecycle.establish()
-        self.control.appendleft(TransportParametersFrame(self.local_parameters()))
+        parameters = self.local_parameters()
+        if self.server_load is not None and not self.is_client:
+            load = min(FULL_LOAD, max(0, int(self.server_load())))
+            parameters = {**parameters, TransportParameter.SERVER_LOAD: load}
+        self.control.appendleft(TransportParametersFrame(parameters))
         if not self.is_client:
             self.control.append(HandshakeDoneFrame())
             self.paths.advertise()
@@ -170,7 +189,8 @@ class Handshake:
         """
         The peer's TRANSPORT_PARAMETERS: apply them (once; a repeat must be identical).
 
-        :raises TransportParameterError: a limit below the spec's minimums.
+        :raises TransportParameterError: a limit below the spec's minimums, or a
+            ``server_load`` above :data:`FULL_LOAD` or from a client.
         :raises ProtocolViolation: they changed.
         """
         params = frame.parameters
@@ -184,13 +204,22 @@ class Handshake:
         datagram = params.get(TransportParameter.MAX_DATAGRAM_SIZE, DEFAULT_PEER_DATAGRAM_SIZE)
         if max_paths < 1 or datagram < MIN_DATAGRAM_SIZE:
             raise TransportParameterError("max_paths below 1 or max_datagram_size below 1200")
+        load = params.get(TransportParameter.SERVER_LOAD)
+        if load is not None and (not self.is_client or load > FULL_LOAD):
+            raise TransportParameterError(
+                "server_load from a client" if not self.is_client
+                else f"server_load {load} above {FULL_LOAD} permille"
+            )
         self.ctx.max_datagram_size = min(self.config.max_datagram_size, datagram)
         idle = params.get(TransportParameter.MAX_IDLE_TIMEOUT_MS)
         if idle:
             self.idle.timeout = min(self.idle.timeout, idle / 1000)
         ack_delay = params.get(TransportParameter.MAX_ACK_DELAY_MS)
         self.paths.on_peer_parameters(
-            max_paths, None if ack_delay is None else ack_delay / 1000, now=now
+            max_paths,
+            None if ack_delay is None else ack_delay / 1000,
+            now=now,
+            server_load=None if load is None else load / FULL_LOAD,
         )
 
 

@@ -11,9 +11,14 @@ Theory of operation.  :mod:`~kwik_twisted.core.sending` decides what goes *in* a
   :data:`BURST_LIMIT` packets before the owner gets control back.
 * **Several paths.**  First control, ACKs and probes on every path; then each packet of stream data
   goes where the configured scheduler says among the usable paths whose pacer allows it (backups
-  only while no primary path is usable).  A redundant scheduler's second path gets the same stream
-  ranges again at once: the copies are ordinary retransmissions settled by whichever ACK comes
-  first.
+  only while no primary path is usable; a dearer path only when the cheaper ones cannot take the
+  data, :func:`~kwik_twisted.core.paths.scheduler.affordable_paths`).  The ``redundant``
+  scheduler's other paths, and for a stream the QoS enforcer duplicates another path of its
+  route, get the packet's stream ranges again at once (:func:`~.sending.build_copy_packet`): the
+  copies are ordinary retransmissions settled by whichever ACK comes first.
+* **QoS** (:mod:`~kwik_twisted.core.qos.enforcer`).  Each send round starts with the enforcer's
+  evaluation when it has something to enforce: routes (pins the send queue honours, as below),
+  delay-aware caps on the paths' windows, selective redundancy.
 * **Pinned streams** (the seed's PathAssignment).  While a stream is pinned, the send queue is
   told which paths are usable, and the scheduler chooses only among paths that can carry the
   waiting data: those of the highest priority level first
@@ -40,10 +45,16 @@ from .entropy import Entropy, random_below
 from .keys import KeySchedule
 from .paths.manager import PathManager
 from .paths.path import Path, PathPhase
-from .paths.scheduler import FrameRequirements, Scheduler
+from .paths.scheduler import FrameRequirements, Scheduler, affordable_paths, has_room
 from .recovery.loss import LossRecovery, SentPacket
 from .retransmit import RecordRouter
-from .sending import PacketContext, build_close_packet, build_packet, wants_packet
+from .sending import (
+    PacketContext,
+    build_close_packet,
+    build_copy_packet,
+    build_packet,
+    wants_packet,
+)
 from .streams.manager import StreamRecord
 from .timers import IdleTimer
 
@@ -89,14 +100,22 @@ class Sender:
         self.stats = stats
         self._skip_countdown = 1 + random_below(entropy, 2 * SKIP_ONE_IN)
         self._requirements = FrameRequirements()
+        self.qos = None  # the connection's QoSEnforcer (core/qos/enforcer.py)
         self.trace = None  # a core.trace.Trace when the connection is traced (qlog)
 
     # -- sending ---------------------------------------------------------------------------
 
     def send(self, *, now: float) -> list[tuple[bytes, tuple, tuple]]:
         """Return ``(datagram, local_addr, remote_addr)`` triples to send now."""
+        self.send_queue.now = now
         out: list[tuple[bytes, tuple, tuple]] = []
         paths = self.paths.paths
+        qos = self.qos
+        if qos is not None:
+            if len(qos.detectors) != len(paths):
+                qos.sync(now=now)
+            if qos.active:
+                qos.before_send(now=now)
         if self.send_queue.pinned:
             self.send_queue.usable = frozenset(p.id for p in paths.values() if p.usable)
         if len(paths) == 1:
@@ -171,6 +190,7 @@ class Sender:
         packet.is_probe = probe
         if probe:
             path.probes_pending -= 1
+        path.metrics.on_sent(packet, recovery.bytes_in_flight, recovery.controller.app_limited)
         recovery.on_packet_sent(packet)
         if packet.in_flight:
             path.pacer.consume(packet.size, now)
@@ -204,7 +224,9 @@ class Sender:
                 break
             budget -= 1
             for other in targets[1:]:
-                self._duplicate(packet, other, out, now)
+                self._duplicate(packet.frames, other, out, now)
+            if len(targets) == 1 and self.qos is not None and self.qos.redundant:
+                self._copy_redundant(packet, targets[0], usable, out, now)
         for path in live:
             recovery = path.recovery
             if path.usable and not streams.has_data:
@@ -216,15 +238,44 @@ class Sender:
         path.pacing_deadline = pace_at
         return pace_at is None or pace_at <= now
 
-    def _duplicate(self, packet: SentPacket, path: Path, out: list, now: float) -> None:
-        """Send the stream data of ``packet`` again on ``path`` at once (redundant scheduling)."""
-        for record in packet.frames:
-            # Only the data ``path`` may carry: a stream pinned elsewhere would be re-queued, kept
-            # off this path by the frame picker and so sent twice on its own path.
-            if isinstance(record, StreamRecord) and allowed_on(record.stream, path.id):
-                self.streams.on_record_lost(record)
-        if self._send_one(path, out, now, allow_data=True, probe=False) is not None:
-            self.stats["redundant_packets"] += 1
+    def _duplicate(self, records: list, path: Path, out: list, now: float) -> None:
+        """Send the stream ranges of ``records`` (a packet's, just sent) again on ``path`` at
+        once, only the streams ``path`` may carry (redundant scheduling)."""
+        records = [
+            r for r in records if isinstance(r, StreamRecord) and allowed_on(r.stream, path.id)
+        ]
+        if not records:
+            return
+        built = build_copy_packet(self.ctx, path, records, now=now)
+        if built is None:
+            return
+        datagram, packet = built
+        path.recovery.on_packet_sent(packet)
+        path.pacer.consume(packet.size, now)
+        path.bytes_sent += packet.size
+        path.packets_sent += 1
+        out.append((datagram, path.local_addr, path.remote_addr))
+        self.stats["redundant_packets"] += 1
+        self.stats["redundant_bytes"] += packet.size
+        if self.trace is not None:
+            self.trace.packet_sent(path.id, _APPLICATION, packet, self.ctx.sealed_frames, now)
+
+    def _copy_redundant(
+        self, packet: SentPacket, sent_on: Path, usable: list[Path], out: list, now: float
+    ) -> None:
+        """The QoS enforcer's selective redundancy: the ranges of ``packet`` that belong to a
+        stream it duplicates go again on another path of that stream's route with window room."""
+        redundant = self.qos.redundant
+        records = [
+            r for r in packet.frames if isinstance(r, StreamRecord) and r.stream in redundant
+        ]
+        if not records:
+            return
+        route = records[0].stream.paths
+        for path in usable:
+            if path is not sent_on and (route is None or path.id in route) and has_room(path):
+                self._duplicate(records, path, out, now)
+                return
 
     def _select_pinned(self, usable: list[Path], now: float) -> list[Path]:
         """:meth:`_select_paths` while a stream is pinned: among the paths that can carry the
@@ -242,14 +293,16 @@ class Sender:
     def _select_paths(self, usable: list[Path], now: float) -> list[Path]:
         """The paths for the next packet of stream data among ``usable`` whose pacer allows one
         now (the configured scheduler decides)."""
+        streams = self.streams
+        backlog = streams.backlog()
+        usable = affordable_paths(usable, backlog, now)
         candidates = [p for p in usable if self._paced_ok(p, now)]
         if not candidates:
             return []
-        streams = self.streams
         req = self._requirements
         req.priority = streams.highest_pending_priority() or 0
         req.size = self.ctx.max_datagram_size
-        req.backlog = streams.backlog()
+        req.backlog = backlog
         return self.scheduler.select_all(candidates, req, now=now)
 
     def _maybe_skip(self, recovery: LossRecovery) -> None:
@@ -285,11 +338,14 @@ class Sender:
             trace.acked(target, result.newly_acked, now)
             trace.lost(target, result.lost, now)
         if acked:
+            newly_acked = result.newly_acked
             target.metrics.on_ack(
                 acked,
                 now=now,
-                packets=len(result.newly_acked),
-                smoothed_rtt=recovery.rtt.smoothed_rtt,
+                packets=len(newly_acked),
+                newest=newly_acked[-1],
+                rtt=recovery.rtt,
+                bytes_in_flight=recovery.bytes_in_flight,
             )
             self.scheduler.on_acked(target, acked, now=now)
         if result.lost:

@@ -45,6 +45,7 @@ from ..wire import (
     PathChallengeFrame,
     PathResponseFrame,
     PingFrame,
+    StreamFrame,
     classify,
     encode_packet,
     varint_size,
@@ -52,6 +53,7 @@ from ..wire import (
 from ..wire.frames import push_control_frame, push_stream_frame
 from ..wire.packets import encode_application_packet
 from .recovery.loss import SentPacket
+from .streams.sendqueue import StreamRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     from .keys import KeySchedule
@@ -485,6 +487,39 @@ def _pad(builder: PacketBuilder, path_id: int) -> None:
         length = max(64, missing - 18)
     builder.budget = max(builder.budget, len(builder.buf) + 18 + length)
     builder.add_control(PaddingFrame(length))
+
+
+def build_copy_packet(
+    ctx: PacketContext, path: Path, records: list, *, now: float
+) -> tuple[bytes, SentPacket] | None:
+    """
+    A packet on ``path`` carrying again the stream ranges of ``records`` (the stream records of a
+    packet just sent on another path): redundant scheduling and the QoS enforcer's selective
+    redundancy.  The copy is an ordinary retransmission, settled by whichever acknowledgement comes
+    first.  The parts already acknowledged, and the ranges of reset streams, are left out; ``None``
+    when nothing is left.
+    """
+    builder = PacketBuilder(ctx.max_datagram_size - header_overhead(path.id, False), _APPLICATION)
+    for record in records:
+        stream = record.stream
+        send = stream.send
+        if send.is_reset or (record.length == 0 and not record.fin):
+            continue
+        start = max(record.offset, send.acked_offset)
+        end = record.offset + record.length
+        if start > end or (start == end and not record.fin):
+            continue
+        data = send.peek(start, end)
+        if builder.room < len(data) + STREAM_HEADER_MAX or len(builder.frames) >= MAX_FRAMES:
+            break
+        frame = StreamFrame(
+            stream.id, start, data, record.fin, stream.priority, stream.ordered, True,
+            stream.compress,
+        )
+        builder.add_stream(frame, StreamRecord(stream, start, end - start, record.fin))
+    if not builder.frames:
+        return None
+    return seal(ctx, path, builder, now, False)
 
 
 def build_close_packet(

@@ -3,11 +3,11 @@ The connection's timers as one table: each kind, its deadline formula written on
 
 Theory of operation (quinn-proto's ``TimerTable`` and its one loop in ``handle_timeout`` are the
 model).  A connection has one timer in its owner's hands; :func:`timers` yields every armed timer
-as ``(kind, path, deadline)`` and both :meth:`Connection.next_deadline` (the minimum) and
-:meth:`Connection.handle_deadline` (the due ones, each to its handler by :class:`TimerKind`) walk
-it, so no deadline is computed in two places.  The generator is lazy, and the order is the order
-handlers run in: a handler that changes a path (a probe timeout failing it) is seen by the
-deadlines computed after it.
+of a connection (a :class:`TimerOwner`) as ``(kind, path, deadline)`` and both
+:meth:`Connection.next_deadline` (the minimum) and :meth:`Connection.handle_deadline` (the due
+ones, each to its handler by :class:`TimerKind`) walk it, so no deadline is computed in two
+places.  The generator is lazy, and the order is the order handlers run in: a handler that changes
+a path (a probe timeout failing it) is seen by the deadlines computed after it.
 
 * While the connection is ending, only :attr:`TimerKind.CLOSE` (the end of CLOSING or DRAINING).
 * Otherwise :attr:`TimerKind.IDLE` (RFC 9000 §10.1) and :attr:`TimerKind.KEEP_ALIVE` (see
@@ -17,13 +17,16 @@ deadlines computed after it.
   :meth:`~kwik_twisted.core.paths.manager.PathManager.deadline`),
   :attr:`~TimerKind.ACK_DELAY`, :attr:`~TimerKind.PATH_CHALLENGE` (three PTOs after a challenge)
   and :attr:`~TimerKind.PACING` (a wake-up only: sending happens in ``datagrams_to_send``).
+* Last, :attr:`TimerKind.SHAPER` (no path): when the earliest stream parked by its rate cap may
+  send again (:meth:`~kwik_twisted.core.qos.shaper.BandwidthShaper.next_refill`); a wake-up only,
+  like PACING: the send round that follows puts the stream back in its queue.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..config import KEEP_ALIVE_AUTO
 from .lifecycle import Lifecycle, State
@@ -31,6 +34,7 @@ from .paths.path import Path, PathPhase
 
 if TYPE_CHECKING:  # pragma: no cover
     from .paths.manager import PathManager
+    from .streams.manager import StreamManager
 
 
 class TimerKind(Enum):
@@ -44,6 +48,7 @@ class TimerKind(Enum):
     ACK_DELAY = "ack_delay"
     PATH_CHALLENGE = "path_challenge"
     PACING = "pacing"
+    SHAPER = "shaper"
 
 
 class IdleTimer:
@@ -92,10 +97,18 @@ class IdleTimer:
         return max(self.last_sent, self.last_received, self.pinged) + interval
 
 
-def timers(
-    lifecycle: Lifecycle, idle: IdleTimer, paths: PathManager, *, now: float
-) -> Iterator[tuple[TimerKind, Path | None, float]]:
-    """Every armed timer as ``(kind, path, deadline)``, lazily, in handling order."""
+class TimerOwner(Protocol):
+    """What :func:`timers` reads of a connection: the parts that arm timers."""
+
+    lifecycle: Lifecycle
+    idle: IdleTimer
+    path_manager: PathManager
+    streams: StreamManager
+
+
+def timers(conn: TimerOwner, *, now: float) -> Iterator[tuple[TimerKind, Path | None, float]]:
+    """Every armed timer of ``conn`` as ``(kind, path, deadline)``, lazily, in handling order."""
+    lifecycle, idle, paths = conn.lifecycle, conn.idle, conn.path_manager
     if lifecycle.state is State.CLOSED:
         return
     if lifecycle.close_deadline is not None:
@@ -109,6 +122,9 @@ def timers(
     for path in list(paths.paths.values()):
         if path.phase is not PathPhase.ABANDONED:  # by a handler earlier in this walk
             yield from path_timers(path, paths, now=now)
+    refill = conn.streams.send_queue.shaper.next_refill()
+    if refill is not None:
+        yield TimerKind.SHAPER, None, refill
 
 
 def path_timers(

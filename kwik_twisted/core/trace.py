@@ -24,6 +24,7 @@ from ..events import (
     PathFailed,
     PathRecovered,
     PathValidated,
+    QoSViolated,
 )
 from ..wire import ControlType, Epoch, StreamFrame, TransportParameter, TransportParametersFrame
 
@@ -57,6 +58,7 @@ _PARAMETER_NAMES = {
     TransportParameter.ACTIVE_CONNECTION_ID_LIMIT: "active_connection_id_limit",
     TransportParameter.MAX_PATHS: "max_paths",
     TransportParameter.MAX_DATAGRAM_SIZE: "max_udp_payload_size",
+    TransportParameter.SERVER_LOAD: "server_load",
 }
 _FRAME_NAMES = {int(t): t.name.lower() for t in ControlType}
 _FRAME_NAMES[int(ControlType.HANDSHAKE)] = "crypto"
@@ -153,6 +155,22 @@ class Trace:
             )
         elif kind is HandshakeCompleted and handshake is not None:
             self.parameters_set(handshake, now)
+        elif kind is QoSViolated:
+            self.tracer.event(
+                now,
+                "kwik:qos_violated",
+                {
+                    "stream_id": event.stream_id,
+                    "metric": event.metric,
+                    "measured": event.measured,
+                    "bound": event.bound,
+                },
+            )
+
+    def congestion_report(self, report, now: float) -> None:
+        """``kwik:congestion_report``: a path's congestion level changed (the seed's
+        CongestionReport, per path and global, with the prediction)."""
+        self.tracer.event(now, "kwik:congestion_report", report.as_dict())
 
     def parameters_set(self, handshake, now: float) -> None:
         """``quic:parameters_set`` for our transport parameters (the peer's are traced as their

@@ -15,7 +15,12 @@ Multipath.  The client binds one socket per extra path of its endpoint
 starts, and opens the paths once the handshake completed.  With ``use_advertised`` it opens a path
 to each address the server advertises (ADD_ADDRESS) the same way, on a socket of its own connected
 to that address (the core itself is told not to: it would send from the main socket, which is
-connected to the server's first address only).
+connected to the server's first address only).  The endpoint's path costs are set on the core's
+paths as they open, as the backups are marked.
+
+Server load.  The server's transport parameters, which carry its load, arrive a round trip after
+the client's handshake completed; the port watches for them after each datagram it hands the
+connection (one attribute test, until they came) and reports the load once to ``onServerLoad``.
 """
 
 from __future__ import annotations
@@ -55,13 +60,18 @@ class KwikClientProtocol(PortMixin, DatagramProtocol):
         binds a socket for each, and the paths open when the handshake completed.
     :param backup: indexes of the paths to mark backup: 0 is the handshake's path, 1 the first of
         ``paths``, and so on.
+    :param costs: ``(index, cost)`` pairs, indexes as ``backup``'s: each path's cost (see
+        :meth:`~kwik_twisted.core.paths.manager.PathManager.set_cost`).
+    :param onServerLoad: called once with the load (0..1) the server reports in its transport
+        parameters, if it does.
     :param tlsContext: an OpenSSL context made by ``make_context(config.tls, is_client=True)`` to
         share (an endpoint shares one among its connections); ``None`` makes one.
     :param qlog: the directory of qlog traces (default: ``$QLOGDIR``; neither: no traces).
     """
 
     def __init__(self, reactor, config, remote: tuple, *, entropy, owner, paths=(),
-                 backup=(), tlsContext=None, qlog: str | None = None) -> None:
+                 backup=(), costs=(), tlsContext=None, qlog: str | None = None,
+                 onServerLoad=None) -> None:
         self._tlsContext = tlsContext
         self._qlog = qlog
         self.reactor = reactor
@@ -76,6 +86,8 @@ class KwikClientProtocol(PortMixin, DatagramProtocol):
         self._local = ("", 0)
         self._plannedPaths = tuple(paths)
         self._backup = tuple(backup)
+        self._costs = tuple(costs)
+        self._onServerLoad = onServerLoad
         self._planned: list[PathSocket] = []
         self._backupOnValidation: set[int] = set()
         self.sockets = {}
@@ -110,9 +122,20 @@ class KwikClientProtocol(PortMixin, DatagramProtocol):
         self.connection.service()
 
     def datagramReceivedOn(self, local: tuple, data: bytes, addr: tuple) -> None:
-        """Feed the connection."""
+        """Feed the connection (and report the server's load once its parameters came)."""
         if self.connection is not None:
             self.connection.receive(data, local, addr)
+            if self._onServerLoad is not None:
+                self._reportServerLoad()
+
+    def _reportServerLoad(self) -> None:
+        core = self.connection.core
+        if core.handshake.peer_parameters is None:
+            return
+        report, self._onServerLoad = self._onServerLoad, None
+        load = core.path_manager.server_load
+        if load is not None:
+            report(load)
 
     def connectionRefused(self) -> None:
         """ICMP port unreachable: fatal during the handshake (reported on the next turn)."""
@@ -162,6 +185,9 @@ class KwikClientProtocol(PortMixin, DatagramProtocol):
                 self.connection.core.set_path_backup(ids[index], True)
                 if index:
                     self._backupOnValidation.add(ids[index])
+        for index, cost in self._costs:
+            if index < len(ids):
+                self.connection.core.path_manager.set_cost(ids[index], cost)
 
     # -- owner interface ----------------------------------------------------------------
 

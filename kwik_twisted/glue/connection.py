@@ -20,7 +20,8 @@ core's stream events through :class:`~kwik_twisted.glue.interfaces.IStreamEventS
 events also reach the stream protocols that provide
 :class:`~kwik_twisted.interfaces.IKwikConnectionObserver`.  To applications, the connection is an
 :class:`~kwik_twisted.interfaces.IKwikConnection` (``transport.kwikConnection``): it opens streams
-with a priority, a QoS policy, an ordering and a path assignment, and manages paths.
+with a priority, a QoS policy, an ordering and a path assignment, and manages paths (that half is
+:class:`~kwik_twisted.glue.pathcontrols.PathControls`).
 
 Logging (one line each, at info level, through twisted.logger).  A connection's start (its
 handshake completing) and its end, with the peer's address, the duration, the bytes each way, their
@@ -44,12 +45,13 @@ from zope.interface import implementer
 
 from ..core.connection import BURST_LIMIT, Connection
 from ..core.crypto.alerts import alert_name
-from ..errors import ConfigurationError, ErrorCode, StreamStateError
+from ..errors import ErrorCode, StreamStateError
 from ..events import (
     AddressAdvertised,
     ConnectionTerminated,
     HandshakeCompleted,
     PathEvent,
+    QoSViolated,
     StopSendingReceived,
     StreamClosed,
     StreamDataReceived,
@@ -57,10 +59,11 @@ from ..events import (
     StreamReset,
     StreamWritable,
 )
-from ..interfaces import IKwikConnection, IKwikConnectionObserver
+from ..interfaces import IKwikConnection, IKwikConnectionObserver, IKwikQoSObserver
 from ..streams import Priority
 from .controls import streamOptions
 from .interfaces import IStreamConnection
+from .pathcontrols import PathControls
 from .registry import LIVE
 from .transport import KwikStreamTransport
 
@@ -129,7 +132,7 @@ def traffic_summary(core: Connection) -> tuple[int, int, str]:
 
 
 @implementer(IStreamConnection, IKwikConnection)
-class KwikConnection:
+class KwikConnection(PathControls):
     """
     The glue of one Kwik connection: the core connection, its stream transports and its timer.
 
@@ -286,6 +289,20 @@ class KwikConnection:
             except Exception:
                 log.failure("pathEvent of {protocol} failed", Failure(), protocol=protocol)
 
+    def _onQoSViolated(self, event: QoSViolated) -> None:
+        """Log a broken QoS promise and tell the stream's protocol if it observes QoS."""
+        log.warn("Kwik stream {stream_id} with {peer}: QoS {metric} not met ({measured:.4g} "
+                 "against {bound:.4g})", stream_id=event.stream_id, peer=peer_address(self.core),
+                 metric=event.metric, measured=event.measured, bound=event.bound)
+        transport = self.transports.get(event.stream_id)
+        protocol = None if transport is None else transport.protocol
+        if protocol is None or not IKwikQoSObserver.providedBy(protocol):
+            return
+        try:
+            protocol.qosViolated(event)
+        except Exception:
+            log.failure("qosViolated of {protocol} failed", Failure(), protocol=protocol)
+
     def _onHandshake(self, event: HandshakeCompleted) -> None:
         core = self.core
         log.info("Kwik connection with {peer} started ({side}, {cipher}, handshake took "
@@ -412,58 +429,11 @@ class KwikConnection:
         self._pulls.add(transport)
         self.scheduleTurn()
 
-    # -- paths ---------------------------------------------------------------------------
+    # -- paths (the path methods are PathControls', in pathcontrols.py) -----------------
 
-    def pathMetrics(self) -> dict:
-        """
-        A snapshot of every live path's metrics, by path ID (the core's ``path_metrics()``).
-
-        :returns: ``{path_id: PathMetrics}`` (smoothed RTT, bandwidth, loss rate, congestion
-            window and bytes in flight, the path's ``state`` -- validating, active, backup,
-            failed --, packets and bytes sent, received, lost and retransmitted, datagram size
-            and last activity; see :mod:`kwik_twisted.core.paths.metrics`).
-        """
-        return self.core.path_metrics()
-
-    def openPath(self, localHost: str, remote: tuple | None = None) -> int:
-        """
-        Open another path (client only): bind a UDP socket to ``localHost`` and open a path from
-        it to ``remote`` (default: the server's address).  Returns the path ID; the path carries
-        data once validated (``PathValidated``).
-
-        :raises ConfigurationError: on a server, on a closed connection, or when ``max_paths``
-            paths exist already.
-        :raises CannotListenError: ``localHost`` cannot be bound.
-        """
-        if self.dead or self.core.is_closed:
-            raise ConfigurationError("the Kwik connection is closed")
-        path_id = self.owner.openPath(localHost, remote)
-        self.scheduleTurn()
-        return path_id
-
-    def setPathBackup(self, pathId: int, backup: bool = True) -> None:
-        """
-        Make a path a backup (used only while no other path works), or a primary again.
-
-        :raises ConfigurationError: no such path.
-        """
-        _checkPath(self.core, pathId)
-        self.core.set_path_backup(pathId, backup)
-        self.scheduleTurn()
-
-    def abandonPath(self, pathId: int) -> None:
-        """
-        Stop using a path for good (PATH_ABANDON); its data moves to the other paths.
-
-        :raises ConfigurationError: no such path, or it is the last one (close the connection
-            instead).
-        """
-        _checkPath(self.core, pathId)
-        try:
-            self.core.abandon_path(pathId)
-        except ValueError as e:  # the last path
-            raise ConfigurationError(str(e)) from None
-        self.scheduleTurn()
+    def congestionReport(self):
+        """The seed's CongestionReport now (see :meth:`IKwikConnection.congestionReport`)."""
+        return self.core.qos.report(now=self.reactor.seconds())
 
     # -- the calls transports make (a stream already gone is not an error) -----------------
 
@@ -607,6 +577,7 @@ _HANDLERS = {
     StreamClosed: KwikConnection._onClosed,
     ConnectionTerminated: KwikConnection._onTerminated,
     AddressAdvertised: KwikConnection._onAddressAdvertised,
+    QoSViolated: KwikConnection._onQoSViolated,
 }
 
 #: How a stream transport (an ``IStreamEventSink``) takes each of the core's simpler stream events.
@@ -615,12 +586,6 @@ _STREAM_EVENTS = {
     StopSendingReceived: lambda transport, event: transport.stopSendingReceived(event.error_code),
     StreamWritable: lambda transport, event: transport.streamWritable(),
 }
-
-
-def _checkPath(core: Connection, pathId: int) -> None:
-    """:raises ConfigurationError: ``core`` has no path ``pathId``."""
-    if pathId not in core.paths:
-        raise ConfigurationError(f"no path {pathId} (paths: {sorted(core.paths)})")
 
 
 __all__ = [

@@ -1,5 +1,6 @@
 """
-The Kwik side of a stream transport: priority, QoS policy, ordering, path assignment, progress.
+The Kwik side of a stream transport: priority, QoS policy, rate cap, ordering, path assignment,
+progress.
 
 Theory of operation.  :class:`StreamControls` is the half of
 :class:`~kwik_twisted.glue.transport.KwikStreamTransport` that provides
@@ -11,7 +12,9 @@ the application's values (:class:`~kwik_twisted.streams.Priority`,
 :class:`~kwik_twisted.streams.QoSPolicy`, :class:`~kwik_twisted.streams.StreamProgress`) and the
 core's (integers, the wire's ``QosPolicy``).  Once the core forgot the stream the view still
 answers, with the final figures: the attributes keep their last values and the setters do
-nothing, as the other calls on a finished stream do.
+nothing, as the other calls on a finished stream do.  The rate cap (``setMaxRate``, bits per
+second) is local only: ``updateStream(max_rate=...)`` hands it to the core, whose shaper applies it
+(:mod:`kwik_twisted.core.qos.shaper`).
 
 :func:`streamOptions` checks what ``openStream`` is given, before any stream is opened.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 from zope.interface import implementer
 
+from ..core.qos.shaper import check_rate
 from ..errors import ConfigurationError
 from ..interfaces import IKwikMessageProtocol, IKwikStreamTransport
 from ..streams import Priority, QoSPolicy, StreamProgress, as_priority
@@ -152,6 +156,20 @@ class StreamControls:
     def setPaths(self, ids) -> None:
         """Pin the stream to the paths ``ids`` (``None``: every path)."""
         self._conn.updateStream(self.streamId, paths=checkPaths(ids))
+
+    @property
+    def maxRate(self) -> float | None:
+        """The cap on our sending rate on the stream, bits per second, or ``None`` (no cap)."""
+        view = self._view()
+        return None if view is None else view.max_rate
+
+    def setMaxRate(self, bitsPerSecond) -> None:
+        """
+        Cap our sending rate on the stream at ``bitsPerSecond`` (``None``: no cap), local only.
+
+        :raises ConfigurationError: neither ``None`` nor a positive number.
+        """
+        self._conn.updateStream(self.streamId, max_rate=check_rate(bitsPerSecond))
 
     def progress(self) -> StreamProgress:
         """The stream's byte counts so far (the last ones once the stream is gone)."""

@@ -11,6 +11,15 @@ one after a head start of :data:`ATTEMPT_DELAY` seconds, or at once when an atte
 first handshake to complete wins, and every other attempt is cancelled (its connection abandoned,
 its UDP port stopped).  When all of them failed, the race fails with the last failure.
 
+Server load.  A server tells each client its load when the handshake completes (the
+``server_load`` transport parameter, 0..1).  An endpoint remembers the figure of each address it
+heard from in a :class:`ServerLoads` (bounded, each figure forgotten after :data:`LOAD_LIFETIME`
+seconds), and :meth:`ServerLoads.order` puts the addresses of the next race in order of their
+servers' last load (:func:`orderByLoad`): a known idler server first, a known busier one after the
+addresses never heard from, which count as half loaded (:data:`UNKNOWN_LOAD`), so that they get
+tried and their load learnt.  Loads in the same tenth (:data:`LOAD_STEP`) count as equal and keep
+the resolver's order, so noise does not override the address-family preference.
+
 Each attempt is a :class:`ClientCandidate`: one UDP port and one
 :class:`~kwik_twisted.glue.client.KwikClientProtocol` connected to one address.  It stands in for
 the endpoint's record of the connection (:class:`~kwik_twisted.glue.interfaces.IClientPortOwner`)
@@ -19,6 +28,8 @@ on to the record.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
 
 from twisted.internet import defer, error
 from twisted.internet.abstract import isIPv6Address
@@ -35,6 +46,15 @@ from .udp import listenBatchingUDP
 #: Seconds each address has to itself before the next one is tried (HostnameEndpoint's
 #: ``attemptDelay``, RFC 8305's "Connection Attempt Delay").
 ATTEMPT_DELAY = 0.3
+#: Seconds a server's reported load is used to order its address; older figures are forgotten.
+LOAD_LIFETIME = 60.0
+#: Addresses whose load one endpoint remembers at most (the least recently reported go first).
+MAX_LOADS = 32
+#: The load an address never heard from counts as (in the middle, so it is tried before a busier
+#: server and after an idler one).
+UNKNOWN_LOAD = 0.5
+#: Loads closer than this (in the same tenth) order as equal.
+LOAD_STEP = 0.1
 
 
 @implementer(IResolutionReceiver)
@@ -119,6 +139,71 @@ def resolveAddresses(reactor, host: str, port: int) -> defer.Deferred:
         found.addErrback(lambda _: [])
         found.addCallback(lambda hosts: hosts + [a for a in LOOPBACKS if a not in hosts])
     return found
+
+
+def orderByLoad(addresses: Iterable[str], loads: Mapping[str, float]) -> list[str]:
+    """
+    ``addresses`` in order of their servers' load, lowest first (a stable sort, so equal loads keep
+    the resolver's order).
+
+    :param loads: the known load (0..1) of some addresses; the others count as
+        :data:`UNKNOWN_LOAD`.  Loads in the same :data:`LOAD_STEP` count as equal.
+    """
+
+    step = round(LOAD_STEP * 1000)
+
+    def bucket(address: str) -> int:  # in permille, so that 0.3 is in the third tenth
+        return round(loads.get(address, UNKNOWN_LOAD) * 1000) // step
+
+    return sorted(addresses, key=bucket)
+
+
+class ServerLoads:
+    """
+    The load each server address last reported, for one endpoint: bounded to :data:`MAX_LOADS`
+    addresses, each figure forgotten :data:`LOAD_LIFETIME` seconds after it arrived.
+
+    The entries are kept in the order they were reported (a new report moves its address to the
+    end), so the oldest is always first: expiry and eviction take from the front, O(1) each.
+    """
+
+    __slots__ = ("_loads", "lifetime", "limit")
+
+    def __init__(self, lifetime: float = LOAD_LIFETIME, limit: int = MAX_LOADS) -> None:
+        self._loads: dict[str, tuple[float, float]] = {}
+        self.lifetime = lifetime
+        self.limit = limit
+
+    def __len__(self) -> int:
+        return len(self._loads)
+
+    def record(self, address: str, load: float, now: float) -> None:
+        """``address``'s server reported ``load`` (0..1) at ``now``."""
+        self._loads.pop(address, None)
+        self._loads[address] = (min(1.0, max(0.0, load)), now)
+        self._expire(now)
+        while len(self._loads) > self.limit:
+            del self._loads[next(iter(self._loads))]
+
+    def get(self, address: str, now: float) -> float | None:
+        """The load ``address``'s server last reported, or ``None`` (never, or too long ago)."""
+        self._expire(now)
+        entry = self._loads.get(address)
+        return None if entry is None else entry[0]
+
+    def order(self, addresses: Iterable[str], now: float) -> list[str]:
+        """``addresses`` with the less loaded servers first (see :func:`orderByLoad`)."""
+        self._expire(now)
+        loads = {address: entry[0] for address, entry in self._loads.items()}
+        return orderByLoad(addresses, loads)
+
+    def _expire(self, now: float) -> None:
+        loads = self._loads
+        while loads:
+            oldest = next(iter(loads))
+            if now - loads[oldest][1] < self.lifetime:
+                return
+            del loads[oldest]
 
 
 class AddressRace:
@@ -225,14 +310,19 @@ class ClientCandidate:
 
     :param owner: the endpoint's record of the connection (an ``IClientPortOwner``): told
         everything once this candidate won.
+    :param loads: the endpoint's :class:`ServerLoads`, told the load the server at ``address``
+        reports (``None``: nobody is told).
     :param settings: the keyword arguments of the port protocol besides ``reactor``,
-        ``remote`` and ``owner`` (``config``, ``entropy``, ``paths``, ``backup``,
-        ``tlsContext``); each path's ``None`` remote host is this candidate's address.
+        ``remote``, ``owner`` and ``onServerLoad`` (``config``, ``entropy``, ``paths``,
+        ``backup``, ``costs``, ``tlsContext``); each path's ``None`` remote host is this
+        candidate's address.
     :ivar stopped: fires once the UDP port (and the sockets of the extra paths) stopped.
     """
 
-    def __init__(self, reactor, address: str, port: int, bindAddress, owner, **settings) -> None:
+    def __init__(self, reactor, address: str, port: int, bindAddress, owner,
+                 loads: ServerLoads | None = None, **settings) -> None:
         self.reactor = reactor
+        self.loads = loads
         self.address = address
         self.port = port
         self.bindAddress = bindAddress
@@ -252,6 +342,8 @@ class ClientCandidate:
         settings["paths"] = [(local, (host or self.address, port or self.port))
                              for local, host, port in settings.get("paths", ())]
         interface, port = self.bindAddress or ("::" if isIPv6Address(self.address) else "", 0)
+        if self.loads is not None:
+            settings["onServerLoad"] = self._serverLoad
         proto = KwikClientProtocol(self.reactor, remote=(self.address, self.port), owner=self,
                                    **settings)
         try:
@@ -283,6 +375,10 @@ class ClientCandidate:
         self._udp = None
         d = defer.gatherResults(stops, consumeErrors=True)
         d.addBoth(lambda _: self.stopped.callback(None))
+
+    def _serverLoad(self, load: float) -> None:
+        """The server at our address reported its load: the endpoint remembers it."""
+        self.loads.record(self.address, load, self.reactor.seconds())
 
     # -- IClientPortOwner ------------------------------------------------------------
 
@@ -318,4 +414,7 @@ class ClientCandidate:
             self._stopPort()
 
 
-__all__ = ["ATTEMPT_DELAY", "AddressRace", "ClientCandidate", "resolveAddresses"]
+__all__ = [
+    "ATTEMPT_DELAY", "AddressRace", "ClientCandidate", "ServerLoads", "orderByLoad",
+    "resolveAddresses",
+]

@@ -412,6 +412,8 @@ class TransportParameter(IntEnum):
     ACTIVE_CONNECTION_ID_LIMIT = 0x06
     MAX_PATHS = 0x07
     MAX_DATAGRAM_SIZE = 0x08
+    #: Server only: its load in permille (0..1000) when the handshake completed.
+    SERVER_LOAD = 0x09
 
 
 @dataclass(frozen=True, slots=True)

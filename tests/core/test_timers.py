@@ -18,7 +18,7 @@ def armed(conn, now: float) -> dict:
     """The armed timers of ``conn`` as ``{(kind, path ID or None): deadline}``."""
     return {
         (kind, None if path is None else path.id): deadline
-        for kind, path, deadline in timers(conn.lifecycle, conn.idle, conn.path_manager, now=now)
+        for kind, path, deadline in timers(conn, now=now)
     }
 
 

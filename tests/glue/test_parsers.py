@@ -791,3 +791,48 @@ class StreamArgumentTests(Assertions):
         client = KwikClientParser().parseStreamClient(
             MemoryReactor(), host="::1", port="4433", priority="high", maxJitter="10ms")
         self.assertIsInstance(client, KwikClientEndpoint)
+
+
+class CostArgumentTests(Assertions):
+    """A client's ``cost``: path costs by path number, as ``backup`` names paths."""
+
+    def costs(self, value: str, paths: str = "127.0.0.2,127.0.0.3") -> Any:
+        return self.client(host="h", port="1", paths=paths, cost=value)["costs"]
+
+    def test_cost_names_path_numbers_and_their_costs(self) -> None:
+        """``cost=0:0,1:2.5`` gives path 0 cost 0 and path 1 cost 2.5; ``N=COST`` is the same;
+        without ``cost`` there is no ``costs`` key."""
+        self.assertEqual(self.costs("0:0,1:2.5"), {0: 0.0, 1: 2.5})
+        self.assertEqual(self.costs("2=7, 1 = 1e1"), {2: 7.0, 1: 10.0})
+        self.assertEqual(self.client(host="h", port="1", cost="0:3")["costs"], {0: 3.0})
+        self.assertNotIn("costs", self.client(host="h", port="1", paths="127.0.0.2"))
+
+    def test_bad_costs_are_refused_by_name(self) -> None:
+        """A path number beyond the paths, a negative, infinite or non-numeric cost, an item
+        without a cost and a path given twice are refused, naming ``cost``."""
+        for bad in ("3:1", "-1:1", "x:1", "1:-0.5", "1:inf", "1:nan", "1:cheap", "1", "1:",
+                    "1:2,1:3", "1:2,", ":2"):
+            self.assertRefused("cost", self.costs, bad)
+
+    def test_cost_through_client_from_string(self) -> None:
+        """Through clientFromString, ``\\:`` escapes the colon of an item (and ``=`` needs no
+        escape); the endpoint gets ``costs``."""
+        _, client = record_endpoints(self)
+        clientFromString(MemoryReactor(),
+                         "kwik:host=127.0.0.1:port=4433:paths=127.0.0.2:cost=0\\:1,1=5")
+        ((_, kwargs),) = client.calls
+        self.assertEqual(kwargs["costs"], {0: 1.0, 1: 5.0})
+
+    def test_real_endpoint_takes_the_costs(self) -> None:
+        """The parsed costs are accepted by the real KwikClientEndpoint, which keeps them as
+        sorted (path number, cost) pairs."""
+        from kwik_twisted.endpoints import KwikClientEndpoint
+
+        client = KwikClientParser().parseStreamClient(
+            MemoryReactor(), host="::1", port="4433", paths="::1", cost="1:5,0:0.5")
+        self.assertIsInstance(client, KwikClientEndpoint)
+        self.assertEqual(client._costs, ((0, 0.5), (1, 5.0)))
+
+    def test_cost_is_a_client_argument_only(self) -> None:
+        """A server endpoint string refuses ``cost``: the server does not open paths."""
+        self.assertRefused("cost", self.server, "4433", cost="0:1")

@@ -36,6 +36,7 @@ from kwik_twisted.wire import (
     PathState,
     PathStatusFrame,
     PingFrame,
+    TransportParameter,
     TransportParametersFrame,
     classify,
     decode_payload,
@@ -454,14 +455,14 @@ class TransportParametersTests(SynchronousTestCase):
         self.assertEqual(body_of(TransportParametersFrame({1: 30000, 4: 100})), body_of(frame))
 
     def test_empty_and_full_sets_round_trip(self) -> None:
-        """No parameters, and all eight known ones, round-trip."""
-        for params in ({}, {ident: ident * 1000 for ident in range(1, 9)}):
+        """No parameters, and all nine known ones, round-trip."""
+        for params in ({}, {ident: ident * 1000 for ident in range(1, 10)}):
             frame = TransportParametersFrame(params)
             self.assertEqual(decode_body(0x15, body_of(frame)), frame)
 
     def test_unknown_ids_are_ignored(self) -> None:
         """Unknown IDs are skipped whatever their value, and known ones around them are kept."""
-        body = bytes.fromhex("01 01 05") + bytes.fromhex("09 03 ffffff") + varint(2**40)
+        body = bytes.fromhex("01 01 05") + bytes.fromhex("3f 03 ffffff") + varint(2**40)
         body += bytes.fromhex("00") + bytes.fromhex("02 01 07")
         self.assertEqual(decode_body(0x15, body), TransportParametersFrame({1: 5, 2: 7}))
 
@@ -473,7 +474,7 @@ class TransportParametersTests(SynchronousTestCase):
     def test_repeated_unknown_id_is_refused(self) -> None:
         """protocol.rst: "an ID that repeats is a TRANSPORT_PARAMETER_ERROR", unknown IDs too."""
         with self.assertRaises(TransportParameterError):
-            decode_body(0x15, bytes.fromhex("09 01 05 09 01 05"))
+            decode_body(0x15, bytes.fromhex("3f 01 05 3f 01 05"))
 
     def test_value_that_is_not_one_varint_is_refused(self) -> None:
         """An empty value, two varints, a cut varint or a non-minimal one is a
@@ -485,16 +486,32 @@ class TransportParametersTests(SynchronousTestCase):
     def test_parameter_past_the_body_is_refused(self) -> None:
         """An entry whose length runs past the body, or a body ending in an entry header, is a
         FRAME_ENCODING_ERROR (or TRANSPORT_PARAMETER_ERROR)."""
-        for body in ("01 04 05", "01", "09 05 0000"):
+        for body in ("01 04 05", "01", "3f 05 0000"):
             with self.assertRaises((FrameEncodingError, TransportParameterError), msg=body):
                 decode_body(0x15, bytes.fromhex(body))
 
     def test_known_parameter_ids_match_the_spec(self) -> None:
-        """The spec's eight IDs 0x01-0x08 are the known ones: each survives decoding."""
-        body = b"".join(bytes((ident, 1, ident)) for ident in range(1, 9))
+        """The spec's nine IDs 0x01-0x09 are the known ones: each survives decoding."""
+        body = b"".join(bytes((ident, 1, ident)) for ident in range(1, 10))
         self.assertEqual(
-            decode_body(0x15, body).parameters, {ident: ident for ident in range(1, 9)}
+            decode_body(0x15, body).parameters, {ident: ident for ident in range(1, 10)}
         )
+
+    def test_server_load_round_trips_in_permille(self) -> None:
+        """SERVER_LOAD (0x09) is one varint: 0, 250 (two bytes) and 1000 round-trip, and its
+        encoding is ID, length, value."""
+        self.assertEqual(TransportParameter.SERVER_LOAD, 0x09)
+        for load in (0, 250, 1000):
+            frame = TransportParametersFrame({TransportParameter.SERVER_LOAD: load})
+            self.assertEqual(decode_body(0x15, body_of(frame)), frame)
+        frame = TransportParametersFrame({TransportParameter.SERVER_LOAD: 250})
+        self.assertEqual(body_of(frame), bytes.fromhex("09 02 40fa"))
+
+    def test_a_server_load_that_is_not_one_varint_is_refused(self) -> None:
+        """A SERVER_LOAD value of two varints is a TRANSPORT_PARAMETER_ERROR at decoding (the
+        range, 0..1000, is the handshake's check)."""
+        with self.assertRaises(TransportParameterError):
+            decode_body(0x15, bytes.fromhex("09 02 0505"))
 
     def test_classify_treats_every_non_ack_frame_as_control(self) -> None:
         """A TRANSPORT_PARAMETERS frame with HANDSHAKE_DONE makes a CONTROL packet."""

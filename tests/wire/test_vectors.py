@@ -159,6 +159,9 @@ FRAME_VECTORS = {
     "transport-parameters": (
         TransportParametersFrame({1: 30000, 2: 1048576, 3: 262144, 4: 100}), Epoch.APPLICATION
     ),
+    "transport-parameters-server-load": (
+        TransportParametersFrame({7: 4, 8: 1350, 9: 250}), Epoch.APPLICATION
+    ),
 }
 
 PACKET_VECTORS = ("packet-application",)

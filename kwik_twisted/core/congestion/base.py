@@ -25,6 +25,11 @@ Slow start (§7.3.1) is the same for every controller here: :meth:`_slow_start`
 grows the window by the bytes acknowledged up to ssthresh and hands the rest
 to the controller's congestion avoidance.
 
+A delay-aware cap (:attr:`CongestionController.cap`, set by the QoS enforcer on a path that
+carries latency-bound data, docs/qos.rst) bounds the window the sender sees without changing the
+controller's own state: ``cwnd`` is ``min(window, cap)``, and the window stops growing while it is
+already twice the cap (so lifting the cap does not release a burst the path never carried).
+
 Controllers register under a name with :func:`register`; :func:`create` makes
 one by name (the endpoint string's ``congestion=`` option), and
 :func:`is_coupled` says whether the named controller couples the paths of a
@@ -75,6 +80,7 @@ class CongestionController(ABC):
     :ivar max_datagram_size: the datagram size windows are counted in.
     :ivar minimum_window: the smallest window, ``2 * max_datagram_size``.
     :ivar app_limited: whether the sender currently leaves the window unused.
+    :ivar cap: the QoS enforcer's delay-aware bound on the window in bytes, or ``None``.
     """
 
     name: ClassVar[str] = ""
@@ -96,13 +102,15 @@ class CongestionController(ABC):
         self._ssthresh = float("inf")
         self._recovery_start = _NEVER
         self.app_limited = False
+        self.cap: int | None = None
 
     # -- state -------------------------------------------------------------
 
     @property
     def cwnd(self) -> int:
-        """The congestion window, in bytes."""
-        return int(self._cwnd)
+        """The congestion window in bytes (held at :attr:`cap` when one is set)."""
+        cap = self.cap
+        return int(self._cwnd) if cap is None or cap >= self._cwnd else cap
 
     @property
     def ssthresh(self) -> float:
@@ -116,11 +124,11 @@ class CongestionController(ABC):
 
     def can_send(self, bytes_in_flight: int) -> bool:
         """Whether the window allows another packet with ``bytes_in_flight`` outstanding."""
-        return bytes_in_flight < self._cwnd
+        return bytes_in_flight < self.cwnd
 
     def available(self, bytes_in_flight: int) -> int:
         """How many more bytes the window allows."""
-        room = int(self._cwnd) - bytes_in_flight
+        room = self.cwnd - bytes_in_flight
         return room if room > 0 else 0
 
     # -- events --------------------------------------------------------------
@@ -133,10 +141,11 @@ class CongestionController(ABC):
             it shows the window is being used, the app-limited mark is cleared.
         """
         if self.app_limited and bytes_in_flight is not None:
+            cwnd = self.cwnd
             if self._cwnd < self._ssthresh:
-                limited = 2 * bytes_in_flight >= self._cwnd
+                limited = 2 * bytes_in_flight >= cwnd
             else:
-                limited = bytes_in_flight + 3 * self.max_datagram_size >= self._cwnd
+                limited = bytes_in_flight + 3 * self.max_datagram_size >= cwnd
             if limited:
                 self.app_limited = False
 
@@ -154,7 +163,9 @@ class CongestionController(ABC):
             if packet.sent_time > recovery_start:
                 acked += packet.size
         if acked and not self.app_limited:
-            self.increase(acked, now=now, rtt=rtt)
+            cap = self.cap
+            if cap is None or self._cwnd < 2 * cap:
+                self.increase(acked, now=now, rtt=rtt)
 
     def on_packets_lost(self, packets: Iterable[AckedPacket], *, now: float) -> None:
         """Packets counted in flight were declared lost: one congestion event at most."""

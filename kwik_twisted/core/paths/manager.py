@@ -37,6 +37,13 @@ Theory of operation (after the multipath QUIC draft, draft-ietf-quic-multipath, 
   that only receives on a path hears of its return as soon as the side that sends does.
 * Backup: PATH_STATUS marks a path a backup; schedulers use backups only while no other path is
   usable.
+* Cost: the user's price of sending on a path (a metered link is dearer),
+  :meth:`PathManager.set_cost`, 0 by default; it is ours alone (the peer is not told) and lives on
+  the path's metrics, where the scheduler reads it.  Like backup status, a cost given for a path
+  still pending applies when it starts.
+* Server load: the load the server reported in its transport parameters (client side, 0..1, or
+  ``None``), kept once per connection (every path reaches the same server process) and shown in
+  every path's :class:`~.metrics.PathMetrics`.
 * PATH_ABANDON ends a path for good; its in-flight frames move to the other paths.  The last path
   cannot be abandoned (a connection needs one): locally that is a :class:`ValueError`, from the
   peer a PROTOCOL_VIOLATION; to stop, close the connection.
@@ -49,8 +56,10 @@ factories, one for a path's congestion controller and one for a fresh PATH_CHALL
 
 from __future__ import annotations
 
+import math
 from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import replace
 from ipaddress import ip_address
 
 from ...config import ConnectionConfig
@@ -99,6 +108,7 @@ class PathManager:
     :param new_challenge: makes the 8 bytes of a fresh PATH_CHALLENGE.
     :ivar paths: the live paths by ID (abandoned ones are forgotten at once).
     :ivar peer_max_paths: the peer's ``max_paths`` (its default until its parameters arrive).
+    :ivar server_load: client side: the load the server reported, 0..1 (``None``: not reported).
     """
 
     def __init__(
@@ -136,6 +146,9 @@ class PathManager:
         self.pending: list[tuple[int, tuple, tuple]] = []
         #: Backup status asked for paths still pending, by path ID.
         self.pending_backup: dict[int, bool] = {}
+        #: Costs given for paths still pending, by path ID.
+        self.pending_cost: dict[int, float] = {}
+        self.server_load: float | None = None
         #: PATH_STATUS frames for paths not seen yet, by path ID.
         self.early_status: dict[int, PathStatusFrame] = {}
         #: Addresses the server advertised, by address ID (client side).
@@ -196,10 +209,17 @@ class PathManager:
             path.address_validated = True
 
     def on_peer_parameters(
-        self, max_paths: int, max_ack_delay: float | None, *, now: float
+        self,
+        max_paths: int,
+        max_ack_delay: float | None,
+        *,
+        now: float,
+        server_load: float | None = None,
     ) -> None:
-        """The peer's transport parameters arrived: its limits bind; pending paths start."""
+        """The peer's transport parameters arrived: its limits bind; pending paths start; the
+        server's load (0..1, checked by the handshake) is recorded."""
         self.peer_max_paths = max_paths
+        self.server_load = server_load
         self.ready = True
         self.start_pending(now=now)  # they waited for the peer's max_paths
         if max_ack_delay is not None:
@@ -245,6 +265,7 @@ class PathManager:
             if len(self.paths) >= self.max_paths():
                 self.stats["paths_refused"] += 1
                 self.pending_backup.pop(path_id, None)
+                self.pending_cost.pop(path_id, None)
                 self.emit(PathAbandoned(path_id, local_addr, remote_addr))
                 continue
             self._start(path_id, local_addr, remote_addr, now=now)
@@ -258,6 +279,9 @@ class PathManager:
         backup = self.pending_backup.pop(path_id, None)
         if backup is not None:
             self.set_backup(path_id, backup)
+        cost = self.pending_cost.pop(path_id, None)
+        if cost is not None:
+            path.metrics.cost = cost
 
     def accept(
         self, path_id: int, local_addr: tuple, remote_addr: tuple, *, now: float
@@ -447,6 +471,21 @@ class PathManager:
         self.status_sequence += 1
         self.control.append(PathStatusFrame(path_id, self.status_sequence, path.status))
 
+    def set_cost(self, path_id: int, cost: float) -> None:
+        """
+        Set the cost of sending on a path (0 by default; a metered link is dearer).
+
+        Local only (the peer is not told); a path still pending takes it when it starts.
+
+        :raises ConfigurationError: ``cost`` is not a finite number >= 0.
+        :raises ValueError: no such path.
+        """
+        cost = check_cost(cost)
+        if any(pending[0] == path_id for pending in self.pending):
+            self.pending_cost[path_id] = cost  # bounded: one per pending path, at most max_paths
+            return
+        self._known(path_id).metrics.cost = cost
+
     def _known(self, path_id: int) -> Path:
         path = self.paths.get(path_id)
         if path is None:
@@ -543,8 +582,12 @@ class PathManager:
     # -- reading --------------------------------------------------------------------------
 
     def metrics(self, *, now: float) -> dict[int, PathMetrics]:
-        """A snapshot of every path's metrics, by path ID."""
-        return {p.id: p.metrics.snapshot(p, now=now) for p in self.paths.values()}
+        """A snapshot of every path's metrics, by path ID (with the server's load, if known)."""
+        snapshots = {p.id: p.metrics.snapshot(p, now=now) for p in self.paths.values()}
+        if self.server_load is not None:
+            load = self.server_load
+            snapshots = {pid: replace(m, server_load=load) for pid, m in snapshots.items()}
+        return snapshots
 
 
 def _leave_group(path: Path) -> None:
@@ -552,6 +595,19 @@ def _leave_group(path: Path) -> None:
     leave = getattr(path.recovery.controller, "leave", None)
     if leave is not None:
         leave()
+
+
+def check_cost(cost: float) -> float:
+    """
+    A path's cost, checked: a finite number >= 0 (``bool`` is not a number here).
+
+    :raises ConfigurationError: it is not.
+    """
+    if isinstance(cost, bool) or not isinstance(cost, (int, float)):
+        raise ConfigurationError(f"path cost {cost!r}: expected a number")
+    if not math.isfinite(cost) or cost < 0:
+        raise ConfigurationError(f"path cost {cost!r}: must be a finite number >= 0")
+    return float(cost)
 
 
 def check_path_ids(paths, path_manager: PathManager) -> frozenset[int] | None:

@@ -11,19 +11,25 @@ Every scheduler applies the same three rules around its own choice (:meth:`Sched
 3. **Earliest completion first** (Lim et al., "ECF: An MPTCP Path Scheduler to Manage Heterogeneous
    Paths", CoNEXT 2017; the rule of the authors' Linux MPTCP implementation, in bytes).  When
    the choice ``s`` is not the fastest (lowest smoothed RTT) candidate ``f`` and ``f`` has no
-   window room, with ``k`` the bytes waiting to be sent, ``delta = max(rttvar_f, rttvar_s)`` and
-   ``beta = 0.25``::
+   window room, with ``k`` the bytes waiting to be sent, ``delta = max(rttvar_f, rttvar_s)``,
+   ``beta = 0.25``, ``rtt_p`` a path's predicted RTT and ``rate_p`` its predicted rate
+   (:func:`predicted_rtt`, :func:`predicted_rate`)::
 
-       x_f = max(k, cwnd_f)    n = 1 + x_f / cwnd_f      # round trips to drain k through f
-       if n * srtt_f + pacing_wait_f < (1 + waiting * beta) * (srtt_s + delta):
+       x_f = max(k, cwnd_f)                              # the window rule: at least a window
+       if rtt_f + x_f / rate_f + pacing_wait_f < (1 + waiting * beta) * (rtt_s + delta):
            x_s = max(k, cwnd_s)
-           if srtt_s * x_s / cwnd_s >= 2 * srtt_f + delta:
+           if x_s / rate_s >= 2 * rtt_f + delta:
                waiting = True; wait for f                # s would finish later than f
            else: send on s                               # (waiting unchanged)
        else: waiting = False; send on s                  # f is saturated for long enough
 
-   ``n * srtt_f`` is the time for ``f`` to open its window (one RTT) and carry the backlog;
-   ``srtt_s + delta`` is the time one window on ``s`` takes, with a variance margin.  ``waiting`` is
+   ``rtt_f + x_f / rate_f`` is the time for ``f`` to open its window (one RTT) and carry the
+   backlog; ``rtt_s + delta`` is the time one window on ``s`` takes, with a variance margin.  With
+   the window's rate ``cwnd / srtt`` for ``rate`` and ``srtt`` for ``rtt`` (a path without
+   metrics) these are the paper's ``(1 + x_f / cwnd_f) * srtt_f`` and ``srtt_s * x_s / cwnd_s``;
+   the predicted rate (the bottleneck-bandwidth estimate, bent by its trend) is what the path
+   delivers rather than what its window would allow, and the predicted RTT adds the congestion
+   detector's forecast change of the queueing delay one smoothed RTT ahead.  ``waiting`` is
    the paper's hysteresis: once the scheduler chose to wait, the slow path must look better by
    ``beta`` before it is used again, so decisions do not flap.  ``pacing_wait_f`` (our addition) is
    how long ``f``'s pacer still holds it.  Also ours: a fastest path whose probe timer has fired
@@ -33,10 +39,13 @@ Every scheduler applies the same three rules around its own choice (:meth:`Sched
    :class:`CompletionTimeGate` carries ``waiting``.
 
 Schedulers (registry names): ``lowest-rtt`` (default), ``wrr`` (adaptive smooth weighted
-round-robin, the seed's AdaptiveLoadBalancer), ``redundant`` (critical data on the two best paths)
-and ``multi-criteria`` (the seed's EnhancedScheduler.SelectPath).  Bandwidth, loss and cost come
-from ``path.metrics`` (a :class:`~kwik_twisted.core.paths.metrics.PathMetricsTracker`) when set;
-without it the bandwidth is ``cwnd / srtt`` and loss and cost are 0.
+round-robin, the seed's AdaptiveLoadBalancer), ``redundant`` (every packet on every path)
+and ``multi-criteria`` (the seed's EnhancedScheduler.SelectPath, with the weights its
+:class:`~kwik_twisted.core.qos.model.PerformanceModel` learns).  Bandwidth (the bottleneck
+estimate, which leaves application-limited samples out), its prediction, loss, congestion,
+reliability and cost come from ``path.metrics`` (a
+:class:`~kwik_twisted.core.paths.metrics.PathMetricsTracker`) when set; without it the bandwidth is
+``cwnd / srtt``, loss, congestion and cost are 0 and reliability 1.
 """
 
 from __future__ import annotations
@@ -47,8 +56,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from ...errors import ConfigurationError
+from ..qos.model import CriteriaWeights, Figures, PerformanceModel, criteria_terms, weighted
+from ..qos.model import criteria_score as criteria_score  # re-exported: part of this API
 from ..registry import Registry
-from .metrics import LOSS_SATURATION, RecoverySource
+from .metrics import RecoverySource
 
 NORMAL = 0
 HIGH = 1
@@ -58,6 +69,7 @@ ECF_BETA = 0.25
 #: The registry name of the default scheduler.
 DEFAULT_SCHEDULER = "lowest-rtt"
 _TINY_RTT = 1e-6
+_TINY_RATE = 1.0  # bytes per second
 
 
 class MetricsSource(Protocol):
@@ -150,6 +162,62 @@ def eligible_paths(paths: Sequence[P]) -> list[P]:
     return primaries if primaries else [p for p in paths if p.usable]
 
 
+def path_cost(path: SchedulablePath) -> float:
+    """The user-set cost of the path (0 without metrics)."""
+    metrics = path.metrics
+    return 0.0 if metrics is None else metrics.cost
+
+
+def affordable_paths(paths: Sequence[P], backlog: int, now: float | None = None) -> list[P]:
+    """
+    The paths that may carry stream data now, by cost (docs/qos.rst, "Cost"): the cheapest of
+    ``paths``, and a dearer one only when every cheaper path is out of window room with more than
+    a window of data waiting (the demand exceeds them) or is failing (:func:`looks_dead` at
+    ``now``: the dearer path takes the load within one PTO of the failure).  Each dearer tier is
+    judged against all cheaper ones.  Paths with equal costs (the common case: all 0) are all
+    affordable.
+    """
+    if len(paths) < 2:
+        return list(paths)
+    costs = [path_cost(p) for p in paths]
+    if min(costs) == max(costs):
+        return list(paths)
+    chosen: list[P] = []
+    for tier in sorted(set(costs)):
+        if chosen and not _cheaper_exhausted(chosen, backlog, now):
+            break
+        chosen.extend(p for p, cost in zip(paths, costs) if cost == tier)
+    return chosen
+
+
+def looks_dead(path: SchedulablePath, now: float | None) -> bool:
+    """Whether ``path`` is failing: its probe timer fired, or its oldest outstanding packet has
+    waited longer than one PTO (``srtt + 4 rttvar + max_ack_delay``) for its ACK."""
+    recovery = path.recovery
+    if in_probe_timeout(path):
+        return True
+    oldest = getattr(recovery, "oldest_unacked_time", None)
+    if now is None or oldest is None:
+        return False
+    sent = oldest()
+    if sent is None:
+        return False
+    return now - sent > recovery.rtt.pto_interval(getattr(recovery, "max_ack_delay", 0.0))
+
+
+def _cheaper_exhausted(
+    cheaper: Sequence[SchedulablePath], backlog: int, now: float | None
+) -> bool:
+    """Whether ``cheaper`` paths cannot take the data: each failing, or all full with more than
+    their windows waiting."""
+    working = [p for p in cheaper if not looks_dead(p, now)]
+    if not working:
+        return True
+    if any(has_room(p) for p in working):
+        return False
+    return backlog > sum(p.recovery.controller.cwnd for p in working)
+
+
 def in_probe_timeout(path: SchedulablePath) -> bool:
     """
     Whether the path's probe timer fired since its last acknowledgement: its window will not
@@ -169,7 +237,7 @@ def _srtt(path: SchedulablePath) -> float:
 
 
 def path_bandwidth(path: SchedulablePath) -> float:
-    """The path's delivery-rate estimate, else ``cwnd / srtt``, in bytes per second."""
+    """The path's bottleneck-bandwidth estimate, else ``cwnd / srtt``, in bytes per second."""
     metrics = path.metrics
     if metrics is not None and metrics.bandwidth > 0.0:
         return metrics.bandwidth
@@ -177,23 +245,50 @@ def path_bandwidth(path: SchedulablePath) -> float:
     return recovery.controller.cwnd / max(recovery.rtt.smoothed_rtt, _TINY_RTT)
 
 
+def predicted_rate(path: SchedulablePath, horizon: float, *, now: float) -> float:
+    """The rate ``path`` is predicted to carry over the next ``horizon`` seconds (its metrics'
+    ``predicted_bandwidth``), else :func:`path_bandwidth`, in bytes per second."""
+    metrics = path.metrics
+    predict = getattr(metrics, "predicted_bandwidth", None)
+    if predict is not None:
+        rate = predict(horizon, now=now)
+        if rate > 0.0:
+            return rate
+    return path_bandwidth(path)
+
+
+def predicted_rtt(path: SchedulablePath, horizon: float, *, now: float) -> float:
+    """The smoothed RTT plus the forecast change of the queueing delay over ``horizon`` (the
+    metrics' ``rtt_drift``; none without a detector), at least the min RTT."""
+    rtt = path.recovery.rtt
+    drift = getattr(path.metrics, "rtt_drift", None)
+    if drift is None:
+        return rtt.smoothed_rtt
+    return max(rtt.min_rtt, rtt.smoothed_rtt + drift(horizon, now=now))
+
+
 def _fast_path_first(
     candidate: SchedulablePath, fastest: SchedulablePath, backlog: int, now: float, slack: float
 ) -> bool:
     f, s = fastest.recovery, candidate.recovery
-    cwnd_f = max(1, f.controller.cwnd)
-    n = 1.0 + max(backlog, cwnd_f) / cwnd_f
+    rtt_f = predicted_rtt(fastest, f.rtt.smoothed_rtt, now=now)
+    x_f = max(backlog, f.controller.cwnd, 1)
+    carry = rtt_f + x_f / max(predicted_rate(fastest, rtt_f, now=now), _TINY_RATE)
     deadline = fastest.pacing_deadline
     pacing_wait = deadline - now if deadline is not None and deadline > now else 0.0
     delta = max(f.rtt.rttvar, s.rtt.rttvar)
-    return n * f.rtt.smoothed_rtt + pacing_wait < slack * (s.rtt.smoothed_rtt + delta)
+    rtt_s = predicted_rtt(candidate, s.rtt.smoothed_rtt, now=now)
+    return carry + pacing_wait < slack * (rtt_s + delta)
 
 
-def _slow_path_too_slow(candidate: SchedulablePath, fastest: SchedulablePath, backlog: int) -> bool:
+def _slow_path_too_slow(
+    candidate: SchedulablePath, fastest: SchedulablePath, backlog: int, now: float
+) -> bool:
     f, s = fastest.recovery, candidate.recovery
-    cwnd_s = max(1, s.controller.cwnd)
+    x_s = max(backlog, s.controller.cwnd, 1)
     delta = max(f.rtt.rttvar, s.rtt.rttvar)
-    return s.rtt.smoothed_rtt * max(backlog, cwnd_s) / cwnd_s >= 2.0 * f.rtt.smoothed_rtt + delta
+    carry = x_s / max(predicted_rate(candidate, s.rtt.smoothed_rtt, now=now), _TINY_RATE)
+    return carry >= 2.0 * predicted_rtt(fastest, f.rtt.smoothed_rtt, now=now) + delta
 
 
 def would_arrive_later(
@@ -211,7 +306,7 @@ def would_arrive_later(
     """
     slack = 1.0 + beta if waiting else 1.0
     return _fast_path_first(candidate, fastest, size, now, slack) and _slow_path_too_slow(
-        candidate, fastest, size
+        candidate, fastest, size, now
     )
 
 
@@ -236,7 +331,7 @@ class CompletionTimeGate:
         if not _fast_path_first(candidate, fastest, size, now, slack):
             self.waiting = False
             return False
-        if _slow_path_too_slow(candidate, fastest, size):
+        if _slow_path_too_slow(candidate, fastest, size, now):
             self.waiting = True
             return True
         return False
@@ -339,21 +434,24 @@ class LowestRtt(Scheduler):
 @register("redundant")
 class Redundant(LowestRtt):
     """
-    Lowest-RTT for everything; critical data (or data flagged ``redundant``) also goes on the
-    second-best ready path.  :meth:`select` answers the primary, :meth:`select_all` both.
+    Every packet of stream data on every path: the primary is the lowest-RTT ready path, and a
+    copy of the packet's stream frames goes at once on each other eligible path with window room
+    (the copies are settled by whichever acknowledgement comes first).  It buys the lowest delay
+    and loss the paths offer together for the price of the sum of their capacities; streams that
+    need it only for a QoS promise get selective redundancy under any scheduler instead
+    (docs/qos.rst).  :meth:`select` answers the primary, :meth:`select_all` every path.
     """
 
     def select_all(
         self, paths: Sequence[P], requirements: FrameRequirements, *, now: float
     ) -> list[P]:
-        """The primary, plus the next-lowest-RTT ready path for critical or flagged data."""
+        """The primary, then every other eligible path with window room, fastest first."""
         primary = self.select(paths, requirements, now=now)
         if primary is None:
             return []
-        if not (requirements.critical or requirements.redundant):
-            return [primary]
         others = [p for p in eligible_paths(paths) if p is not primary and has_room(p)]
-        return [primary, lowest_rtt(others)] if others else [primary]
+        others.sort(key=_srtt)
+        return [primary, *others]
 
 
 @register("wrr")
@@ -437,67 +535,59 @@ class WeightedRoundRobin(Scheduler):
         return best
 
 
-@dataclass(frozen=True, slots=True)
-class CriteriaWeights:
-    """The weights of the multi-criteria score (they need not sum to 1)."""
-
-    latency: float
-    bandwidth: float
-    loss: float
-    jitter: float
-    cost: float
-
-
-#: Weights by priority: critical data is latency- and loss-heavy, normal data bandwidth-heavy.
+#: Weights by priority (each sums to 1): critical data is latency- and loss-heavy, normal data
+#: bandwidth-heavy; reliability and congestion (the detector's figure) weigh on all of them.
 DEFAULT_CRITERIA: Mapping[int, CriteriaWeights] = {
-    NORMAL: CriteriaWeights(latency=0.15, bandwidth=0.50, loss=0.15, jitter=0.05, cost=0.15),
-    HIGH: CriteriaWeights(latency=0.35, bandwidth=0.25, loss=0.20, jitter=0.10, cost=0.10),
-    CRITICAL: CriteriaWeights(latency=0.45, bandwidth=0.05, loss=0.30, jitter=0.15, cost=0.05),
-}
+    NORMAL: CriteriaWeights(latency=0.15, bandwidth=0.45, loss=0.12, jitter=0.04, cost=0.12,
+                            reliability=0.04, congestion=0.08),
+    HIGH: CriteriaWeights(latency=0.30, bandwidth=0.22, loss=0.18, jitter=0.08, cost=0.08,
+                          reliability=0.06, congestion=0.08),
+    CRITICAL: CriteriaWeights(latency=0.45, bandwidth=0.04, loss=0.27, jitter=0.10, cost=0.04,
+                              reliability=0.05, congestion=0.05),
+}  # fmt: skip
 
 
-def criteria_score(
-    weights: CriteriaWeights,
-    *,
-    srtt: float,
-    bandwidth: float,
-    loss_rate: float,
-    jitter: float,
-    cost: float,
-    best_rtt: float,
-    top_bandwidth: float,
-) -> float:
-    """
-    The multi-criteria score of one path (higher is better), each term in 0..1::
-
-        latency   = best_rtt / srtt                   (1 for the fastest candidate)
-        bandwidth = bandwidth / top_bandwidth          (1 for the widest candidate)
-        loss      = 1 - min(1, loss_rate / LOSS_SATURATION)
-        jitter    = 1 / (1 + jitter / best_rtt)
-        cost      = 1 / (1 + cost)
-    """
-    best_rtt = max(best_rtt, _TINY_RTT)
-    return (
-        weights.latency * best_rtt / max(srtt, best_rtt)
-        + weights.bandwidth * (bandwidth / top_bandwidth if top_bandwidth > 0.0 else 1.0)
-        + weights.loss * (1.0 - min(1.0, loss_rate / LOSS_SATURATION))
-        + weights.jitter / (1.0 + jitter / best_rtt)
-        + weights.cost / (1.0 + max(0.0, cost))
+def path_figures(path: SchedulablePath, *, now: float) -> Figures:
+    """What the multi-criteria score reads of ``path``: its predicted RTT and rate one smoothed
+    RTT ahead, loss rate, jitter, cost, reliability and congestion."""
+    rtt = path.recovery.rtt
+    srtt = rtt.smoothed_rtt
+    metrics = path.metrics
+    if metrics is None:
+        return Figures(srtt, path_bandwidth(path), 0.0, rtt.jitter, 0.0)
+    reliability = getattr(metrics, "reliability", None)
+    return Figures(
+        predicted_rtt(path, srtt, now=now),
+        predicted_rate(path, srtt, now=now),
+        metrics.loss_rate,
+        rtt.jitter,
+        metrics.cost,
+        1.0 if reliability is None else reliability(now=now),
+        getattr(metrics, "congestion", 0.0),
     )
 
 
 @register("multi-criteria")
 class MultiCriteria(Scheduler):
     """
-    The seed's EnhancedScheduler: the ready path with the best :func:`criteria_score`, using the
-    weights of the frame's priority.  With a latency budget (``max_latency`` or ``deadline``), paths
-    whose one-way estimate ``srtt / 2`` exceeds it are dropped when any path meets it.
+    The seed's EnhancedScheduler: the ready path whose predicted figures (:func:`path_figures`)
+    score best (:func:`criteria_score`), with the weights of the frame's priority.  With a latency
+    budget (``max_latency`` or ``deadline``), paths whose one-way estimate (half the predicted
+    RTT) exceeds it are dropped when any path meets it.
+
+    With ``learn`` (the default) a :class:`~kwik_twisted.core.qos.model.PerformanceModel` records
+    each period's predictions, selections (:meth:`on_sent`) and achievements (:meth:`on_acked`)
+    and adapts the weights (:attr:`criteria`) online.
+
+    :ivar criteria: the weights by priority, as learnt so far.
+    :ivar model: the performance model (``None`` without ``learn``).
     """
 
     def __init__(
         self,
         *,
         criteria: Mapping[int, CriteriaWeights] | None = None,
+        learn: bool = True,
         ecf: bool = True,
         beta: float = ECF_BETA,
     ) -> None:
@@ -505,30 +595,63 @@ class MultiCriteria(Scheduler):
         table = dict(DEFAULT_CRITERIA)
         table.update(criteria or {})
         self.criteria = table
+        self.model = PerformanceModel(table) if learn else None
+        self._last: tuple[int, int] | None = None  # (path ID, priority) of the last choice
 
     def choose(self, ready: list[P], requirements: FrameRequirements, *, now: float) -> P | None:
         """The best-scoring ready path."""
+        priority = max(NORMAL, min(requirements.priority, CRITICAL))
+        model = self.model
+        predicting = model is not None and any(model.wants_prediction(p.id) for p in ready)
+        if len(ready) == 1 and not predicting:
+            return ready[0]
+        figures = [path_figures(p, now=now) for p in ready]
+        if predicting:
+            for path, f in zip(ready, figures):
+                model.predict(path.id, f)  # type: ignore[union-attr]
         budget = requirements.latency_budget(now=now)
         if budget is not None:
-            ready = [p for p in ready if _srtt(p) / 2 <= budget] or ready
-        if len(ready) == 1:
-            return ready[0]
-        weights = self.criteria[max(NORMAL, min(requirements.priority, CRITICAL))]
-        bandwidths = [path_bandwidth(p) for p in ready]
-        best_rtt, top = min(_srtt(p) for p in ready), max(bandwidths)
-        best, best_score = ready[0], float("-inf")
-        for path, bandwidth in zip(ready, bandwidths):
-            metrics, rtt = path.metrics, path.recovery.rtt
-            score = criteria_score(
-                weights,
-                srtt=rtt.smoothed_rtt,
-                bandwidth=bandwidth,
-                loss_rate=0.0 if metrics is None else metrics.loss_rate,
-                jitter=rtt.jitter,
-                cost=0.0 if metrics is None else metrics.cost,
-                best_rtt=best_rtt,
-                top_bandwidth=top,
-            )
-            if score > best_score:
-                best, best_score = path, score
+            meet = [i for i, f in enumerate(figures) if f.rtt / 2 <= budget]
+            if meet:
+                ready, figures = [ready[i] for i in meet], [figures[i] for i in meet]
+        best = ready[0]
+        if len(ready) > 1:
+            weights = self.criteria[priority]
+            best_rtt = min(f.rtt for f in figures)
+            top = max(f.bandwidth for f in figures)
+            best_score = float("-inf")
+            for path, f in zip(ready, figures):
+                score = weighted(weights, criteria_terms(f, best_rtt=best_rtt, top_bandwidth=top))
+                if score > best_score:
+                    best, best_score = path, score
+        self._last = (best.id, priority)
         return best
+
+    def on_sent(self, path: SchedulablePath, size: int, *, now: float) -> None:
+        """Tell the model which priority's data the last choice carried."""
+        last = self._last
+        if last is not None and last[0] == path.id and self.model is not None:
+            self.model.selected(last[0], last[1])
+            self._last = None
+
+    def on_acked(self, path: SchedulablePath, acked_bytes: int, *, now: float) -> None:
+        """Tell the model what ``path`` achieved: its RTT sample, its delivery-rate sample (when
+        not application-limited) and its loss and send counters."""
+        model = self.model
+        if model is None:
+            return
+        rtt = path.recovery.rtt
+        metrics = path.metrics
+        rate = getattr(metrics, "rate_sample", 0.0)
+        if getattr(metrics, "sample_app_limited", False):
+            rate = 0.0
+        model.achieved(
+            path.id,
+            now=now,
+            latest_rtt=rtt.latest_rtt,
+            min_rtt=rtt.min_rtt,
+            smoothed_rtt=rtt.smoothed_rtt,
+            rate=rate,
+            lost=getattr(path, "packets_lost", 0),
+            sent=getattr(path, "packets_sent", 0),
+        )

@@ -69,9 +69,15 @@ class SentPacket:
     :ivar in_flight: whether it counts in bytes in flight.
     :ivar frames: what the connection needs to retransmit or acknowledge.
     :ivar is_probe: whether it was sent as a PTO probe.
+    :ivar delivered: the path's delivered-bytes count when it was sent (-1: not stamped, it gives
+        no delivery-rate sample); with ``delivered_time``, ``first_sent_time`` and
+        ``app_limited``, written by
+        :meth:`~kwik_twisted.core.paths.metrics.PathMetricsTracker.on_sent` and read back when
+        it is acknowledged (draft-cheng-iccrg-delivery-rate-estimation).
     """
 
-    __slots__ = ("seq", "sent_time", "size", "ack_eliciting", "in_flight", "frames", "is_probe")
+    __slots__ = ("seq", "sent_time", "size", "ack_eliciting", "in_flight", "frames", "is_probe",
+                 "delivered", "delivered_time", "first_sent_time", "app_limited")  # fmt: skip
 
     def __init__(
         self,
@@ -90,6 +96,9 @@ class SentPacket:
         self.in_flight = in_flight
         self.frames = frames if frames is not None else []
         self.is_probe = is_probe
+        self.delivered = -1
+        self.delivered_time = self.first_sent_time = sent_time
+        self.app_limited = False
 
     def __repr__(self) -> str:
         return f"<SentPacket seq={self.seq} t={self.sent_time} size={self.size}>"
@@ -469,6 +478,17 @@ class LossRecovery:
         return TimeoutResult([], PROBE_COUNT)
 
     # -- path teardown -----------------------------------------------------------
+
+    def oldest_unacked_time(self) -> float | None:
+        """When the oldest outstanding packet was sent (``None``: none is outstanding); O(1)."""
+        if self._head >= len(self._order):
+            return None
+        packet = self._sent.get(self._order[self._head])
+        return None if packet is None else packet.sent_time
+
+    def in_flight_packets(self) -> list[SentPacket]:
+        """The packets still counted in flight, oldest first (O(outstanding packets))."""
+        return [p for p in self._sent.values() if p.in_flight]
 
     def abandon(self) -> list[SentPacket]:
         """

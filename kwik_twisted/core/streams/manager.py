@@ -29,7 +29,10 @@ Theory of operation (RFC 9000 §2-4 adapted by protocol.rst "Streams"):
   On a peer stream both apply to our frames too until the application sets its own
   (:meth:`update`); on a stream we opened ours stay.  Peer streams are compressed as
   ``config.compression`` says, like ours.  :meth:`update` also pins a stream to paths
-  (:class:`~.sendqueue.SendQueue` applies it); :meth:`view` reads a stream.
+  (:class:`~.sendqueue.SendQueue` applies it) and caps its rate; :meth:`view` reads a stream.
+* Shaping: each change of a stream's policy in force or cap goes through :meth:`_qos_changed`: the
+  send queue's shaper (:mod:`kwik_twisted.core.qos.shaper`) applies it, and ``qos_streams`` (the
+  open streams with a policy, for the QoS enforcer) follows.
 * Retransmission: frames handed out are recorded by the caller with the packet;
   :meth:`on_record_acked` / :meth:`on_record_lost` route a STREAM frame's outcome back to the
   stream's send buffer, and :meth:`on_control_lost` re-queues a lost control frame if it still
@@ -68,6 +71,7 @@ from ...wire import (
     StreamFrame,
     StreamsBlockedFrame,
 )
+from ..qos.shaper import check_rate
 from .budget import ReceiveBudget
 from .flow_control import ReceiveWindow
 from .reassembly import UnorderedReassembler
@@ -105,17 +109,26 @@ def _policy(qos: QosPolicy | None) -> QosPolicy | None:
     return QosPolicy(*qos)
 
 
-def _on_peer_request(queue: SendQueue, stream: Stream, frame: StreamFrame) -> None:
+def _on_peer_request(queue: SendQueue, stream: Stream, frame: StreamFrame) -> bool:
     """The peer's priority and QOS extension on a frame of ``stream``: kept as the peer's, and in
-    force for our frames unless the local side chose its own."""
+    force for our frames unless the local side chose its own.  Returns whether the policy in
+    force changed."""
     if frame.priority != stream.peer_priority:
         stream.peer_priority = frame.priority
         if not stream.fixed:
             queue.reprioritize(stream, frame.priority)
     if frame.qos is not None:
         stream.peer_qos = policy = _policy(frame.qos)
-        if not stream.fixed:
+        if not stream.fixed and policy != stream.qos:
             stream.qos = policy
+            return True
+    return False
+
+
+def _note_all_received(stream: Stream) -> None:
+    """Size Known -> Data Recvd once every byte up to the final size has arrived."""
+    if stream.recv_state.state is RecvState.SIZE_KNOWN and stream.recv.all_received:
+        stream.recv_state.process(StreamEvent.ALL_RECEIVED)
 
 
 class StreamManager:
@@ -155,6 +168,7 @@ class StreamManager:
         self.control: deque = deque()  # flow-control frames waiting to be sent
         self.rtt = 0.0  # smoothed RTT, kept fresh by the connection for window tuning
         self.send_queue = SendQueue(self.control, DEFAULT_MAX_DATA)
+        self.qos_streams: set[Stream] = set()  # the open streams with a policy (for the enforcer)
         self.credit = self.send_queue.credit  # the peer's MAX_DATA
         # The per-packet calls go straight to the send queue: its queues for has_data, its
         # bound method for next_stream_frame.
@@ -180,12 +194,15 @@ class StreamManager:
         compress: bool | None = None,
         qos: QosPolicy | None = None,
         paths: frozenset[int] | None = None,
+        max_rate: float | None = None,
     ) -> int:
         """
-        Open a stream and return its ID; ``paths`` pins it (the caller checked the IDs).
+        Open a stream and return its ID; ``paths`` pins it (the caller checked the IDs),
+        ``max_rate`` caps our sending rate on it (bits per second; see :meth:`update`).
 
         :raises StreamLimitError: the peer's MAX_STREAMS does not allow another one yet.
         """
+        max_rate = check_rate(max_rate)
         if not self.can_open():
             self.control.append(StreamsBlockedFrame(self.local_limit))
             raise StreamLimitError(f"the peer allows {self.local_limit} streams; all are in use")
@@ -198,7 +215,19 @@ class StreamManager:
         if paths is not None:
             self.send_queue.pin(stream, paths)
         self.send_queue.schedule(stream)
+        if stream.qos is not None or max_rate is not None:
+            stream.max_rate = max_rate
+            self._qos_changed(stream)
         return sid
+
+    def _qos_changed(self, stream: Stream) -> None:
+        """``stream``'s policy in force or its cap changed: the shaper applies them, and
+        :attr:`qos_streams` holds it while it is open with a policy."""
+        self.send_queue.shape(stream)
+        if stream.qos is not None and stream.id in self.streams:
+            self.qos_streams.add(stream)
+        else:
+            self.qos_streams.discard(stream)
 
     def _new_stream(
         self,
@@ -312,6 +341,7 @@ class StreamManager:
         priority: int | object = UNCHANGED,
         qos: QosPolicy | None | object = UNCHANGED,
         paths: frozenset[int] | None | object = UNCHANGED,
+        max_rate: float | None | object = UNCHANGED,
     ) -> None:
         """
         Change what stream ``sid`` asks for; each argument left :data:`UNCHANGED` stays.
@@ -320,10 +350,13 @@ class StreamManager:
         (``None`` withdraws ours) goes out in a QOS extension on the stream's next frame.  Either
         makes the stream's priority and policy ours: the peer's later requests no longer change
         them.  ``paths`` pins the stream (``None``: any path; the caller checked the IDs).
+        ``max_rate`` caps our sending rate on it, bits per second (``None``: no cap; local only).
 
         :raises StreamStateError: the stream is not open.
-        :raises ValueError: a priority other than 0, 1 or 2.
+        :raises ValueError: a priority other than 0, 1 or 2; a ConfigurationError: a bad max_rate.
         """
+        if max_rate is not UNCHANGED:
+            max_rate = check_rate(max_rate)
         stream = self._local_stream(sid)
         queue = self.send_queue
         if priority is not UNCHANGED:
@@ -336,6 +369,10 @@ class StreamManager:
             if policy != stream.qos or not stream.qos_sent:
                 stream.qos = policy
                 stream.qos_sent = False
+        if max_rate is not UNCHANGED:
+            stream.max_rate = max_rate  # type: ignore[assignment]
+        if qos is not UNCHANGED or max_rate is not UNCHANGED:
+            self._qos_changed(stream)
         if paths is not UNCHANGED:
             queue.pin(stream, paths)  # type: ignore[arg-type]
 
@@ -361,7 +398,8 @@ class StreamManager:
         if frame.ordered is not stream.peer_ordered:
             self._check_ordered_flag(stream, frame.ordered)
         if frame.priority != stream.peer_priority or frame.qos is not None:
-            _on_peer_request(self.send_queue, stream, frame)
+            if _on_peer_request(self.send_queue, stream, frame):
+                self._qos_changed(stream)
         end = frame.offset + len(frame.data)
         before = stream.recv.highest_received
         stream.window.on_data(end)
@@ -372,14 +410,8 @@ class StreamManager:
         if frame.fin or stream.recv_state.state is not RecvState.RECV:
             # RECV_DATA in RECV is the one transition taken per packet, and a no-op.
             stream.recv_state.process(StreamEvent.RECV_FIN if frame.fin else StreamEvent.RECV_DATA)
-        self._note_all_received(stream)
+        _note_all_received(stream)
         self._deliver(stream, now)
-
-    @staticmethod
-    def _note_all_received(stream: Stream) -> None:
-        """Size Known -> Data Recvd once every byte up to the final size has arrived."""
-        if stream.recv_state.state is RecvState.SIZE_KNOWN and stream.recv.all_received:
-            stream.recv_state.process(StreamEvent.ALL_RECEIVED)
 
     def _receive_next(self, stream: Stream, frame: StreamFrame, now: float) -> bool:
         """
@@ -454,17 +486,20 @@ class StreamManager:
         for i, (offset, data) in enumerate(pieces):
             self._emit(StreamDataReceived(stream.id, data, finished and i == last, offset))
         if finished:
-            self._note_all_received(stream)
+            _note_all_received(stream)
             stream.recv_state.process(StreamEvent.APP_READ_ALL)
             self._maybe_close(stream)
 
     def _consumed(self, stream: Stream, n: int, now: float) -> None:
-        stream.window.on_consumed(n, now=now, rtt=self.rtt)
-        limit = stream.window.update_due()
+        """Credit ``n`` bytes to both windows; they measure the reader by its progress."""
+        window, delivered = stream.window, stream.recv.delivered
+        total = self.window.delivered + delivered - window.delivered
+        window.on_consumed(n, now=now, rtt=self.rtt, delivered=delivered)
+        limit = window.update_due()
         if limit is not None and not stream.recv_state.size_known:
-            stream.recv.max_buffer = stream.window.window
+            stream.recv.max_buffer = window.window
             self.control.append(MaxStreamDataFrame(stream.id, limit))
-        self.window.on_consumed(n, now=now, rtt=self.rtt)
+        self.window.on_consumed(n, now=now, rtt=self.rtt, delivered=total)
         limit = self.window.update_due()
         if limit is not None:
             self.control.append(MaxDataFrame(limit))
@@ -652,6 +687,7 @@ class StreamManager:
             return
         del self.streams[stream.id]
         self.send_queue.forget(stream)
+        self.qos_streams.discard(stream)
         self._emit(StreamClosed(stream.id))
         if not stream.local:
             self._peer_closed += 1

@@ -265,6 +265,13 @@ class SendBuffer:
             self._fin_sent = True
         return start, self._slice(start, end) if end > start else b"", fin, False
 
+    def peek(self, start: int, end: int) -> bytes | memoryview:
+        """The written bytes ``[start, end)`` still held (not below :attr:`acked_offset`), without
+        changing any state: what a redundant copy of a frame sent before carries."""
+        if not self._acked_floor <= start <= end <= self._sent_offset:
+            raise ValueError(f"[{start}, {end}) is not a sent, held range")
+        return self._slice(start, end) if end > start else b""
+
     def _slice(self, start: int, end: int) -> bytes | memoryview:
         """The written bytes ``[start, end)``, without copying when within one chunk."""
         starts, chunks = self._starts, self._chunks

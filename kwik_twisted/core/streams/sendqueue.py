@@ -13,12 +13,24 @@ Theory of operation (RFC 9000 §2.2, §4.1; protocol.rst "Streams" for the prior
   lets out leaves the queues for the blocked set, and a STREAM_DATA_BLOCKED or DATA_BLOCKED frame
   (once per limit) goes onto the shared control queue; :meth:`SendQueue.unblock` and
   :meth:`SendQueue.unblock_all` put it back when credit arrives or a range of it is lost.
-* Pinned streams (the seed's PathAssignment, ``Stream.paths``): a frame of a pinned stream goes
-  only on one of its paths while any of them is usable (:attr:`SendQueue.usable`, kept by the
-  sender), and on any path when none is.  While some stream is pinned (:attr:`SendQueue.pinned`)
+* Pinned and routed streams: ``Stream.pin`` is the application's choice of paths (the seed's
+  PathAssignment, :meth:`SendQueue.pin`), ``Stream.route`` the QoS enforcer's
+  (:meth:`SendQueue.route`), and ``Stream.paths`` the restriction in force, the pin if there is
+  one, else the route.  A frame of a stream so restricted goes only on one of its paths while any
+  of them is usable (:attr:`SendQueue.usable`, kept by the sender), and on any path when none is.
+  While some stream is restricted (:attr:`SendQueue.pinned`)
   :meth:`SendQueue.next_stream_frame` skips, without dequeuing, the streams the packet's path may
   not carry, so a pinned stream never holds back the others; :meth:`SendQueue.path_choices`
   tells the sender which paths can carry something.
+* Shaping (:mod:`kwik_twisted.core.qos.shaper`): the streams with a QoS policy or a cap are
+  tracked by :attr:`SendQueue.shaper`.  Within each level, the guaranteed streams with credit are
+  served first; a capped stream out of tokens is parked out of its queue until its bucket refills
+  (it stays ``queued``).  Time comes from :attr:`SendQueue.now`, which the sender sets before each
+  send round and which puts back the parked streams whose wake-up came.
+* One general frame picker: while no stream is restricted or tracked (the common case)
+  :meth:`SendQueue.next_stream_frame` runs its plain loop after one attribute test (as it did
+  for pinning alone); otherwise :meth:`SendQueue._next_filtered_frame` does the path filtering
+  and the shaping.
 * The bulk path: :meth:`SendQueue._new_frame_from` serves new data on a stream whose QOS extension
   already went out in one step; anything else (retransmissions, a bare FIN, the announcement of
   an empty stream, the first frame with its QOS extension) takes :meth:`SendQueue._frame_from`.
@@ -33,6 +45,7 @@ from __future__ import annotations
 from collections import deque
 
 from ...wire import DataBlockedFrame, QosPolicy, StreamDataBlockedFrame, StreamFrame
+from ..qos.shaper import BandwidthShaper
 from .flow_control import SendCredit
 from .stream import Stream
 
@@ -61,11 +74,24 @@ class SendQueue:
     :ivar credit: the peer's MAX_DATA.
     :ivar sent_total: new stream bytes sent, counted against :attr:`credit`.
     :ivar queues: the round-robin queues by priority level (0 normal, 1 high, 2 critical).
-    :ivar pinned: the open streams pinned to paths (none: no path filtering at all).
+    :ivar pinned: the open streams whose :attr:`~.stream.Stream.paths` restricts them (pinned or
+        routed; none: no path filtering at all).
     :ivar usable: the IDs of the usable paths, kept fresh by the sender while a stream is pinned.
+    :ivar shaper: the guarantees and caps of the streams (:mod:`~kwik_twisted.core.qos.shaper`).
     """
 
-    __slots__ = ("credit", "sent_total", "queues", "pinned", "usable", "_blocked", "_control")
+    __slots__ = (
+        "credit",
+        "sent_total",
+        "queues",
+        "pinned",
+        "usable",
+        "shaper",
+        "_now",
+        "_filtered",
+        "_blocked",
+        "_control",
+    )
 
     def __init__(self, control: deque, max_data: int) -> None:
         self.credit = SendCredit(max_data)
@@ -73,8 +99,27 @@ class SendQueue:
         self.queues: tuple[deque[Stream], ...] = (deque(), deque(), deque())
         self.pinned: set[Stream] = set()
         self.usable: frozenset[int] = frozenset()
+        self.shaper = BandwidthShaper()
+        self._now = 0.0
+        self._filtered = False  # some stream is restricted to paths or tracked by the shaper
         self._blocked: set[Stream] = set()
         self._control = control
+
+    @property
+    def now(self) -> float:
+        """The time of the current send round (the shaper's clock)."""
+        return self._now
+
+    @now.setter
+    def now(self, now: float) -> None:
+        """Set by the sender before each send round: the parked streams whose bucket refilled go
+        back to the end of their level, and the guaranteed ones whose credit is back are ready."""
+        self._now = now
+        if self._filtered:
+            for stream in self.shaper.release(now):
+                self.queues[stream.priority].append(stream)
+                if stream.shaping is not None:
+                    self.shaper.enqueue(stream.shaping, now)
 
     # -- membership --------------------------------------------------------------------
 
@@ -87,6 +132,8 @@ class SendQueue:
         ):
             stream.queued = True
             self.queues[stream.priority].append(stream)
+            if stream.shaping is not None:
+                self.shaper.enqueue(stream.shaping, self._now)
 
     def unblock(self, stream: Stream) -> None:
         """``stream`` got credit or has a range to send again: take it out of the blocked set
@@ -104,14 +151,22 @@ class SendQueue:
             self.schedule(stream)
 
     def forget(self, stream: Stream) -> None:
-        """``stream`` closed: it will not be unblocked any more."""
+        """``stream`` closed: it will not be unblocked any more, nor shaped."""
         self._blocked.discard(stream)
         self.pinned.discard(stream)
+        self.shaper.forget(stream)
+        self._filtered = bool(self.pinned) or self.shaper.active
 
     def reprioritize(self, stream: Stream, priority: int) -> None:
         """Give ``stream`` another priority level, moving it to that level's queue if queued."""
         if priority == stream.priority:
             return
+        entry = stream.shaping
+        if entry is not None:
+            self.shaper.unready(entry)
+            if entry.parked:  # out of the queues: it goes back to its new level when unparked
+                stream.priority = priority
+                return
         if stream.queued:
             self.queues[stream.priority].remove(stream)
             stream.queued = False
@@ -121,12 +176,40 @@ class SendQueue:
             stream.priority = priority
 
     def pin(self, stream: Stream, paths: frozenset[int] | None) -> None:
-        """Pin ``stream`` to ``paths`` (``None``: any path)."""
-        stream.paths = paths
+        """Pin ``stream`` to ``paths`` (``None``: any path), the application's choice: it wins
+        over a route."""
+        stream.pin = paths
+        self._restrict(stream)
+
+    def route(self, stream: Stream, paths: frozenset[int] | None) -> None:
+        """Route ``stream`` on ``paths`` (``None``: any path), the QoS enforcer's choice: in
+        force while the stream is not pinned."""
+        stream.route = paths
+        self._restrict(stream)
+
+    def _restrict(self, stream: Stream) -> None:
+        """Set ``stream.paths``, the restriction in force: its pin, else its route."""
+        stream.paths = paths = stream.pin if stream.pin is not None else stream.route
         if paths is None:
             self.pinned.discard(stream)
         else:
             self.pinned.add(stream)
+        self._filtered = bool(self.pinned) or self.shaper.active
+
+    def shape(self, stream: Stream) -> None:
+        """
+        Apply ``stream``'s guarantee (its policy's ``min_bandwidth_kbps``) and cap
+        (``max_rate``, bits per second); the shaper tracks it while it has a policy or a cap.
+        """
+        qos, max_rate = stream.qos, stream.max_rate
+        guarantee = qos.min_bandwidth_kbps * 125.0 if qos is not None else 0.0
+        cap = max_rate / 8 if max_rate is not None else 0.0
+        track = qos is not None or max_rate is not None
+        if self.shaper.configure(stream, guarantee, cap, track, now=self._now):
+            self.queues[stream.priority].append(stream)  # unparked: queued all along
+            if stream.shaping is not None:
+                self.shaper.enqueue(stream.shaping, self._now)
+        self._filtered = bool(self.pinned) or self.shaper.active
 
     def path_choices(self) -> list[frozenset[int] | None]:
         """
@@ -181,8 +264,8 @@ class SendQueue:
 
         Returns the frame and the record to attach to the packet, or ``None``.
         """
-        if self.pinned:
-            return self._next_allowed_frame(max_data, path_id)
+        if self._filtered:
+            return self._next_filtered_frame(max_data, path_id)
         for queue in (self.queues[2], self.queues[1], self.queues[0]):
             while queue:
                 stream = queue[0]
@@ -214,23 +297,107 @@ class SendQueue:
             stream.queued = False
         return out
 
-    def _next_allowed_frame(
+    def _next_filtered_frame(
         self, max_data: int, path_id: int
     ) -> tuple[StreamFrame, StreamRecord] | None:
-        """:meth:`next_stream_frame` while some stream is pinned: the streams ``path_id`` may not
-        carry stay queued, moved to the back of their level."""
-        usable = self.usable
-        for queue in (self.queues[2], self.queues[1], self.queues[0]):
-            for _ in range(len(queue)):
-                stream = queue[0]
-                paths = stream.paths
-                if paths is not None and path_id not in paths and not paths.isdisjoint(usable):
-                    queue.rotate(-1)
-                    continue
-                out = self._take(queue, stream, max_data)
+        """:meth:`next_stream_frame` while some stream is restricted to paths or tracked by the
+        shaper: by level, the ready guaranteed streams first, then the round-robin, where the
+        streams ``path_id`` may not carry stay queued (moved to the back of their level) and a
+        capped stream out of tokens is parked."""
+        shaper = self.shaper
+        now = self._now
+        for level in (2, 1, 0):
+            queue = self.queues[level]
+            if not queue:
+                continue
+            if shaper.guaranteed and shaper.ready[level]:
+                out = self._next_ready_frame(level, queue, max_data, path_id)
                 if out is not None:
                     return out
+            for _ in range(len(queue)):
+                stream = queue[0]
+                if not self._may_carry(stream, path_id):
+                    queue.rotate(-1)
+                    continue
+                entry = stream.shaping
+                if entry is None:
+                    out = self._serve(queue, stream, max_data)
+                    if out is not None:
+                        return out
+                    continue
+                if not shaper.may_send(entry, now):
+                    queue.popleft()
+                    shaper.park(entry)
+                    continue
+                out = self._serve(queue, stream, max_data)
+                if out is None:
+                    continue
+                shaper.charge(entry, out[1].length, now)
+                if stream.queued and entry.cap and entry.tokens <= 0:
+                    queue.pop()  # at the back of its level after its turn
+                    shaper.park(entry)
+                return out
         return None
+
+    def _next_ready_frame(
+        self, level: int, queue: deque[Stream], max_data: int, path_id: int
+    ) -> tuple[StreamFrame, StreamRecord] | None:
+        """The next frame of ``level``'s ready guaranteed streams, in deficit round-robin, or
+        ``None``; a stream that leaves its round-robin leaves ``queue`` here (O(len(queue)))."""
+        shaper = self.shaper
+        ready = shaper.ready[level]
+        now = self._now
+        for _ in range(len(ready)):
+            if not ready:  # the shaper may have rebuilt it (dropped entries)
+                break
+            entry = ready[0]
+            if not shaper.servable(entry, level, now):
+                continue
+            stream = entry.stream
+            if not self._may_carry(stream, path_id):
+                ready.rotate(-1)
+                continue
+            if not shaper.may_send(entry, now):
+                ready.popleft()
+                entry.ready = -1
+                queue.remove(stream)
+                shaper.park(entry)
+                continue
+            out = self._fast_or_general(stream, max_data)
+            if out is None or shaper.served(entry, level, out[1].length, now):
+                queue.remove(stream)
+                if not entry.parked:
+                    stream.queued = False
+                if out is None:
+                    ready.popleft()
+                    entry.ready = -1
+                    continue
+            return out
+        return None
+
+    def _may_carry(self, stream: Stream, path_id: int) -> bool:
+        """Whether path ``path_id`` may carry a frame of ``stream`` (not restricted to other
+        usable paths)."""
+        paths = stream.paths
+        return paths is None or path_id in paths or paths.isdisjoint(self.usable)
+
+    def _serve(self, queue, stream: Stream, max_data: int):
+        """The next frame of ``stream``, the head of ``queue``, by the bulk builder if it can,
+        else by :meth:`_take` (which moves the stream along the same way)."""
+        fast = self._new_frame_from(stream, max_data)
+        if fast is None:
+            return self._take(queue, stream, max_data)
+        frame, record, more = fast
+        queue.rotate(-1)
+        if not more:
+            queue.pop()
+            stream.queued = False
+        return frame, record
+
+    def _fast_or_general(self, stream: Stream, max_data: int):
+        """The next frame of ``stream`` by the bulk builder if it can, else the general one."""
+        fast = self._new_frame_from(stream, max_data)
+        return self._frame_from(stream, max_data) if fast is None else fast[:2]
 
     def _new_frame_from(
         self, stream: Stream, max_data: int

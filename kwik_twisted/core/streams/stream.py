@@ -39,7 +39,14 @@ class Stream:
     :ivar peer_qos: the policy of the peer's latest QOS extension, or ``None``.
     :ivar fixed: whether the local side chose :attr:`priority` and :attr:`qos` (it opened the
         stream, or set them since): the peer's requests no longer change them.
-    :ivar paths: the path IDs this stream is pinned to (a frozenset), or ``None`` for any path.
+    :ivar pin: the path IDs the application pinned this stream to (a frozenset), or ``None``.
+    :ivar route: the path IDs the QoS enforcer routes this stream on, or ``None``.
+    :ivar paths: the restriction in force, :attr:`pin` if set, else :attr:`route` (``None``: any
+        path); :class:`~.sendqueue.SendQueue` keeps it.
+    :ivar max_rate: the application's cap on our sending rate, bits per second, or ``None``
+        (local only: never on the wire).
+    :ivar shaping: the shaper's state while it tracks the stream
+        (:class:`~kwik_twisted.core.qos.shaper.Shaping`), else ``None``.
     :ivar received_at_reset: the highest offset received before the peer's RESET_STREAM (whose
         final size the reassembler then takes as received), or ``None``.
     :ivar paused: the application asked us to stop delivering (back-pressure on the peer).
@@ -56,7 +63,11 @@ class Stream:
         "peer_priority",
         "peer_qos",
         "fixed",
+        "pin",
+        "route",
         "paths",
+        "max_rate",
+        "shaping",
         "received_at_reset",
         "send",
         "recv",
@@ -102,7 +113,10 @@ class Stream:
         self.peer_priority = 0
         self.peer_qos: QosPolicy | None = None
         self.fixed = local
-        self.paths = paths
+        self.pin = self.paths = paths
+        self.route: frozenset[int] | None = None
+        self.max_rate: float | None = None
+        self.shaping = None
         self.received_at_reset: int | None = None
         self.send = SendBuffer(send_limit)
         reassembler = Reassembler if ordered else UnorderedReassembler

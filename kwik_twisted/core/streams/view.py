@@ -86,9 +86,15 @@ class StreamView:
 
     @property
     def paths(self) -> tuple[int, ...] | None:
-        """The IDs of the paths the stream is pinned to, sorted, or ``None`` (any path)."""
-        paths = self._stream.paths
+        """The IDs of the paths the application pinned the stream to, sorted, or ``None`` (any
+        path; the QoS enforcer may still route it)."""
+        paths = self._stream.pin
         return None if paths is None else tuple(sorted(paths))
+
+    @property
+    def max_rate(self) -> float | None:
+        """The application's cap on the stream's sending rate, bits per second, or ``None``."""
+        return self._stream.max_rate
 
     @property
     def local(self) -> bool:

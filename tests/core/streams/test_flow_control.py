@@ -67,17 +67,17 @@ class ReceiveWindowTests(SynchronousTestCase):
         window.on_data(300)
         self.assertEqual(window.received, 800)
 
-    def test_update_due_after_half_the_window(self) -> None:
-        """No update until half the window is consumed; then consumed + window."""
+    def test_update_due_after_a_quarter_of_the_window(self) -> None:
+        """No update until a quarter of the window is consumed; then consumed + window."""
         window = ReceiveWindow(1000, 8000)
         window.on_data(1000)
-        window.on_consumed(499, now=0.0, rtt=0.1)
+        window.on_consumed(249, now=0.0, rtt=0.1)
         self.assertIsNone(window.update_due())
         window.on_consumed(1, now=0.0, rtt=0.1)
-        self.assertEqual(window.update_due(), 1500)
-        self.assertEqual(window.max_data, 1500)
+        self.assertEqual(window.update_due(), 1250)
+        self.assertEqual(window.max_data, 1250)
         self.assertIsNone(window.update_due())
-        window.on_data(1500)
+        window.on_data(1250)
 
     def test_slow_consumer_keeps_window(self) -> None:
         """Updates due more than two RTTs apart leave the window unchanged."""
@@ -90,19 +90,24 @@ class ReceiveWindowTests(SynchronousTestCase):
         self.assertEqual(window.window, 1000)
         self.assertEqual(window.max_data, window.consumed + 1000)
 
-    def test_fast_consumer_doubles_window_up_to_maximum(self) -> None:
-        """Updates due within two RTTs double the window, never past the maximum."""
-        window = ReceiveWindow(1000, 8000)
-        now = 0.0
-        sizes = []
-        for _ in range(8):
-            window.on_data(window.max_data)
-            window.on_consumed(window.max_data - window.consumed, now=now, rtt=0.1)
-            window.update_due()
-            sizes.append(window.window)
-            now += 0.05
-        self.assertEqual(sizes, [1000, 2000, 4000, 8000, 8000, 8000, 8000, 8000])
-        self.assertEqual(window.max_data, window.consumed + 8000)
+    def test_fast_consumer_grows_window_up_to_maximum(self) -> None:
+        """A consumer taking 20,000 bytes/s at a 0.1 s RTT gets rate x 6 RTT = 12,000 bytes of
+        window after its first half-RTT sample, and no more while its rate stays; a maximum of
+        8000 stops the growth there."""
+        for maximum, grown in ((100_000, 12_000), (8000, 8000)):
+            window = ReceiveWindow(1000, maximum)
+            now = 0.0
+            sizes = []
+            for _ in range(6):
+                window.on_data(window.max_data)
+                window.on_consumed(1000, now=now, rtt=0.1)
+                window.update_due()
+                sizes.append(window.window)
+                now += 0.05
+            self.assertEqual(sizes, [1000] + [grown] * 5)
+            self.assertAlmostEqual(window.rate, 20_000)
+            # Updates fall due each quarter window: at least three quarters stay granted.
+            self.assertGreaterEqual(window.max_data - window.consumed, grown * 3 // 4)
 
     def test_no_tuning_without_rtt_sample(self) -> None:
         """Without an RTT estimate (zero), the window is not tuned."""
