@@ -28,10 +28,11 @@ what the server application got in the window.
 Figures (4 Mbit/s per path, a 2-core machine that other test runs kept at a load of 3-6; the
 process waited 0.5-1.5 s of the 8 s window for a CPU and used 2.0-2.3 s of one):
 
-* QoS on, 19 runs: interactive p50 25-28 ms, p99 31.3-37.4 ms, max 32.5-47.6 ms over 400
-  messages, none lost; bulk 61-68% of the two rates (path 0 at 99-100% of its rate, path 1 at
-  30-46%); 0-6 reroutes of the interactive stream.  The simulator on the same 4 Mbit/s paths:
-  p99 29.7 ms, bulk 69%.
+* QoS on, 4 runs on a quiet machine: interactive p50 27 ms, p99 30.7-31.6 ms, max 31.3-38.7 ms
+  over 400 messages, none lost; bulk 93-94% of the two rates (path 0 at 100% of its rate, path 1
+  at 97-99%); 0-2 reroutes of the interactive stream.  The simulator on the same 4 Mbit/s paths:
+  p99 29.2 ms, bulk 94.3%.  (Before the fallback path probed for capacity, path 1 carried 30-46%
+  of its rate and bulk got 61-68%: see the cap in kwik_twisted/core/qos/enforcer.py.)
 * QoS off (:meth:`RelayQoSTests.test_without_policy`), 7 runs: p99 125-224 ms (the 100 ms queues
   fill; the long tails are messages caught in a queue drop and resent), bulk 93-95%.  The
   simulator: 126.7 ms, 94%.
@@ -49,12 +50,9 @@ interactive stream to path 1 and back (``qos_reroutes``): path 0's prediction (p
 cap's queue target of about 10 ms, the detector's forecast, our send queue) sits a few
 milliseconds under the 36 ms limit, so a late sample tips it.
 
-The bulk share is asserted at :data:`BULK_SHARE` (50%), not 70%: the enforcer's delay-aware cap
-starves the 25 ms path.  Its cap is ``rate * (min_rtt + target)`` with a target of 1-4 ms, while
-its smoothed RTT stands 4-10 ms above ``min_rtt`` (acknowledgement delay), so the path delivers
-less than its bandwidth estimate, the estimate sinks, the serialization time predicted from it
-grows and the target shrinks further (1.3-2 Mbit/s estimated of 4; the same at 8 and 10 Mbit/s
-per path, where path 1 carries 15-20% of its rate).
+The bulk share is asserted at :data:`BULK_SHARE` (85%).  Before the fallback path probed for
+capacity it was 61-68%: a cap-limited path delivers only what its cap lets through, and with an
+RTT inflated by ACK aggregation its estimate (and so its cap) sank round after round.
 """
 
 from __future__ import annotations
@@ -99,7 +97,7 @@ GRACE = 0.5
 #: The acceptance bound on the interactive p99: the policy's 40 ms plus 5 ms.
 P99_BOUND = 0.045
 #: The least bulk goodput with QoS, as a share of the two paths' rates (see the module docstring).
-BULK_SHARE = 0.50
+BULK_SHARE = 0.85
 #: The least interactive p99 without the policy: the bulk stream keeps the queues long.
 BASELINE_P99 = 0.080
 #: A run in which the process waited this share of the window for a CPU measured the host, not
@@ -351,7 +349,7 @@ class RelayQoSTests(TestCase):
     def test_interactive_p99_within_budget(self):
         """With ``max_latency=40 ms`` on the interactive stream, the p99 one-way delay of its
         messages over two real relayed paths, both saturated by a bulk stream, is within the
-        budget plus 5 ms, no message is lost, and the bulk stream still gets at least half of
+        budget plus 5 ms, no message is lost, and the bulk stream still gets at least 85% of
         the two paths' rates."""
         result = yield self.scenario(POLICY)
         failures = []

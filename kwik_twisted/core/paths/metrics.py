@@ -525,7 +525,7 @@ class PathMetricsTracker:
         if rtt is not None:
             smoothed_rtt = self.smoothed_rtt = rtt.smoothed_rtt
             self.min_rtt = rtt.min_rtt
-            self.latest_rtt = rtt.latest_rtt
+            self.latest_rtt = getattr(rtt, "adjusted_rtt", rtt.latest_rtt)  # no ACK delay
         elif smoothed_rtt is not None:
             self.smoothed_rtt = smoothed_rtt
         self.delivery.on_ack(acked_bytes, now=now, smoothed_rtt=smoothed_rtt)

@@ -30,7 +30,13 @@ fastest path's RTT) the enforcer estimates each usable path (:class:`PathEstimat
   the bandwidth-delay product) while latency-bound data meets its budget, and the other paths
   stay viable fallbacks.  ``rate`` is the path's bandwidth estimate, or its recent delivery rate
   while the queue stands far above target (the bottleneck got slower: the recent rate is then its
-  new capacity).  Paths that cannot serve any such stream fill their buffers as usual.
+  new capacity; "far above" is half the target plus two datagrams' serialization, since a pair
+  of datagrams sent back to back reads as a few milliseconds of queue on a slow path).  A
+  cap-limited path delivers only what the cap lets through, so a path that carries no delay-bound
+  data now (a fallback) probes: one smoothed RTT in :data:`PROBE_CYCLE` its cap is
+  :data:`PROBE_GAIN` times larger (BBR's ProbeBW), so its estimate can rise to capacity it was not
+  shown (without it, an RTT inflated by ACK aggregation held a 4 Mbit/s fallback path at 2 Mbit/s).
+  Paths that cannot serve any such stream fill their buffers as usual.
 * **Violations.**  An unmet promise is reported as
   :class:`~kwik_twisted.events.QoSViolated` once per episode: the episode ends after the promise
   has been met for :data:`EPISODE_HOLD` seconds.  ``min_bandwidth`` is judged by the shaper's
@@ -78,6 +84,11 @@ REJOIN_SHARE = 0.8
 REJOIN_HOLD = 0.5
 #: The smallest queue target of a delay-aware cap, in seconds.
 MIN_TARGET = 0.001
+#: One smoothed RTT in PROBE_CYCLE the cap is PROBE_GAIN times larger (BBR's ProbeBW cycle): a
+#: cap-limited path delivers only what the cap lets through, so without a probe its estimate, and
+#: the cap, could never rise to capacity it was not shown.
+PROBE_CYCLE = 8
+PROBE_GAIN = 1.25
 #: Datagrams a delay-aware cap always allows.
 MIN_CAP_DATAGRAMS = 4
 #: Seconds a promise must be met before a new violation episode can begin.
@@ -91,6 +102,9 @@ ADMISSION_INTERVAL = 0.1
 #: A standing queue of this share of the cap's target means the path is saturated: its recent
 #: delivery rate is then its capacity.
 SATURATED_SHARE = 0.5
+#: ... plus this many datagrams' serialization (a pair sent back to back, an ACK every second
+#: packet: a few milliseconds of "queue" on a slow path that is not saturated at all).
+SATURATED_PACKETS = 2
 
 
 class Requirements(NamedTuple):
@@ -423,17 +437,23 @@ class QoSEnforcer:
     def _apply_caps(self, bounds: list[Requirements], estimates: dict, now: float, actions) -> None:
         mds = self.max_datagram_size()
         capped = set()
+        serving = self._serving(estimates)
         for pid, est in estimates.items():
             target = self._target(bounds, est)
             if target is None:
                 continue
             rate = est.rate
             detector = self.detectors.get(pid)
-            if detector is not None and detector.queueing_delay >= SATURATED_SHARE * target:
+            standing = SATURATED_SHARE * target + SATURATED_PACKETS * est.serialization
+            if detector is not None and detector.queueing_delay >= standing:
                 recent = getattr(getattr(est.path.metrics, "delivery", None), "bandwidth", 0.0)
                 if recent > 0.0:
                     rate = recent  # a standing queue: the path is saturated, this is its capacity
-            cap = max(MIN_CAP_DATAGRAMS * mds, int(rate * (2 * est.propagation + target)))
+            window = 2 * est.propagation + target
+            srtt = est.path.recovery.rtt.smoothed_rtt
+            if pid not in serving and srtt > 0.0 and int(now / srtt + pid) % PROBE_CYCLE == 0:
+                window *= PROBE_GAIN  # one RTT in PROBE_CYCLE: room to show more capacity
+            cap = max(MIN_CAP_DATAGRAMS * mds, int(rate * window))
             est.path.recovery.controller.cap = cap
             capped.add(pid)
             actions.append(f"cap path {pid} at {cap} bytes (queue target {target * 1000:.1f} ms)")
@@ -442,6 +462,22 @@ class QoSEnforcer:
             if path is not None:
                 path.recovery.controller.cap = None
         self.capped = capped
+
+    def _serving(self, estimates: dict) -> set[int]:
+        """The paths delay-bound streams use now: their routes, and for a stream any path may
+        carry, the one with the lowest predicted delay (where the scheduler sends it)."""
+        serving: set[int] = set()
+        fastest = min(estimates, key=lambda i: estimates[i].one_way) if estimates else None
+        for stream, route in self._routes.items():
+            qos = stream.qos
+            if qos is None or not (qos[1] or qos[2]):
+                continue
+            if route is None:
+                if fastest is not None:
+                    serving.add(fastest)
+            else:
+                serving |= route
+        return serving
 
     @staticmethod
     def _target(bounds: list[Requirements], est: PathEstimate) -> float | None:

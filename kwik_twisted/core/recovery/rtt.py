@@ -39,6 +39,8 @@ class RttEstimator:
     :ivar rttvar: the RTT variation.
     :ivar jitter: the smoothed mean deviation of successive raw samples.
     :ivar samples: how many samples were taken.
+    :ivar adjusted_rtt: the latest sample less the ACK delay the peer reported (when that stays
+        at or above ``min_rtt``, as for ``smoothed_rtt``): what the path itself took.
     """
 
     __slots__ = (
@@ -49,6 +51,7 @@ class RttEstimator:
         "rttvar",
         "jitter",
         "samples",
+        "adjusted_rtt",
     )
 
     def __init__(self, initial_rtt: float = INITIAL_RTT) -> None:
@@ -57,7 +60,7 @@ class RttEstimator:
 
     def reset(self) -> None:
         """Forget every sample (RFC 9002 §5.3, for example after a path change)."""
-        self.latest_rtt = 0.0
+        self.latest_rtt = self.adjusted_rtt = 0.0
         self.min_rtt = self.initial_rtt
         self.smoothed_rtt = self.initial_rtt
         self.rttvar = self.initial_rtt / 2
@@ -90,7 +93,7 @@ class RttEstimator:
         if latest_rtt < 0.0:
             latest_rtt = 0.0
         if self.samples == 0:
-            self.latest_rtt = self.min_rtt = self.smoothed_rtt = latest_rtt
+            self.latest_rtt = self.min_rtt = self.smoothed_rtt = self.adjusted_rtt = latest_rtt
             self.rttvar = latest_rtt / 2
             self.samples = 1
             return
@@ -105,6 +108,7 @@ class RttEstimator:
         adjusted = latest_rtt
         if ack_delay > 0.0 and latest_rtt >= self.min_rtt + ack_delay:
             adjusted = latest_rtt - ack_delay
+        self.adjusted_rtt = adjusted
         self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.smoothed_rtt - adjusted)
         self.smoothed_rtt = 0.875 * self.smoothed_rtt + 0.125 * adjusted
 
