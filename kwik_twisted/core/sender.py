@@ -37,7 +37,7 @@ Theory of operation.  :mod:`~kwik_twisted.core.sending` decides what goes *in* a
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 
 from ..errors import ProtocolViolation
 from ..wire import AckFrame, ConnectionCloseFrame, Epoch
@@ -45,7 +45,13 @@ from .entropy import Entropy, random_below
 from .keys import KeySchedule
 from .paths.manager import PathManager
 from .paths.path import Path, PathPhase
-from .paths.scheduler import FrameRequirements, Scheduler, affordable_paths, has_room
+from .paths.scheduler import (
+    FrameRequirements,
+    Scheduler,
+    affordable_paths,
+    eligible_paths,
+    has_room,
+)
 from .recovery.loss import LossRecovery, SentPacket
 from .retransmit import RecordRouter
 from .sending import (
@@ -100,6 +106,7 @@ class Sender:
         self.stats = stats
         self._skip_countdown = 1 + random_below(entropy, 2 * SKIP_ONE_IN)
         self._requirements = FrameRequirements()
+        self._copies: dict[int, deque] = {}  # path ID -> copies waiting for window room
         self.qos = None  # the connection's QoSEnforcer (core/qos/enforcer.py)
         self.trace = None  # a core.trace.Trace when the connection is traced (qlog)
 
@@ -209,8 +216,12 @@ class Sender:
             self._send_on_path(path, out, now, data=False)
         streams = self.streams
         budget = BURST_LIMIT * len(live)
+        if self._copies:
+            self._flush_copies([p for p in live if p.usable], out, now)
         while streams.has_data and budget > 0:
             usable = [p for p in live if p.usable]
+            if self._copies:  # a path's waiting copies go before any new data on it
+                self._flush_copies(usable, out, now)
             if self.send_queue.pinned:
                 targets = self._select_pinned(usable, now)
             else:
@@ -224,7 +235,10 @@ class Sender:
                 break
             budget -= 1
             for other in targets[1:]:
-                self._duplicate(packet.frames, other, out, now)
+                if has_room(other):
+                    self._duplicate(packet.frames, other, out, now)
+                else:
+                    self._queue_copy(packet.frames, other)
             if len(targets) == 1 and self.qos is not None and self.qos.redundant:
                 self._copy_redundant(packet, targets[0], usable, out, now)
         for path in live:
@@ -232,6 +246,29 @@ class Sender:
             if path.usable and not streams.has_data:
                 if recovery.bytes_in_flight < recovery.controller.cwnd:
                     recovery.controller.on_app_limited(now=now)
+
+    def _queue_copy(self, records: list, path: Path) -> None:
+        """Keep a copy of ``records`` for ``path`` until its window has room (the ``redundant``
+        scheduler), at most twice its window's worth of packets: a path much slower than the
+        others drops its oldest copies (the data went on the faster path and is likely acked)."""
+        queue = self._copies.setdefault(path.id, deque())
+        queue.append(records)
+        limit = max(4, 2 * path.recovery.controller.cwnd // self.ctx.max_datagram_size)
+        while len(queue) > limit:
+            queue.popleft()
+            self.stats["redundant_copies_dropped"] += 1
+
+    def _flush_copies(self, usable: list[Path], out: list, now: float) -> None:
+        """Send the copies waiting for each usable path while its window has room; forget those
+        of paths no longer usable."""
+        copies = self._copies
+        for path in usable:
+            queue = copies.get(path.id)
+            while queue and has_room(path):
+                self._duplicate(queue.popleft(), path, out, now)
+        live = {p.id for p in usable}
+        for path_id in [pid for pid, queue in copies.items() if not queue or pid not in live]:
+            del copies[path_id]
 
     def _paced_ok(self, path: Path, now: float) -> bool:
         pace_at = path.pacer.next_send_time(now=now)
@@ -250,7 +287,9 @@ class Sender:
         if built is None:
             return
         datagram, packet = built
-        path.recovery.on_packet_sent(packet)
+        recovery = path.recovery
+        path.metrics.on_sent(packet, recovery.bytes_in_flight, recovery.controller.app_limited)
+        recovery.on_packet_sent(packet)
         path.pacer.consume(packet.size, now)
         path.bytes_sent += packet.size
         path.packets_sent += 1
@@ -303,7 +342,16 @@ class Sender:
         req.priority = streams.highest_pending_priority() or 0
         req.size = self.ctx.max_datagram_size
         req.backlog = backlog
-        return self.scheduler.select_all(candidates, req, now=now)
+        scheduler = self.scheduler
+        targets = scheduler.select_all(candidates, req, now=now)
+        if scheduler.duplicates and targets:
+            # The copies go on every other eligible path, its pacer or not: they repeat a packet
+            # paced on its primary; each path's window still bounds them (a copy waits for room).
+            primary = targets[0]
+            others = [p for p in eligible_paths(usable) if p is not primary]
+            others.sort(key=lambda p: p.recovery.rtt.smoothed_rtt)
+            targets = [primary, *others]
+        return targets
 
     def _maybe_skip(self, recovery: LossRecovery) -> None:
         """Now and then skip a sequence number: a peer acknowledging it is lying."""

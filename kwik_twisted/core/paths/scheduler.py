@@ -350,6 +350,9 @@ class Scheduler(ABC):
     """
 
     name: ClassVar[str] = ""
+    #: Whether every packet of stream data is copied onto the other paths (the sender then adds
+    #: every other eligible path with window room, whatever its pacer says).
+    duplicates: ClassVar[bool] = False
 
     def __init__(self, *, ecf: bool = True, beta: float = ECF_BETA) -> None:
         if not beta >= 0.0:
@@ -441,6 +444,8 @@ class Redundant(LowestRtt):
     need it only for a QoS promise get selective redundancy under any scheduler instead
     (docs/qos.rst).  :meth:`select` answers the primary, :meth:`select_all` every path.
     """
+
+    duplicates = True
 
     def select_all(
         self, paths: Sequence[P], requirements: FrameRequirements, *, now: float

@@ -234,3 +234,29 @@ class SendBufferTests(SynchronousTestCase):
         self.assertTrue(buf.acked_all)
         self.assertEqual(buf.buffered_bytes, 0)
         self.assertFalse(buf.pending)
+
+
+class PeekTests(SynchronousTestCase):
+    """``SendBuffer.peek``: the bytes of a sent, still held range, for a redundant copy."""
+
+    def test_peek_reads_sent_bytes_without_changing_state(self) -> None:
+        """peek returns the written bytes of a sent range and leaves what is pending alone."""
+        buf = SendBuffer(1 << 20)
+        buf.write(b"abcdefghij")
+        buf.next_frame(6)
+        self.assertEqual(bytes(buf.peek(2, 6)), b"cdef")
+        self.assertEqual(bytes(buf.peek(3, 3)), b"")
+        self.assertEqual(buf.unsent_bytes, 4)
+        self.assertEqual(buf.next_frame(100)[0], 6)
+
+    def test_peek_refuses_unsent_or_released_ranges(self) -> None:
+        """A range past what was sent, or below what was acknowledged, raises ValueError."""
+        buf = SendBuffer(1 << 20)
+        buf.write(b"abcdefghij")
+        buf.next_frame(6)
+        with self.assertRaises(ValueError):
+            buf.peek(4, 8)
+        buf.on_acked(0, 4, False)
+        with self.assertRaises(ValueError):
+            buf.peek(2, 5)
+        self.assertEqual(bytes(buf.peek(4, 6)), b"ef")
