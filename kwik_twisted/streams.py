@@ -94,9 +94,10 @@ class QoSPolicy:
 
     :raises ConfigurationError: (when made) a field has a bad value; the message names it.
 
-    A policy is a request carried with the stream to the peer, which reads it on its transport;
-    this release does not yet let the scheduler or the congestion controller act on it
-    (``docs/endpoints.rst``, "Stream priority and QoS").
+    The policy travels with the stream to the peer, and both ends keep it for the data they send
+    on the stream: paths that cannot meet it are avoided, queues are held short for latency and
+    jitter, a guaranteed rate is served first, and :class:`~kwik_twisted.events.QoSViolated` says
+    when no path can keep it (docs/qos.rst).
     """
 
     min_bandwidth: float | None = None
