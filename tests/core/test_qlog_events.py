@@ -278,3 +278,44 @@ class QosRequestTests(SynchronousTestCase):
             tracer.named("kwik:qos_requested"),
             [{"owner": "local", **expected}, {"owner": "remote", **expected}],
         )
+
+
+class QosEventTests(SynchronousTestCase):
+    """The QoS data plane's qlog events: violations and congestion reports."""
+
+    def test_a_violation_is_traced_as_kwik_qos_violated(self) -> None:
+        """A QoSViolated event the connection emits becomes ``kwik:qos_violated`` with the
+        stream, the metric, the measured figure and the bound."""
+        from kwik_twisted.core.trace import Trace
+        from kwik_twisted.events import QoSViolated
+
+        tracer = Collector()
+        trace = Trace(tracer, is_client=True, odcid=bytes(8), now=0.0)
+        trace.on_event(QoSViolated(4, "max_latency", 0.052, 0.04), 1.5)
+        self.assertEqual(
+            tracer.named("kwik:qos_violated"),
+            [{"stream_id": 4, "metric": "max_latency", "measured": 0.052, "bound": 0.04}],
+        )
+
+    def test_a_congestion_report_is_traced_as_json(self) -> None:
+        """``congestion_report`` writes ``kwik:congestion_report``: the global level and each
+        path's report, JSON-serialisable, with the path's queueing delay and its forecast."""
+        from kwik_twisted.core.qos.detector import CongestionDetector, global_report
+        from kwik_twisted.core.trace import Trace
+
+        detector = CongestionDetector(1, now=0.0)
+        for i in range(50):
+            now = 0.001 * i
+            detector.on_ack(now=now, acked_bytes=1350, bytes_in_flight=20000,
+                            latest_rtt=0.020 + now, smoothed_rtt=0.020 + now / 2,
+                            min_rtt=0.020, delivery_rate=1.25e6)
+        report = global_report([detector.report(now=0.05)], now=0.05, actions=("cap path 1",))
+        tracer = Collector()
+        Trace(tracer, is_client=True, odcid=bytes(8), now=0.0).congestion_report(report, 0.05)
+        [data] = tracer.named("kwik:congestion_report")
+        json.dumps(data)
+        [path] = data["paths"]
+        self.assertEqual(path["path_id"], 1)
+        self.assertGreater(path["queueing_delay"], 0.0)
+        self.assertIn("predicted_queueing_delay", path)
+        self.assertEqual(data["actions"], ["cap path 1"])
