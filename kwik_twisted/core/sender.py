@@ -278,6 +278,8 @@ class Sender:
     def _duplicate(self, records: list, path: Path, out: list, now: float) -> None:
         """Send the stream ranges of ``records`` (a packet's, just sent) again on ``path`` at
         once, only the streams ``path`` may carry (redundant scheduling)."""
+        if not path.address_validated:
+            return  # a copy must not spend the anti-amplification budget (RFC 9000 §8)
         records = [
             r for r in records if isinstance(r, StreamRecord) and allowed_on(r.stream, path.id)
         ]
@@ -294,6 +296,7 @@ class Sender:
         path.bytes_sent += packet.size
         path.packets_sent += 1
         out.append((datagram, path.local_addr, path.remote_addr))
+        self.idle.last_sent = now
         self.stats["redundant_packets"] += 1
         self.stats["redundant_bytes"] += packet.size
         if self.trace is not None:

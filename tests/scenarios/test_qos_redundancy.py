@@ -73,3 +73,38 @@ class SelectiveRedundancyTests(SynchronousTestCase):
         self.assertLess(messages.late_fraction(0.060), 0.05)
         plain = self.run_messages(False).flows["m"]
         self.assertGreater(plain.late_fraction(0.060), 0.20)
+
+
+class CopyAmplificationTests(SynchronousTestCase):
+    """Redundant copies never spend a path's anti-amplification budget."""
+
+    def test_no_copy_goes_on_a_path_whose_address_is_not_validated(self) -> None:
+        """With the redundant scheduler, once path 1's peer address is unvalidated again (as
+        after a NAT rebinding), what goes on it stays within three times what arrived on it
+        since (copies included: they are not exempt), and the upload completes intact."""
+        link = LinkConfig(delay=0.015, rate_bps=10e6, queue_bytes=40000)
+        options = {"scheduler": "redundant"}
+        holder, seen = [], {}
+
+        def setup(network) -> None:
+            def unvalidate() -> None:
+                client = holder[0]
+                path = client.paths.get(1)
+                if path is None or not path.usable:
+                    network.at(network.now + 0.01, unvalidate)
+                    return
+                path.restart_amplification()
+                seen["sent"], seen["received"] = path.bytes_sent, path.bytes_received
+
+            network.at(0.2, unvalidate)
+
+        result = run_transfers(size=MiB, link=link, extra_paths=[(link, None)],
+                               client_options=options, server_options=options, setup=setup,
+                               on_start=holder.extend)
+        self.assertTrue(result.all_intact)
+        client = result.clients[0]
+        self.assertIn("sent", seen)
+        path = client.paths[1]
+        self.assertFalse(path.address_validated)
+        sent, received = path.bytes_sent - seen["sent"], path.bytes_received - seen["received"]
+        self.assertLessEqual(sent, 3 * received)

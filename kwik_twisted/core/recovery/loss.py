@@ -56,6 +56,8 @@ MAX_PTO_BACKOFF = 16
 MAX_SKIPPED = 1024
 MAX_SEQUENCE = (1 << 64) - 1
 _COMPACT_SLACK = 64
+#: How many outstanding packets :meth:`LossRecovery.oldest_unacked_time` looks through.
+OLDEST_SCAN = 64
 
 
 class SentPacket:
@@ -480,11 +482,17 @@ class LossRecovery:
     # -- path teardown -----------------------------------------------------------
 
     def oldest_unacked_time(self) -> float | None:
-        """When the oldest outstanding packet was sent (``None``: none is outstanding); O(1)."""
-        if self._head >= len(self._order):
+        """When the oldest packet still counted in flight was sent (``None``: none is, or none
+        among the first :data:`OLDEST_SCAN` outstanding packets: ACK-only packets, never in
+        flight, are skipped, at a bounded cost)."""
+        if not self.bytes_in_flight:
             return None
-        packet = self._sent.get(self._order[self._head])
-        return None if packet is None else packet.sent_time
+        order, sent = self._order, self._sent
+        for i in range(self._head, min(len(order), self._head + OLDEST_SCAN)):
+            packet = sent.get(order[i])
+            if packet is not None and packet.in_flight:
+                return packet.sent_time
+        return None
 
     def in_flight_packets(self) -> list[SentPacket]:
         """The packets still counted in flight, oldest first (O(outstanding packets))."""

@@ -91,3 +91,44 @@ class WindowCapTests(SynchronousTestCase):
         self.assertLessEqual(controller._cwnd, 17 * MSS)
         controller.cap = None
         self.assertLessEqual(controller.cwnd, 17 * MSS)
+
+
+class LooksDeadTests(SynchronousTestCase):
+    """A cheaper path is failing when data in flight has waited more than one PTO for its ACK;
+    packets that carry only ACKs (never acknowledged by themselves) do not count."""
+
+    def recovery(self):
+        from kwik_twisted.core.recovery.loss import LossRecovery
+
+        recovery = LossRecovery(create_controller("newreno", max_datagram_size=MSS))
+        recovery.rtt.update(0.05)
+        return recovery
+
+    def test_ack_only_packets_do_not_make_a_path_look_dead(self) -> None:
+        """A path whose only outstanding packet is an old ACK-only one is not failing, however
+        long ago it was sent; nor is a path with nothing outstanding."""
+        from kwik_twisted.core.paths.scheduler import looks_dead
+        from kwik_twisted.core.recovery.loss import SentPacket
+
+        path = make_path(1, 0.05)
+        path.recovery = self.recovery()
+        self.assertFalse(looks_dead(path, 100.0))
+        path.recovery.on_packet_sent(SentPacket(0, 0.0, 60, False, False, []))
+        self.assertIsNone(path.recovery.oldest_unacked_time())
+        self.assertFalse(looks_dead(path, 100.0))
+
+    def test_data_unacknowledged_for_a_pto_makes_a_path_look_dead(self) -> None:
+        """An ack-eliciting packet in flight for longer than srtt + 4 rttvar + max_ack_delay
+        makes the path look dead; younger, it does not.  ACK-only packets ahead of it are
+        skipped."""
+        from kwik_twisted.core.paths.scheduler import looks_dead
+        from kwik_twisted.core.recovery.loss import SentPacket
+
+        path = make_path(1, 0.05)
+        recovery = path.recovery = self.recovery()
+        recovery.on_packet_sent(SentPacket(0, 0.5, 60, False, False, []))
+        recovery.on_packet_sent(SentPacket(1, 1.0, MSS, True, True, []))
+        self.assertEqual(recovery.oldest_unacked_time(), 1.0)
+        pto = recovery.rtt.pto_interval(recovery.max_ack_delay)
+        self.assertFalse(looks_dead(path, 1.0 + pto * 0.9))
+        self.assertTrue(looks_dead(path, 1.0 + pto * 1.1))
