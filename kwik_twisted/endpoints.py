@@ -21,7 +21,9 @@ with the protocol, already connected, once the handshake completed; it fails wit
 (a ``ConnectError`` carrying the TLS reason), ``TimeoutError`` after ``timeout`` seconds, or
 ``ConnectingCancelledError`` when cancelled.  As with Twisted's endpoints, the factory's
 ``doStart`` runs when connecting and ``doStop`` when the attempt fails or the stream's protocol
-lost its connection.
+lost its connection.  A new connection offers the TLS session ticket its endpoint kept from an
+earlier connection to the same server name and port (:mod:`kwik_twisted.glue.tickets`), unless
+``resumption=False``: a resumed handshake skips the certificate.
 
 Multipath.  A client endpoint given ``paths`` binds one more UDP socket per extra path (to the
 path's local address) when it connects, and opens the paths once the handshake completed; ``backup``
@@ -61,6 +63,7 @@ from .glue.entropy import SystemEntropy
 from .glue.interfaces import IClientPortOwner
 from .glue.ports import MAX_DATAGRAM
 from .glue.server import KwikServerProtocol
+from .glue.tickets import TicketStore
 from .glue.udp import listenBatchingUDP
 from .streams import Priority, QoSPolicy, as_priority
 
@@ -236,6 +239,8 @@ class KwikClientEndpoint:
         opens (sent with it), or ``None``.
     :param qlog: a directory for qlog traces, one file per connection
         (``<odcid>_client.sqlog``); ``None``: the ``QLOGDIR`` environment variable, if set.
+    :param resumption: resume later connections to a server with a TLS session ticket from an
+        earlier one (kept per endpoint: :class:`~kwik_twisted.glue.tickets.TicketStore`).
     :raises ConfigurationError: a path, backup index or cost is malformed, there are more paths
         than ``config.max_paths``, or ``priority`` is not a priority.
     :raises TypeError: ``qos`` is not a ``QoSPolicy``.
@@ -244,8 +249,10 @@ class KwikClientEndpoint:
     def __init__(self, reactor, host: str, port: int, *, config: ConnectionConfig,
                  timeout: float = 30.0, bindAddress: tuple | None = None, reuse: bool = True,
                  paths=(), backup=(), costs=None, entropy=None, priority=Priority.NORMAL,
-                 qos: QoSPolicy | None = None, qlog: str | None = None) -> None:
+                 qos: QoSPolicy | None = None, qlog: str | None = None,
+                 resumption: bool = True) -> None:
         self._qlog = qlog
+        self._tickets = TicketStore() if resumption else None
         self._reactor = reactor
         self._host = host
         self._port = port
@@ -301,7 +308,8 @@ class KwikClientEndpoint:
         entry = _ClientConnection(self._reactor, self._host, self._port, self._config,
                                   self._bindAddress, self._entropy, key if self._reuse else None,
                                   self._paths, self._backup, self._sharedContext, self._qlog,
-                                  costs=self._costs, loads=self._serverLoads)
+                                  costs=self._costs, loads=self._serverLoads,
+                                  tickets=self._tickets)
         if self._reuse:
             pool.setdefault(key, []).append(entry)
         _registry(_all, self._reactor, set()).add(entry)
@@ -428,8 +436,9 @@ class _ClientConnection:
 
     def __init__(self, reactor, host, port, config, bindAddress, entropy, key, paths=(),
                  backup=(), context=None, qlog=None, *, costs=(),
-                 loads: ServerLoads | None = None) -> None:
+                 loads: ServerLoads | None = None, tickets=None) -> None:
         self.qlog = qlog
+        self.tickets = tickets
         self.reactor = reactor
         self.context = context
         self.host = host
@@ -515,6 +524,7 @@ class _ClientConnection:
                          bindAddress=self.bindAddress, owner=self, loads=self.loads,
                          config=self.config, entropy=self.entropy, paths=self.paths,
                          backup=self.backup, costs=self.costs, tlsContext=context,
+                         tickets=self.tickets,
                          qlog=self.qlog)
         if self.loads is not None:  # the less loaded servers first
             addresses = self.loads.order(addresses, self.reactor.seconds())

@@ -67,12 +67,16 @@ class KwikClientProtocol(PortMixin, DatagramProtocol):
     :param tlsContext: an OpenSSL context made by ``make_context(config.tls, is_client=True)`` to
         share (an endpoint shares one among its connections); ``None`` makes one.
     :param qlog: the directory of qlog traces (default: ``$QLOGDIR``; neither: no traces).
+    :param tickets: the endpoint's :class:`~kwik_twisted.glue.tickets.TicketStore` (a ticket is
+        taken from it and offered, the server's new ones filed in it); ``None``: no resumption.
     """
 
     def __init__(self, reactor, config, remote: tuple, *, entropy, owner, paths=(),
                  backup=(), costs=(), tlsContext=None, qlog: str | None = None,
-                 onServerLoad=None) -> None:
+                 onServerLoad=None, tickets=None) -> None:
         self._tlsContext = tlsContext
+        self._tickets = tickets
+        self._ticketsSeen = 0
         self._qlog = qlog
         self.reactor = reactor
         self.config = config
@@ -112,10 +116,13 @@ class KwikClientProtocol(PortMixin, DatagramProtocol):
         # The glue, not the core, opens the paths to advertised addresses (addressAdvertised):
         # the main socket is connected to the server's first address and cannot reach them.
         config = dataclasses.replace(self.config, use_advertised=False)
+        session = None
+        if self._tickets is not None:
+            session = self._tickets.take(self.ticketKey(), self.reactor.seconds())
         core = Connection.client(
             config, local_addr=self._local, remote_addr=self.remote,
             entropy=self.entropy, now=self.reactor.seconds(),
-            tls_factory=partial(tls_session, context),
+            tls_factory=partial(tls_session, context, session=session),
             new_tracer=tracer_factory(qlog_directory(self._qlog), is_client=True),
         )
         self.connection = KwikConnection(self.reactor, core, self)
@@ -127,6 +134,22 @@ class KwikClientProtocol(PortMixin, DatagramProtocol):
             self.connection.receive(data, local, addr)
             if self._onServerLoad is not None:
                 self._reportServerLoad()
+            if self._tickets is not None:
+                self._fileTicket()
+
+    def ticketKey(self) -> tuple:
+        """Where this server's tickets are filed: ``(server name, port)``."""
+        return (getattr(self.config.tls, "server_name", None) or self.remote[0], self.remote[1])
+
+    def _fileTicket(self) -> None:
+        """File the session once TLS saw a (new) ticket after the handshake."""
+        tls = self.connection.core.handshake.tls
+        if tls.tickets == self._ticketsSeen:
+            return
+        self._ticketsSeen = tls.tickets
+        session = tls.session
+        if session is not None:
+            self._tickets.put(self.ticketKey(), session, self.reactor.seconds())
 
     def _reportServerLoad(self) -> None:
         core = self.connection.core

@@ -44,9 +44,12 @@ MAX_DATAGRAM = 65535
 log = Logger()
 
 
-def tls_session(context, config, *, is_client: bool) -> TlsSession:
-    """A :class:`TlsSession` on a shared OpenSSL ``context`` (bind it with ``partial``)."""
-    return TlsSession(config, is_client=is_client, context=context)
+def tls_session(context, config, *, is_client: bool, session=None) -> TlsSession:
+    """
+    A :class:`TlsSession` on a shared OpenSSL ``context`` (bind it with ``partial``), offering
+    ``session`` (a ticket, client only) for resumption.
+    """
+    return TlsSession(config, is_client=is_client, context=context, session=session)
 
 
 def _write(transport, connected: tuple | None, datagrams: list, remote: tuple) -> None:

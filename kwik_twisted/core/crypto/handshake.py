@@ -17,6 +17,17 @@ exporter (RFC 8446 section 7.5) with the connection IDs as context, see
 records: a failure raises :class:`~kwik_twisted.errors.HandshakeFailed`
 carrying the alert, and the connection reports it in CONNECTION_CLOSE as
 ``0x100 + alert`` (as RFC 9001 section 4.8 does).
+
+Resumption (protocol.rst, "Resumption").  A server issues TLS 1.3 session tickets (stateless:
+sealed with a key its :class:`SSL.Context` makes at random, so one context shared by a server's
+connections honours its own tickets and a restarted server rejects the old ones, which then costs
+a full handshake, never a failure).  A client passes ``session`` (a ticket from an earlier
+connection, see :attr:`TlsSession.session`) to offer it; a resumed handshake sends no certificate
+and verifies none (the identity checked when the ticket was issued stays in it), see
+:attr:`TlsSession.resumed`.  Tickets arrive after the handshake completed, so
+:attr:`TlsSession.tickets` counts the client's post-handshake receptions: read
+:attr:`TlsSession.session` when it moves.  There is no 0-RTT: pyOpenSSL has no early data API
+and the TLS early exporter, which Kwik's 0-RTT packet keys would come from, is not bound.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ import service_identity
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL, crypto
+from OpenSSL._util import lib as _openssl
 from service_identity.pyopenssl import verify_hostname, verify_ip_address
 
 from kwik_twisted.errors import (
@@ -46,6 +58,9 @@ ALPN = b"kwik/3"
 CLIENT_EXPORTER_LABEL = b"EXPORTER-kwik v3 client"
 SERVER_EXPORTER_LABEL = b"EXPORTER-kwik v3 server"
 DEFAULT_MAX_HANDSHAKE_BYTES = 64 * 1024
+#: Seconds a server's session tickets are good for (its ticket_lifetime, RFC 8446 4.6.1).
+TICKET_LIFETIME = 7200
+_SESSION_ID_CONTEXT = b"kwik/3"
 
 #: A PEM source: a path (``str`` or path object) or the PEM bytes themselves.
 PemSource = str | PurePath | bytes
@@ -194,8 +209,10 @@ def make_context(config: TlsConfig, *, is_client: bool) -> SSL.Context:
     ctx = SSL.Context(SSL.TLS_METHOD)
     ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
     ctx.set_max_proto_version(SSL.TLS1_3_VERSION)
-    ctx.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_COMPRESSION)
+    ctx.set_options(SSL.OP_NO_COMPRESSION)
+    # Stateless TLS 1.3 tickets need no server cache; a client keeps its tickets itself.
     ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+    ctx.set_timeout(TICKET_LIFETIME)
     if is_client:
         if config.client_certificate is not None:
             _use_identity(ctx, config.client_certificate, config.client_private_key)
@@ -205,6 +222,7 @@ def make_context(config: TlsConfig, *, is_client: bool) -> SSL.Context:
             raise ConfigurationError("a server needs a certificate chain and private key")
         _use_identity(ctx, config.certificate_chain, config.private_key)
         ctx.set_alpn_select_callback(_select_alpn)
+        ctx.set_session_id(_SESSION_ID_CONTEXT)  # tickets of verified client certificates
     if config.verifies_peer(is_client=is_client):
         _load_trust_roots(ctx, config.trust_roots)
     return ctx
@@ -223,6 +241,11 @@ class TlsSession:
     :attr:`complete` turns true, take the packet keys from
     :meth:`application_protections`.  Once a call has raised, every later call
     raises the same error.
+
+    :param session: client only: a session (ticket) from an earlier connection to the same
+        server to offer for resumption; the server may refuse it (a full handshake follows).
+    :ivar tickets: client: how many times bytes came after completion (session tickets).
+    :ivar verifications: how many certificates the verify callback saw (none when resumed).
     """
 
     __slots__ = (
@@ -235,10 +258,17 @@ class TlsSession:
         "_received",
         "_verify_error",
         "complete",
+        "tickets",
+        "verifications",
     )
 
     def __init__(
-        self, config: TlsConfig, *, is_client: bool, context: SSL.Context | None = None
+        self,
+        config: TlsConfig,
+        *,
+        is_client: bool,
+        context: SSL.Context | None = None,
+        session: SSL.Session | None = None,
     ) -> None:
         self._config = config
         self._is_client = is_client
@@ -248,6 +278,8 @@ class TlsSession:
         self._alert_received: int | None = None
         self._verify_error: tuple[int, int] | None = None
         self.complete = False
+        self.tickets = 0
+        self.verifications = 0
         ctx = context if context is not None else make_context(config, is_client=is_client)
         self._conn = SSL.Connection(ctx, None)
         self._conn.set_info_callback(self._on_info)
@@ -255,6 +287,8 @@ class TlsSession:
         if is_client:
             self._conn.set_connect_state()
             _set_sni(self._conn, config.server_name)
+            if session is not None:
+                self._conn.set_session(session)
         else:
             self._conn.set_accept_state()
 
@@ -270,6 +304,7 @@ class TlsSession:
     def _on_verify(
         self, conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int
     ) -> bool:
+        self.verifications += 1
         if not ok and self._verify_error is None:
             self._verify_error = (errno, depth)
         return bool(ok)
@@ -298,6 +333,8 @@ class TlsSession:
             self._feed(data)
             if not self.complete:
                 self._advance()
+            elif data and self._is_client:
+                self.tickets += 1
             if self.complete:
                 self._drain_post_handshake()
             return self._outgoing()
@@ -329,6 +366,11 @@ class TlsSession:
         if self._is_client and self._config.verifies_peer(is_client=True):
             self._check_identity()
         self.complete = True
+        if self._is_client:
+            # Kwik never sends a TLS close_notify; without this, freeing the connection would mark
+            # its session (the latest ticket, maybe kept for later) unresumable.  Kwik never
+            # writes TLS application data, which is all that a sent shutdown forbids.
+            self._conn.set_shutdown(SSL.SENT_SHUTDOWN)
 
     def _drain_post_handshake(self) -> None:
         while True:
@@ -410,6 +452,22 @@ class TlsSession:
         return self._conn.get_peer_certificate(as_cryptography=True)
 
     @property
+    def resumed(self) -> bool:
+        """Whether the handshake resumed a session (a ticket) instead of a full one."""
+        return self.complete and _session_reused(self._conn)
+
+    @property
+    def session(self) -> SSL.Session | None:
+        """
+        The session to resume a later connection to this server with, or ``None``.
+
+        Meaningful on a client once :attr:`tickets` is non-zero (before, it holds no ticket).
+        """
+        if not self.complete or self._failure is not None:
+            return None
+        return self._conn.get_session()
+
+    @property
     def alpn(self) -> str | None:
         """The negotiated application protocol (``"kwik/3"``), or ``None``."""
         negotiated = self._conn.get_alpn_proto_negotiated()
@@ -438,6 +496,14 @@ class TlsSession:
         return derive_protection(send), derive_protection(receive)
 
 
+def _session_reused(conn: SSL.Connection) -> bool:
+    """``SSL_session_reused``: pyOpenSSL 26 has no wrapper, so its own bindings are called."""
+    method = getattr(conn, "session_reused", None)
+    if method is not None:
+        return bool(method())
+    return bool(_openssl.SSL_session_reused(conn._ssl))
+
+
 def _ip_address(name: str) -> str | None:
     try:
         return str(ipaddress.ip_address(name))
@@ -458,6 +524,7 @@ __all__ = [
     "ALPN",
     "CLIENT_EXPORTER_LABEL",
     "SERVER_EXPORTER_LABEL",
+    "TICKET_LIFETIME",
     "TlsConfig",
     "TlsSession",
     "make_context",
