@@ -19,6 +19,10 @@ saw that datagram, and *application* keys, exported from TLS when the handshake 
   holds up to :data:`MAX_EARLY_PACKETS` of them (:data:`MAX_EARLY_BYTES` in all) and replays them
   once its keys exist (:meth:`~KeySchedule.take_early`).  Nothing in that queue is authenticated,
   so a forger cannot grow it past those bounds; what does not fit is dropped and counted.
+* **Key update.**  Application keys change generation (protocol.rst, "Key update"): their
+  :class:`~.crypto.keyupdate.KeyPhases` (:attr:`KeySchedule.phases`) picks the sealing keys and
+  key phase of each packet (:meth:`~KeySchedule.app_sealing`) and the keys a packet's key phase
+  names.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from collections import Counter
 
 from ..errors import DecryptionFailed, DroppedPacket
 from ..wire import Epoch
+from .crypto.keyupdate import DEFAULT_KEY_UPDATE_INTERVAL, KeyPhases
 from .crypto.protection import PacketProtection, initial_protections
 
 #: Undecryptable application packets a server holds until its keys exist, and their bytes at most:
@@ -53,8 +58,7 @@ class KeySchedule:
         "stats",
         "initial_send",
         "initial_recv",
-        "app_send",
-        "app_recv",
+        "phases",
         "confirmed",
         "peer_has_app_keys",
         "first_app_seq",
@@ -69,8 +73,7 @@ class KeySchedule:
         self.initial_send, self.initial_recv = initial_protections(
             original_dcid, is_client=is_client
         )
-        self.app_send: PacketProtection | None = None
-        self.app_recv: PacketProtection | None = None
+        self.phases: KeyPhases | None = None
         self.confirmed = False
         self.peer_has_app_keys = False
         self.first_app_seq: int | None = None
@@ -83,12 +86,40 @@ class KeySchedule:
     @property
     def complete(self) -> bool:
         """Whether application keys exist."""
-        return self.app_send is not None
+        return self.phases is not None
 
-    def install(self, send: PacketProtection, receive: PacketProtection) -> None:
-        """The handshake completed: application keys exist; held early packets are due."""
-        self.app_send, self.app_recv = send, receive
+    @property
+    def app_send(self) -> PacketProtection | None:
+        """The current generation's application sealing keys (``None`` before the handshake)."""
+        return None if self.phases is None else self.phases.send
+
+    @property
+    def app_recv(self) -> PacketProtection | None:
+        """The current generation's application opening keys (``None`` before the handshake)."""
+        return None if self.phases is None else self.phases.recv
+
+    def install(
+        self,
+        send: PacketProtection,
+        receive: PacketProtection,
+        *,
+        interval: int = DEFAULT_KEY_UPDATE_INTERVAL,
+        pto=lambda: 1.0,
+    ) -> None:
+        """The handshake completed: application keys exist; held early packets are due.
+
+        ``interval`` is the key update interval in packets, ``pto()`` the connection's PTO (how
+        long the previous generation's receive keys outlive an update is three of them).
+        """
+        self.phases = KeyPhases(send, receive, interval=interval, pto=pto, stats=self.stats)
         self.replay_due = True
+
+    def request_update(self) -> bool:
+        """Ask for a key update as soon as the rules allow; ``False`` before the handshake."""
+        if self.phases is None:
+            return False
+        self.phases.request()
+        return True
 
     def confirm(self) -> None:
         """The handshake is confirmed: initial keys are retired."""
@@ -105,7 +136,7 @@ class KeySchedule:
         (the server drops initial-key packets from then on, so a client that kept using them for
         its retransmitted Finished, and the ACKs riding with it, would never be heard again).
         """
-        if self.app_send is None:
+        if self.phases is None:
             return _INITIAL
         if self.confirmed or self.peer_has_app_keys:
             return _APPLICATION
@@ -113,7 +144,7 @@ class KeySchedule:
 
     def packet_epoch(self, handshake_pending: bool) -> int:
         """The epoch of the next packet, given whether handshake bytes wait to be sent."""
-        if self.app_send is None:
+        if self.phases is None:
             return _INITIAL
         if not handshake_pending:
             return _APPLICATION
@@ -123,8 +154,14 @@ class KeySchedule:
         """The sealing keys for ``epoch``."""
         if epoch == _INITIAL:
             return self.initial_send
-        assert self.app_send is not None
-        return self.app_send
+        assert self.phases is not None
+        return self.phases.send
+
+    def app_sealing(self, now: float) -> tuple[PacketProtection, int]:
+        """The sealing keys and key phase of the next application packet (counted toward the key
+        update interval, which may start an update here)."""
+        assert self.phases is not None
+        return self.phases.sealing(now)
 
     def on_sent(self, seq: int) -> None:
         """An application-key packet went out on path 0 with ``seq`` (the first one counts)."""
@@ -134,10 +171,17 @@ class KeySchedule:
     # -- receiving -------------------------------------------------------------------
 
     def receive_keys(
-        self, epoch: int, path_id: int, data: bytes, local_addr: tuple, remote_addr: tuple
+        self,
+        epoch: int,
+        path_id: int,
+        data: bytes,
+        local_addr: tuple,
+        remote_addr: tuple,
+        key_phase: int = 0,
     ) -> PacketProtection:
         """
-        The keys that open a packet of ``epoch`` on ``path_id``.
+        The keys that open a packet of ``epoch`` (and ``key_phase``) on ``path_id``: something
+        with :meth:`~.crypto.protection.PacketProtection.open`.
 
         :raises DroppedPacket: an initial-key packet after the handshake was confirmed or off
             path 0.
@@ -150,17 +194,30 @@ class KeySchedule:
             if path_id != 0 or self.confirmed:
                 raise DroppedPacket("initial-key packet after the handshake, or off path 0")
             return self.initial_recv
-        if self.app_recv is None:
+        phases = self.phases
+        if phases is None:
             # The client's first application packets (on any path) can overtake its Finished.
             if not self.is_client:
                 self.hold_early((data, local_addr, remote_addr))
             raise DecryptionFailed("no application keys yet")
-        return self.app_recv
+        if key_phase == phases.phase:
+            return phases.recv
+        return phases.receive(key_phase)  # type: ignore[return-value]
 
-    def on_authenticated(self, epoch: int) -> None:
-        """A packet of ``epoch`` authenticated (the peer holds keys of that epoch)."""
-        if epoch == _APPLICATION:
+    def header_keys(self, header, data: bytes, local_addr: tuple, remote_addr: tuple):
+        """:meth:`receive_keys` for a decoded packet header (its epoch, path and key phase)."""
+        return self.receive_keys(
+            header.epoch, header.path_id, data, local_addr, remote_addr, header.key_phase
+        )
+
+    def on_authenticated(self, epoch: int, now: float = 0.0, key_phase: int = 0) -> None:
+        """A packet of ``epoch`` and ``key_phase`` authenticated at ``now`` (the peer holds keys
+        of that epoch)."""
+        phases = self.phases
+        if epoch == _APPLICATION and phases is not None:
             self.peer_has_app_keys = True
+            if key_phase != phases.phase or not phases.peer_in_phase or phases.previous is not None:
+                phases.on_authenticated(key_phase, now)  # not the settled common case
 
     def clip_initial_ack(self, ranges: tuple) -> tuple:
         """

@@ -80,6 +80,7 @@ class Header:
         "scid",
         "version",
         "total_length",
+        "key_phase",
     )
 
     def __init__(
@@ -94,6 +95,7 @@ class Header:
         scid: bytes | None = None,
         version: int = VERSION,
         total_length: int = 0,
+        key_phase: int = 0,
     ) -> None:
         self.dcid = dcid
         self.path_id = path_id
@@ -105,6 +107,9 @@ class Header:
         self.scid = scid
         self.version = version
         self.total_length = total_length
+        #: The key phase of an application packet (0 or 1): Key Epoch 1 on the wire is phase 0,
+        #: Key Epoch 2 is phase 1 (protocol.rst, "Key update"); ``epoch`` stays APPLICATION.
+        self.key_phase = key_phase
 
     @property
     def long(self) -> bool:
@@ -145,6 +150,8 @@ def _check_header(header: Header) -> None:
         raise FrameEncodingError("unknown packet type or compression info")
     if not 0 <= header.version <= 0xFF or not 0 <= header.frame_count <= VARINT_MAX:
         raise FrameEncodingError("version or frame count out of range")
+    if header.key_phase not in (0, 1) or (header.key_phase and header.epoch != Epoch.APPLICATION):
+        raise FrameEncodingError("a key phase is 0 or 1, and 1 only under application keys")
 
 
 def encode_header(header: Header, total_length: int) -> tuple[bytearray, int]:
@@ -155,7 +162,10 @@ def encode_header(header: Header, total_length: int) -> tuple[bytearray, int]:
     """
     _check_header(header)
     buf = bytearray(
-        (header.version, (header.epoch << EPOCH_SHIFT) | (FLAG_LONG if header.long else 0))
+        (
+            header.version,
+            ((header.epoch + header.key_phase) << EPOCH_SHIFT) | (FLAG_LONG if header.long else 0),
+        )
     )
     buf += header.dcid
     if header.scid is not None:
@@ -191,6 +201,8 @@ def encode_packet(header: Header, plaintext: bytes, seal: Seal) -> bytes:
 
 _SHORT_PREFIX = Struct(">BB8sBQBBH")  # envelope + header up to Total Length, short form
 _SHORT_APPLICATION_FLAGS = 1 << EPOCH_SHIFT
+#: The envelope flags of a short application packet, by key phase (Key Epoch 1, then 2).
+_PHASE_FLAGS = (1 << EPOCH_SHIFT, 2 << EPOCH_SHIFT)
 
 
 def encode_application_packet(
@@ -202,6 +214,7 @@ def encode_application_packet(
     compression: int,
     plaintext: bytes | bytearray,
     seal: Seal,
+    key_phase: int = 0,
 ) -> bytes:
     """
     :func:`encode_packet` for an application-key packet, without building a :class:`Header`.
@@ -222,9 +235,11 @@ def encode_application_packet(
         and packet_type in _PACKET_TYPES
     ):
         return _seal_short(
-            dcid, path_id, seq, packet_type, frame_count, compression, total, plaintext, seal
+            dcid, path_id, seq, packet_type, frame_count, compression, total, plaintext, seal,
+            _PHASE_FLAGS[key_phase],
         )
     header = Header(dcid, path_id, seq, packet_type, frame_count, compression, Epoch.APPLICATION)
+    header.key_phase = key_phase
     return encode_packet(header, plaintext, seal)
 
 
@@ -238,10 +253,11 @@ def _seal_short(
     total: int,
     plaintext: bytes | bytearray,
     seal: Seal,
+    flags: int = _SHORT_APPLICATION_FLAGS,
 ) -> bytes:
     """Seal the common shape; the checksum covers the AAD (prefix and tail) and the ciphertext."""
     prefix = _SHORT_PREFIX.pack(
-        VERSION, _SHORT_APPLICATION_FLAGS, dcid, path_id, seq, packet_type, frame_count,
+        VERSION, flags, dcid, path_id, seq, packet_type, frame_count,
         total | 0x4000,
     )
     tail = _COMPRESSION_BYTES[compression]
@@ -282,7 +298,7 @@ def decode_packet(data: bytes | memoryview) -> Packet:
     if (
         len(view) >= _SHORT_HEADER_LENGTH + TAG_LENGTH + 1
         and view[0] == VERSION
-        and view[1] == _SHORT_APPLICATION_FLAGS
+        and view[1] in _PHASE_FLAGS
         and view[10] < 0x40
         and view[20] < 0x40
         and view[21] & 0xC0 == 0x40
@@ -301,8 +317,10 @@ def _decode_general(view: memoryview) -> Packet:
     if flags & ENVELOPE_RESERVED:
         raise MalformedPacket(f"reserved envelope flag bits set (0x{flags:02x})")
     epoch = (flags & EPOCH_MASK) >> EPOCH_SHIFT
-    if epoch > Epoch.APPLICATION:
+    if epoch > Epoch.APPLICATION + 1:
         raise MalformedPacket(f"unknown key epoch {epoch}")
+    key_phase = 1 if epoch > Epoch.APPLICATION else 0  # Key Epoch 2: application keys, phase 1
+    epoch -= key_phase
     long = bool(flags & FLAG_LONG)
     if long != (epoch == Epoch.INITIAL):
         raise MalformedPacket("a source connection ID goes with initial keys, and only there")
@@ -314,7 +332,8 @@ def _decode_general(view: memoryview) -> Packet:
             raise MalformedPacket("datagram ends inside the source connection ID")
         scid = bytes(view[pos : pos + CID_LENGTH])
         pos += CID_LENGTH
-    return _decode_path_packet(view, pos, Header(dcid, 0, 0, epoch=epoch, scid=scid))
+    header = Header(dcid, 0, 0, epoch=epoch, scid=scid, key_phase=key_phase)
+    return _decode_path_packet(view, pos, header)
 
 
 def _decode_path_packet(view: memoryview, pos: int, header: Header) -> Packet:
@@ -388,7 +407,8 @@ def _decode_short(view: memoryview) -> Packet:
     if checksum != crc32(view[start:], crc32(aad)):
         raise ChecksumMismatch("packet checksum mismatch")
     header = Header(
-        dcid, path_id, seq, packet_type, frame_count, compression, 1, None, VERSION, total
+        dcid, path_id, seq, packet_type, frame_count, compression, 1, None, VERSION, total,
+        view[1] >> 2,  # the key phase: flags 0x02 (Key Epoch 1) or 0x04 (Key Epoch 2)
     )
     return Packet(header, aad, view[start:])
 

@@ -339,10 +339,21 @@ class EnvelopeRefusalTests(SynchronousTestCase):
                 self.assertRaises(MalformedPacket, decode_packet, data)
 
     def test_reserved_key_epochs_are_refused(self) -> None:
-        """Key Epoch 2 or 3 is a MalformedPacket."""
-        for payload, flags in product(PAYLOADS, (0x04, 0x06)):
-            data = raw_datagram(payload=payload, flags=flags)
+        """Key Epoch 3 is a MalformedPacket, and so is Key Epoch 2 with LONG."""
+        for payload in PAYLOADS:
+            data = raw_datagram(payload=payload, flags=0x06)
             self.assertRaises(MalformedPacket, decode_packet, data)
+            data = raw_datagram(payload=payload, flags=0x05, scid=SCID)
+            self.assertRaises(MalformedPacket, decode_packet, data)
+
+    def test_key_epoch_2_is_application_keys_in_phase_1(self) -> None:
+        """Key Epoch 2 decodes as application keys with key phase 1 (protocol.rst, "Key update");
+        Key Epoch 1 is phase 0; encoding phase 1 writes Key Epoch 2 back."""
+        for payload in PAYLOADS:
+            header = decode_packet(raw_datagram(payload=payload, flags=0x04)).header
+            self.assertEqual((header.epoch, header.key_phase), (Epoch.APPLICATION, 1))
+            header = decode_packet(raw_datagram(payload=payload, flags=0x02)).header
+            self.assertEqual((header.epoch, header.key_phase), (Epoch.APPLICATION, 0))
 
     def test_long_flag_must_match_the_epoch(self) -> None:
         """LONG with application keys, or initial keys without LONG, is a MalformedPacket."""

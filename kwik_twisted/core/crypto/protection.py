@@ -61,7 +61,7 @@ class PacketProtection:
         :class:`~kwik_twisted.errors.AeadLimitReached` (default :data:`INTEGRITY_LIMIT`).
     """
 
-    __slots__ = ("_decrypt", "_encrypt", "_iv", "failed_opens", "integrity_limit")
+    __slots__ = ("_decrypt", "_encrypt", "_iv", "failed_opens", "integrity_limit", "secret")
 
     def __init__(self, key: bytes, iv: bytes, *, integrity_limit: int | None = None) -> None:
         if len(key) != KEY_LENGTH or len(iv) != IV_LENGTH:
@@ -73,6 +73,8 @@ class PacketProtection:
         self._encrypt = aead.encrypt  # bound once: this is the per-packet hot path
         self._decrypt = aead.decrypt
         self._iv = int.from_bytes(iv, "big")
+        #: key || IV, from which the next generation derives (:mod:`.keyupdate`)
+        self.secret = bytes(key) + bytes(iv)
         self.failed_opens = 0
         self.integrity_limit = INTEGRITY_LIMIT if integrity_limit is None else integrity_limit
 
