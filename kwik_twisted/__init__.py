@@ -46,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     # interfaces: what stream transports and connections offer, what an application may provide
     "IKwikConnection": ".interfaces",
     "IKwikConnectionObserver": ".interfaces",
+    "IKwikDatagramProtocol": ".interfaces",
     "IKwikQoSObserver": ".interfaces",
     "IKwikMessageProtocol": ".interfaces",
     "IKwikStreamTransport": ".interfaces",
@@ -57,6 +58,9 @@ _EXPORTS: dict[str, str] = {
     "ConfigurationError": ".errors",
     "ConnectionIdLimitError": ".errors",
     "ConnectionRefusedByPeer": ".errors",
+    "DatagramError": ".errors",
+    "DatagramTooLarge": ".errors",
+    "DatagramsUnsupported": ".errors",
     "DecryptionFailed": ".errors",
     "DroppedPacket": ".errors",
     "ErrorCode": ".errors",
@@ -81,6 +85,8 @@ _EXPORTS: dict[str, str] = {
     # events
     "AddressAdvertised": ".events",
     "ConnectionTerminated": ".events",
+    "DatagramDropped": ".events",
+    "DatagramReceived": ".events",
     "Event": ".events",
     "HandshakeCompleted": ".events",
     "PathAbandoned": ".events",

@@ -54,6 +54,16 @@ def integer(name: str, value: str, minimum: int, maximum: int) -> int:
     return number
 
 
+#: Largest ``keyUpdate=`` interval: half the AES-GCM confidentiality limit (protocol.rst, "Key
+#: update"), which is also the default.
+MAX_KEY_UPDATE_INTERVAL = 2**22
+
+
+def key_update(value: str) -> int:
+    """``keyUpdate=N``: packets sealed under one key generation before a key update, 1..2**22."""
+    return integer("keyUpdate", value, 1, MAX_KEY_UPDATE_INTERVAL)
+
+
 def seconds(name: str, value: str) -> float:
     """A positive, finite number of seconds."""
     try:

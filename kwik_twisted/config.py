@@ -52,6 +52,9 @@ class ConnectionConfig:
         its flags say: the flag is the sender's permission, not an obligation of the receiver
         (protocol.rst, "Streams").  The Twisted glue turns it on only for factories whose protocol
         opts in to pieces.
+    :ivar max_datagram_frame_size: the largest unreliable datagram (DATAGRAM frame payload) we
+        accept, announced as the ``max_datagram_frame_size`` transport parameter; 0 refuses them
+        (the peer then sends none).  Whether we may send them is the peer's parameter.
     """
 
     tls: Any = None
@@ -76,6 +79,10 @@ class ConnectionConfig:
     #: Client: open a path to every address the server advertises (from path 0's local address).
     use_advertised: bool = False
     accept_unordered: bool = False
+    max_datagram_frame_size: int = 1200
+    #: Packets sealed under one application key generation before we update the keys
+    #: (protocol.rst, "Key update"): 2**22, half the AES-GCM confidentiality limit.
+    key_update_interval: int = 2**22
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -90,3 +97,7 @@ class ConnectionConfig:
                 raise ConfigurationError('keep_alive must be positive, None or "auto"')
         if self.max_streams < 1:
             raise ConfigurationError("max_streams must be at least 1")
+        if self.key_update_interval < 1:
+            raise ConfigurationError("key_update_interval must be at least 1 packet")
+        if self.max_datagram_frame_size < 0:
+            raise ConfigurationError("max_datagram_frame_size must be 0 (off) or positive")

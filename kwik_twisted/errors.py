@@ -253,6 +253,18 @@ class ConfigurationError(KwikError, ValueError):
     """A user-supplied setting (endpoint argument, file, option) is unusable."""
 
 
+class DatagramError(KwikError):
+    """An unreliable datagram cannot be sent (``Connection.datagrams.send``, ``sendDatagram``)."""
+
+
+class DatagramsUnsupported(DatagramError):
+    """The peer does not accept DATAGRAM frames (or we disabled them locally)."""
+
+
+class DatagramTooLarge(DatagramError, ValueError):
+    """The datagram is larger than the peer accepts or than one packet can carry."""
+
+
 __all__ = [
     "AeadLimitReached",
     "ChecksumError",
@@ -261,6 +273,9 @@ __all__ = [
     "ConfigurationError",
     "ConnectionIdLimitError",
     "ConnectionRefusedByPeer",
+    "DatagramError",
+    "DatagramTooLarge",
+    "DatagramsUnsupported",
     "DecryptionFailed",
     "DroppedPacket",
     "ErrorCode",

@@ -142,6 +142,27 @@ class QoSViolated(Event):
 
 
 @dataclass(slots=True)
+class DatagramReceived(Event):
+    """An unreliable datagram (a DATAGRAM frame) arrived from the peer."""
+
+    data: bytes
+
+
+@dataclass(slots=True)
+class DatagramDropped(Event):
+    """
+    ``count`` datagrams we had queued were dropped before they were sent.
+
+    :ivar reason: ``"queue full"`` (the oldest went to make room), ``"unsupported"`` (the peer's
+        parameters turned out not to accept datagrams) or ``"too large"`` (larger than the peer's
+        maximum or than a packet can carry).
+    """
+
+    count: int
+    reason: str
+
+
+@dataclass(slots=True)
 class ConnectionTerminated(Event):
     """
     The connection is over.
@@ -163,6 +184,8 @@ class ConnectionTerminated(Event):
 __all__ = [
     "AddressAdvertised",
     "ConnectionTerminated",
+    "DatagramDropped",
+    "DatagramReceived",
     "Event",
     "HandshakeCompleted",
     "PathAbandoned",

@@ -65,6 +65,30 @@ class IKwikQoSObserver(Interface):
         """
 
 
+class IKwikDatagramProtocol(Interface):
+    """
+    An object that receives the unreliable datagrams of a Kwik connection (RFC 9221 adapted;
+    ``docs/endpoints.rst``, "Datagrams").
+
+    Opt-in: datagrams go to the receiver set with :meth:`IKwikConnection.setDatagramReceiver`, or,
+    while none is set, to every stream protocol of the connection that provides this interface.
+    """
+
+    def datagramReceived(data):
+        """
+        One datagram arrived (``bytes``, possibly empty).  Datagrams may be lost, duplicated by
+        nobody but the peer, and arrive in any order.  An exception raised here is logged and
+        ignored.
+        """
+
+    def datagramsDropped(count, reason):
+        """
+        ``count`` datagrams we had queued were dropped before they were sent: ``reason`` is
+        ``"queue full"`` (the oldest went to make room), ``"unsupported"`` or ``"too large"``
+        (the peer's transport parameters, known only after the handshake, refuse them).
+        """
+
+
 class IKwikMessageProtocol(IProtocol):
     """
     A stream protocol that accepts the pieces of an *unordered* stream as they arrive.
@@ -221,10 +245,31 @@ class IKwikConnection(Interface):
     def close(code=0, reason=""):
         """Close the whole connection (every stream) with an application error ``code``."""
 
+    def sendDatagram(data):
+        """
+        Send ``data`` (bytes) as one unreliable datagram: sent at most once, never retransmitted,
+        ahead of stream data and within the congestion window.  Datagrams sent before the
+        handshake completed wait for it; a bounded queue drops its oldest datagram when full
+        (reported through ``IKwikDatagramProtocol.datagramsDropped``).
+
+        :raises DatagramsUnsupported: the peer does not accept datagrams, or the connection is
+            closed.
+        :raises DatagramTooLarge: ``data`` is larger than the peer accepts or one packet carries.
+        """
+
+    def setDatagramReceiver(receiver):
+        """
+        Deliver the connection's datagrams to ``receiver`` (an :class:`IKwikDatagramProtocol`)
+        instead of its stream protocols; ``None`` goes back to the stream protocols.
+
+        :raises TypeError: ``receiver`` does not provide :class:`IKwikDatagramProtocol`.
+        """
+
 
 __all__ = [
     "IKwikConnection",
     "IKwikConnectionObserver",
+    "IKwikDatagramProtocol",
     "IKwikMessageProtocol",
     "IKwikQoSObserver",
     "IKwikStreamTransport",

@@ -64,6 +64,7 @@ COMMON_ARGUMENTS = (
     "scheduler",
     "maxPaths",
     "qlog",
+    "keyUpdate",
 )
 #: Client arguments that set the stream each ``connect()`` opens (its priority and QoS policy).
 STREAM_ARGUMENTS = (
@@ -95,6 +96,7 @@ CLIENT_ARGUMENTS = (
     "timeout",
     "bindAddress",
     "reuse",
+    "resumption",
     "insecure",
     "paths",
     "path",
@@ -242,6 +244,8 @@ def _connection_settings(kwargs: dict[str, str]) -> dict[str, Any]:
         fields["max_streams"] = values.integer("maxStreams", kwargs.pop("maxStreams"), 1, 2**60)
     if "maxPaths" in kwargs:
         fields["max_paths"] = values.integer("maxPaths", kwargs.pop("maxPaths"), 1, MAX_PATHS)
+    if "keyUpdate" in kwargs:
+        fields["key_update_interval"] = values.key_update(kwargs.pop("keyUpdate"))
     size = _pop_one_of(kwargs, "mtu", "maxDatagramSize")
     if size is not None:
         fields["max_datagram_size"] = values.integer(*size, MIN_DATAGRAM_SIZE, MAX_UDP_PAYLOAD)
@@ -373,9 +377,9 @@ def parse_client_arguments(*args: str, **kwargs: str) -> dict[str, Any]:
     Parse the arguments of a ``kwik:`` client string (after the prefix).
 
     :returns: the keyword arguments of :class:`~kwik_twisted.endpoints.KwikClientEndpoint`
-        besides the reactor: ``host``, ``port``, ``config``, ``timeout``, ``bindAddress``
-        and ``reuse``; ``paths``, ``backup`` and ``costs`` (``{path number: cost}``, from
-        ``cost``) when given (``useAdvertised`` goes to
+        besides the reactor: ``host``, ``port``, ``config``, ``timeout``, ``bindAddress``,
+        ``reuse`` and ``resumption``; ``paths``, ``backup`` and ``costs`` (``{path number:
+        cost}``, from ``cost``) when given (``useAdvertised`` goes to
         ``config.use_advertised``); ``priority`` (a :class:`~kwik_twisted.streams.Priority`)
         and ``qos`` (a :class:`~kwik_twisted.streams.QoSPolicy` of the ``minBandwidth``,
         ``maxLatency``, ``maxJitter`` and ``lossThreshold`` arguments) when given.
@@ -391,6 +395,7 @@ def parse_client_arguments(*args: str, **kwargs: str) -> dict[str, Any]:
     bind = kwargs.pop("bindAddress", None)
     bind_address = None if bind is None else (values.ip_address("bindAddress", bind), 0)
     reuse = values.boolean("reuse", kwargs.pop("reuse", "yes"))
+    resumption = values.boolean("resumption", kwargs.pop("resumption", "yes"))
     named = _pop_one_of(kwargs, "paths", "path")
     paths = [] if named is None else values.paths(*named)
     backup = values.backup(kwargs.pop("backup"), len(paths)) if "backup" in kwargs else ()
@@ -415,6 +420,7 @@ def parse_client_arguments(*args: str, **kwargs: str) -> dict[str, Any]:
         "timeout": timeout,
         "bindAddress": bind_address,
         "reuse": reuse,
+        "resumption": resumption,
     }
     if paths:
         result["paths"] = paths

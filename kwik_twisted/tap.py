@@ -11,6 +11,10 @@ instead of being merely logged.  They all share one factory: a
 while the options are checked, so a typo is a usage error, not a traceback at startup.
 ``--make-certificates`` writes a development CA and server certificate and prints the endpoint
 strings that use them.  Recipes are in ``docs/twistd.rst``.
+
+UDP goes through Kwik datagrams (:mod:`kwik_twisted.glue.udptunnel`): a ``--listen udp:PORT``
+with a ``kwik:`` ``--forward`` is a tunnel entrance (a UDP port, not a stream endpoint), and a
+``--forward udp:HOST:PORT`` makes every ``--listen`` a tunnel exit to that UDP target.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from twisted.application import strports
+from twisted.application.internet import UDPServer
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
 from kwik_twisted.glue.forwarding import EchoFactory, ForwardingFactory
+from kwik_twisted.glue.udptunnel import UDPTunnelEntrance, UDPTunnelExitFactory, parseUDP
 
 #: The Kwik port the printed examples use.
 EXAMPLE_PORT = 4433
@@ -57,8 +63,9 @@ class Options(usage.Options):
         "memory.  Example, a TCP port 8080 tunnelled over Kwik to a web server on the far host: "
         "here `twistd -n kwik --listen tcp:8080 --forward kwik:host=far.example:port=4433:"
         "trustRoots=ca.pem`, there `twistd -n kwik --listen kwik:4433:privateKey=server.key:"
-        "certKey=server.pem --forward tcp:127.0.0.1:80`.  Start with --make-certificates to "
-        "get a development CA and server certificate."
+        "certKey=server.pem --forward tcp:127.0.0.1:80`.  UDP travels as Kwik datagrams: "
+        "--listen udp:PORT with a kwik: --forward here, --forward udp:HOST:PORT there.  Start "
+        "with --make-certificates to get a development CA and server certificate."
     )
     optFlags = [
         ["echo", None, "Echo every accepted connection back (to test an endpoint)."],
@@ -154,18 +161,34 @@ class Options(usage.Options):
 
     def _checkEndpoints(self) -> None:
         reactor = self.getReactor()
+        self._checkUDP()
         for description in self["listen"]:
             try:
+                if description.startswith("udp:"):
+                    parseUDP(description, listen=True)
+                    continue
                 serverFromString(reactor, description)
             except _ENDPOINT_ERRORS as e:
                 raise usage.UsageError(f"--listen {description!r}: {e}") from None
         if self["forward"] is not None:
             try:
-                clientFromString(reactor, self["forward"])
+                if self["forward"].startswith("udp:"):
+                    parseUDP(self["forward"], listen=False)
+                else:
+                    clientFromString(reactor, self["forward"])
             except _ENDPOINT_ERRORS as e:
                 raise usage.UsageError(f"--forward {self['forward']!r}: {e}") from None
         if self["metrics"] is not None:
             self._checkMetrics(reactor)
+
+    def _checkUDP(self) -> None:
+        """A UDP ``--listen`` needs a ``kwik:`` ``--forward``; a UDP ``--forward``, no UDP
+        ``--listen``."""
+        forward = self["forward"] or ""
+        if any(d.startswith("udp:") for d in self["listen"]) and not forward.startswith("kwik:"):
+            raise usage.UsageError("--listen udp:... needs a --forward kwik:... endpoint")
+        if forward.startswith("udp:") and not all(d.startswith("kwik:") for d in self["listen"]):
+            raise usage.UsageError("--forward udp:... goes with --listen kwik:... endpoints only")
 
     def _checkMetrics(self, reactor: Any) -> None:
         """``--metrics``: a server endpoint string, and prometheus_client installed."""
@@ -244,14 +267,21 @@ def makeService(options: Options) -> IService:
     """One StreamServerEndpointService per ``--listen``, sharing the echo or forwarding factory
     (and one more for ``--metrics``, a twisted.web site)."""
     reactor = options.getReactor()
+    forward = options["forward"]
     if options["echo"]:
         factory: Any = EchoFactory()
+    elif forward.startswith("udp:"):
+        factory = UDPTunnelExitFactory(reactor, *parseUDP(forward, listen=False))
     else:
-        forward = options["forward"]
         factory = ForwardingFactory(clientFromString(reactor, forward), forward)
     top = _ListeningServices()
     for description in options["listen"]:
-        service = strports.service(description, factory, reactor=reactor)
+        if description.startswith("udp:"):
+            host, port = parseUDP(description, listen=True)
+            entrance = UDPTunnelEntrance(reactor, clientFromString(reactor, forward))
+            service: Any = UDPServer(port, entrance, interface=host, reactor=reactor)
+        else:
+            service = strports.service(description, factory, reactor=reactor)
         service.setName(description)
         service.setServiceParent(top)
     if options["metrics"] is not None:

@@ -66,6 +66,7 @@ from .congestion import create as create_controller
 from .congestion import is_coupled
 from .congestion.coupled import CoupledGroup
 from .crypto.protection import PacketProtection
+from .datagrams import DatagramChannel
 from .entropy import Entropy
 from .handshake import (
     DEFAULT_PEER_DATAGRAM_SIZE,
@@ -160,6 +161,7 @@ class Connection:
         )
         self.paths: dict[int, Path] = self.path_manager.paths
         self.scheduler = create_scheduler(config.scheduler)
+        self.datagrams = DatagramChannel(config.max_datagram_frame_size, emit, self.stats)
         self._wire_sending(peer_cid)
         self.sender.qos = self.qos = QoSEnforcer(  # routes, caps, violations (docs/qos.rst)
             streams=self.streams, paths=self.path_manager, emit=emit, stats=self.stats,
@@ -186,7 +188,7 @@ class Connection:
             crypto_send=crypto_send,
             control=self._control,
             streams=self.streams,
-            stats=self.stats,
+            stats=self.stats, datagrams=self.datagrams,
         )
         self.handshake = Handshake(
             self.tls,
@@ -498,7 +500,7 @@ class Connection:
     def _receive(self, data: bytes, local_addr: tuple, remote_addr: tuple, now: float) -> None:
         packet = decode_packet(data)
         header = packet.header
-        keys = self.keys.receive_keys(header.epoch, header.path_id, data, local_addr, remote_addr)
+        keys = self.keys.header_keys(header, data, local_addr, remote_addr)
         path = self.paths.get(header.path_id)
         if path is None:
             path = self._new_peer_path(packet, keys, local_addr, remote_addr, now)
@@ -512,7 +514,7 @@ class Connection:
         if lifecycle.is_ending:
             lifecycle.on_packet()  # answer with CLOSE again (CLOSING), no more
             return
-        self.keys.on_authenticated(header.epoch)
+        self.keys.on_authenticated(header.epoch, now, header.key_phase)
         self._on_authenticated(path, len(data), remote_addr, header, now)
         frames = decode_payload(
             plaintext,
@@ -669,6 +671,7 @@ _HANDLERS = {
     ControlType.CONNECTION_CLOSE: _on_connection_close,
     ControlType.HANDSHAKE_DONE: lambda c, f, p, now: c.handshake.on_done(),
     ControlType.TRANSPORT_PARAMETERS: lambda c, f, p, now: c.handshake.on_parameters(f, now=now),
+    ControlType.DATAGRAM: lambda c, f, p, now: c.datagrams.on_frame(f),
 }
 
 #: What each timer does when due (:func:`~kwik_twisted.core.timers.timers` says when).

@@ -18,7 +18,8 @@ answers, and when TLS completes:
 The peer's TRANSPORT_PARAMETERS, once, bind us: flow-control limits (never below the spec's
 minimums), ``max_paths`` (paths opened before them start now), ``max_datagram_size`` (never below
 :data:`~kwik_twisted.config.MIN_DATAGRAM_SIZE`), the smaller idle timeout, and the peer's ACK
-delay.  Parameters that change later are a PROTOCOL_VIOLATION.
+delay, and ``max_datagram_frame_size`` (whether, and how large, datagrams may be sent:
+:mod:`~kwik_twisted.core.datagrams`).  Parameters that change later are a PROTOCOL_VIOLATION.
 
 Server load.  A server's connections carry ``server_load`` (protocol.rst, "Transport parameters"):
 the :class:`~kwik_twisted.core.dispatcher.ServerDispatcher` hands each of them a callable
@@ -150,7 +151,9 @@ class Handshake:
             self._complete()
 
     def _complete(self) -> None:
-        self.keys.install(*self.tls.application_protections(self._key_context()))
+        self.keys.install(  # key update: interval in packets, PTO for the old keys' discard
+            *self.tls.application_protections(self._key_context()),
+            interval=self.config.key_update_interval, pto=self.paths.pto)
         self.lifecycle.establish()
         parameters = self.local_parameters()
         if self.server_load is not None and not self.is_client:
@@ -211,6 +214,11 @@ class Handshake:
                 else f"server_load {load} above {FULL_LOAD} permille"
             )
         self.ctx.max_datagram_size = min(self.config.max_datagram_size, datagram)
+        if self.ctx.datagrams is not None:  # RFC 9221: absent means no datagrams
+            self.ctx.datagrams.on_peer_parameters(
+                params.get(TransportParameter.MAX_DATAGRAM_FRAME_SIZE, 0),
+                self.ctx.max_datagram_size,
+            )
         idle = params.get(TransportParameter.MAX_IDLE_TIMEOUT_MS)
         if idle:
             self.idle.timeout = min(self.idle.timeout, idle / 1000)
@@ -234,6 +242,8 @@ def local_parameters(config: ConnectionConfig) -> dict[int, int]:
         TransportParameter.ACTIVE_CONNECTION_ID_LIMIT: config.active_connection_id_limit,
         TransportParameter.MAX_PATHS: config.max_paths,
         TransportParameter.MAX_DATAGRAM_SIZE: config.max_datagram_size,
+        **({TransportParameter.MAX_DATAGRAM_FRAME_SIZE: config.max_datagram_frame_size}
+           if config.max_datagram_frame_size else {}),
     }
 
 

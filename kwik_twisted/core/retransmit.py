@@ -12,7 +12,8 @@ each record to the part that sent it, through one table, :meth:`RecordRouter._ta
 per record kind: what to do when it is acknowledged and what to re-send when it is lost (quinn's
 ``Retransmits`` is the model: the one answer to "what must be sent again").  Control frames of the
 stream manager (flow control, resets) are its own business: the table's default row sends them back
-to it.
+to it.  An unreliable datagram (a DATAGRAM frame, :mod:`~kwik_twisted.core.datagrams`) has a row
+that only counts its fate: it is never sent again.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Callable
 
 from ..wire import (
     AddAddressFrame,
+    DatagramFrame,
     HandshakeDoneFrame,
     PathAbandonFrame,
     PathStatusFrame,
@@ -80,6 +82,7 @@ class RecordRouter:
             AddAddressFrame: (ignore, resend),
             PathAbandonFrame: (ignore, resend),
             PathStatusFrame: (ignore, self._status_lost),
+            DatagramFrame: (self._datagram_acked, self._datagram_lost),
         }
 
     def _row(self, record: object) -> tuple[Handler, Handler]:
@@ -108,6 +111,12 @@ class RecordRouter:
     def _status_lost(self, frame: PathStatusFrame) -> None:
         if frame.sequence == self.status_sequence():  # still the latest word
             self.control.append(frame)
+
+    def _datagram_acked(self, frame: DatagramFrame) -> None:
+        self.stats["datagrams_acked"] += 1
+
+    def _datagram_lost(self, frame: DatagramFrame) -> None:
+        self.stats["datagrams_lost"] += 1  # never re-sent (RFC 9221)
 
     # -- the entry points ------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ Packet assembly: which frames go into the next datagram on a path, under which k
 Theory of operation.  :func:`build_packet` fills one datagram for one path by walking one list
 of frame sources, :data:`SOURCES`, in this order: the path's own ACK if one is due (each path is
 acknowledged on itself), PATH_RESPONSE / PATH_CHALLENGE, control frames (ours, then the stream
-manager's flow-control frames; on usable paths only), handshake data, stream data by priority.
+manager's flow-control frames; on usable paths only), handshake data, unreliable datagrams (on
+usable paths with room in the congestion window, :mod:`~kwik_twisted.core.datagrams`), stream data
+by priority.
 Then a PING if the packet must elicit an ACK (a probe) and has nothing else, and a not-yet-due ACK
 of the path riding along on an ack-eliciting packet.  Client packets under initial keys are padded
 to :data:`~kwik_twisted.config.MIN_DATAGRAM_SIZE` bytes (protocol.rst, "Handshake"). Every frame
@@ -95,6 +97,7 @@ class PacketContext:
     :ivar crypto_send: the handshake bytes to send.
     :ivar control: the connection's reliable control frames waiting to be sent.
     :ivar streams: the stream manager (stream data and its control frames).
+    :ivar datagrams: the :class:`~kwik_twisted.core.datagrams.DatagramChannel`, or ``None``.
     :ivar stats: the connection's counters.
     :ivar sealed_frames: the frames of the packet sealed last (what a qlog trace shows).
     """
@@ -110,6 +113,7 @@ class PacketContext:
         "streams",
         "stats",
         "sealed_frames",
+        "datagrams",
     )
 
     def __init__(
@@ -124,6 +128,7 @@ class PacketContext:
         control: deque,
         streams: StreamManager,
         stats: Counter,
+        datagrams=None,  # a DatagramChannel (core/datagrams.py imports this module)
     ) -> None:
         self.is_client = is_client
         self.local_cid = local_cid
@@ -135,6 +140,7 @@ class PacketContext:
         self.streams = streams
         self.stats = stats
         self.sealed_frames: list = []
+        self.datagrams = datagrams
 
 
 class HandshakeRecord:
@@ -421,6 +427,36 @@ def _add_handshake(
             return
 
 
+def _datagrams_has_work(ctx: PacketContext, path: Path) -> bool:
+    datagrams = ctx.datagrams
+    return datagrams is not None and datagrams.has_work
+
+
+def _datagrams_may_go(path: Path) -> bool:
+    """Datagrams go on usable paths while the congestion window has room (they count in it)."""
+    recovery = path.recovery
+    return path.usable and recovery.bytes_in_flight < recovery.controller.cwnd
+
+
+def _datagrams_wants_packet(ctx: PacketContext, path: Path, now: float) -> bool:
+    return _datagrams_has_work(ctx, path) and _datagrams_may_go(path)
+
+
+def _add_datagrams(
+    ctx: PacketContext, builder: PacketBuilder, path: Path, now: float, allow_data: bool
+) -> None:
+    """Queued datagrams, oldest first, while they fit (never re-sent: the frame is its record
+    only so that its fate is counted)."""
+    if builder.epoch != _APPLICATION or not _datagrams_wants_packet(ctx, path, now):
+        return
+    datagrams = ctx.datagrams
+    while len(builder.frames) < MAX_FRAMES:
+        frame = datagrams.next_frame(builder.room)
+        if frame is None:
+            return
+        builder.add_control(frame, frame)
+
+
 def _stream_data_has_work(ctx: PacketContext, path: Path) -> bool:
     return ctx.streams.has_data
 
@@ -467,6 +503,7 @@ SOURCES: tuple[FrameSource, ...] = (
         _add_stream_control,
     ),
     FrameSource("handshake", _handshake_has_work, _handshake_wants_packet, _add_handshake),
+    FrameSource("datagrams", _datagrams_has_work, _datagrams_wants_packet, _add_datagrams),
     STREAM_DATA,
 )
 _OTHER_SOURCES = tuple(source for source in SOURCES if source is not STREAM_DATA)
@@ -549,6 +586,7 @@ def seal(
     ctx.sealed_frames = frames = builder.frames
     eliciting = builder.ack_eliciting
     if not long:
+        keys, phase = ctx.keys.app_sealing(now)  # counts toward the key update interval
         datagram = encode_application_packet(
             path.dcid or ctx.peer_cid,
             path.id,
@@ -557,7 +595,8 @@ def seal(
             len(frames),
             1 if builder.compressed else 0,
             builder.buf,
-            ctx.keys.send_keys(_APPLICATION).seal,
+            keys.seal,
+            phase,
         )
         return datagram, SentPacket(seq, now, len(datagram), eliciting, eliciting, builder.records)
     header = Header(

@@ -59,6 +59,7 @@ _PARAMETER_NAMES = {
     TransportParameter.MAX_PATHS: "max_paths",
     TransportParameter.MAX_DATAGRAM_SIZE: "max_udp_payload_size",
     TransportParameter.SERVER_LOAD: "server_load",
+    TransportParameter.MAX_DATAGRAM_FRAME_SIZE: "max_datagram_frame_size",
 }
 _FRAME_NAMES = {int(t): t.name.lower() for t in ControlType}
 _FRAME_NAMES[int(ControlType.HANDSHAKE)] = "crypto"

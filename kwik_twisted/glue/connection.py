@@ -21,7 +21,8 @@ events also reach the stream protocols that provide
 :class:`~kwik_twisted.interfaces.IKwikConnectionObserver`.  To applications, the connection is an
 :class:`~kwik_twisted.interfaces.IKwikConnection` (``transport.kwikConnection``): it opens streams
 with a priority, a QoS policy, an ordering and a path assignment, and manages paths (that half is
-:class:`~kwik_twisted.glue.pathcontrols.PathControls`).
+:class:`~kwik_twisted.glue.pathcontrols.PathControls`), and sends and receives unreliable datagrams
+(:class:`~kwik_twisted.glue.datagrams.DatagramControls`).
 
 Logging (one line each, at info level, through twisted.logger).  A connection's start (its
 handshake completing) and its end, with the peer's address, the duration, the bytes each way, their
@@ -49,6 +50,8 @@ from ..errors import ErrorCode, StreamStateError
 from ..events import (
     AddressAdvertised,
     ConnectionTerminated,
+    DatagramDropped,
+    DatagramReceived,
     HandshakeCompleted,
     PathEvent,
     QoSViolated,
@@ -62,6 +65,7 @@ from ..events import (
 from ..interfaces import IKwikConnection, IKwikConnectionObserver, IKwikQoSObserver
 from ..streams import Priority
 from .controls import streamOptions
+from .datagrams import DatagramControls, onDatagramDropped, onDatagramReceived
 from .interfaces import IStreamConnection
 from .pathcontrols import PathControls
 from .registry import LIVE
@@ -132,7 +136,7 @@ def traffic_summary(core: Connection) -> tuple[int, int, str]:
 
 
 @implementer(IStreamConnection, IKwikConnection)
-class KwikConnection(PathControls):
+class KwikConnection(PathControls, DatagramControls):
     """
     The glue of one Kwik connection: the core connection, its stream transports and its timer.
 
@@ -578,6 +582,8 @@ _HANDLERS = {
     ConnectionTerminated: KwikConnection._onTerminated,
     AddressAdvertised: KwikConnection._onAddressAdvertised,
     QoSViolated: KwikConnection._onQoSViolated,
+    DatagramReceived: onDatagramReceived,
+    DatagramDropped: onDatagramDropped,
 }
 
 #: How a stream transport (an ``IStreamEventSink``) takes each of the core's simpler stream events.

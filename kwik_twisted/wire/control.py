@@ -56,6 +56,7 @@ class ControlType(IntEnum):
     CONNECTION_CLOSE = 0x13
     HANDSHAKE_DONE = 0x14
     TRANSPORT_PARAMETERS = 0x15
+    DATAGRAM = 0x16
 
 
 class PathState(IntEnum):
@@ -401,6 +402,22 @@ class ConnectionCloseFrame(ControlFrame):
         return cls(code, reason.decode("utf-8", "replace"), frame_type, bool(kind[0]))
 
 
+@dataclass(frozen=True, slots=True)
+class DatagramFrame(ControlFrame):
+    """DATAGRAM: one unreliable datagram; the body is its bytes (the header's Data Length is
+    its length).  Ack-eliciting, never retransmitted (RFC 9221 adapted)."""
+
+    data: bytes
+    type: ClassVar[ControlType] = ControlType.DATAGRAM
+
+    def encode_body(self, buf: bytearray) -> None:
+        buf += self.data
+
+    @classmethod
+    def decode_body(cls, data: memoryview, pos: int, end: int) -> DatagramFrame:
+        return cls(bytes(data[pos:end]))
+
+
 class TransportParameter(IntEnum):
     """Identifiers of the transport parameters (all varint-valued in v3)."""
 
@@ -414,6 +431,8 @@ class TransportParameter(IntEnum):
     MAX_DATAGRAM_SIZE = 0x08
     #: Server only: its load in permille (0..1000) when the handshake completed.
     SERVER_LOAD = 0x09
+    #: The largest DATAGRAM frame payload the sender accepts; absent or 0: none (RFC 9221).
+    MAX_DATAGRAM_FRAME_SIZE = 0x0A
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,6 +504,7 @@ CONTROL_FRAME_CLASSES: dict[int, type[ControlFrame]] = {
         ConnectionCloseFrame,
         HandshakeDoneFrame,
         TransportParametersFrame,
+        DatagramFrame,
     )
 }
 

@@ -248,13 +248,15 @@ class ClientArgumentTests(Assertions):
     def test_keywords_and_defaults(self) -> None:
         """host and port by keyword; everything else defaults (timeout 30 s, reuse, verify)."""
         result = self.client(host="example.com", port="4433")
-        self.assertEqual(set(result), {"host", "port", "config", "timeout", "bindAddress", "reuse"})
+        self.assertEqual(set(result), {"host", "port", "config", "timeout", "bindAddress", "reuse",
+                                       "resumption"})
         self.assertEqual(result["host"], "example.com")
         self.assertEqual(result["port"], 4433)
         self.assertEqual(result["timeout"], 30.0)
         self.assertIsInstance(result["timeout"], float)
         self.assertIsNone(result["bindAddress"])
         self.assertIs(result["reuse"], True)
+        self.assertIs(result["resumption"], True)
         tls = result["config"].tls
         self.assertEqual(tls.server_name, "example.com")
         self.assertTrue(tls.verifies_peer(is_client=True))
@@ -350,6 +352,12 @@ class ClientArgumentTests(Assertions):
         self.assertIs(self.client(host="h", port="1", reuse="YES")["reuse"], True)
         self.assertRefused("reuse", self.client, host="h", port="1", reuse="sometimes")
 
+    def test_resumption(self) -> None:
+        """``resumption`` (TLS session tickets) is a yes/no flag, on by default."""
+        self.assertIs(self.client(host="h", port="1", resumption="no")["resumption"], False)
+        self.assertIs(self.client(host="h", port="1", resumption="yes")["resumption"], True)
+        self.assertRefused("resumption", self.client, host="h", port="1", resumption="maybe")
+
     def test_insecure(self) -> None:
         """``insecure=yes`` turns certificate verification off; it contradicts trustRoots."""
         tls = self.client(host="h", port="1", insecure="yes")["config"].tls
@@ -408,6 +416,16 @@ class CommonArgumentTests(Assertions):
             self.assertEqual(config.keep_alive, KEEP_ALIVE_AUTO)
         self.refusedByBoth("keepAlive", keepAlive="-5")
         self.refusedByBoth("keepAlive", keepAlive="sometimes")
+
+    def test_key_update(self) -> None:
+        """``keyUpdate=N`` sets the key update interval in packets on both endpoint kinds,
+        1..2**22; without it the interval is 2**22."""
+        for config in self.both(keyUpdate="5000"):
+            self.assertEqual(config.key_update_interval, 5000)
+        for config in self.both():
+            self.assertEqual(config.key_update_interval, 2**22)
+        for bad in ("0", "-1", str(2**22 + 1), "often"):
+            self.refusedByBoth("keyUpdate", keyUpdate=bad)
 
     def test_keep_alive_defaults_to_auto(self) -> None:
         """

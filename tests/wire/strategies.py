@@ -34,6 +34,7 @@ from kwik_twisted.wire import (
     AddAddressFrame,
     ConnectionCloseFrame,
     DataBlockedFrame,
+    DatagramFrame,
     Epoch,
     HandshakeDoneFrame,
     HandshakeFrame,
@@ -204,6 +205,7 @@ EXAMPLE_CONTROL_FRAMES = (
     ConnectionCloseFrame(0x0C, "au revoir \u2014 \u00e9t\u00e9", 0x3F, True),
     HandshakeDoneFrame(),
     TransportParametersFrame({1: 30000, 2: 1048576, 7: 4, 8: 1350}),
+    DatagramFrame(b"\x00kwik datagram\xff"),
 )
 
 
@@ -305,6 +307,7 @@ CONTROL_FRAME_STRATEGIES: dict[type, st.SearchStrategy] = {
     ),
     HandshakeDoneFrame: st.just(HandshakeDoneFrame()),
     TransportParametersFrame: st.builds(TransportParametersFrame, _PARAMETERS),
+    DatagramFrame: st.builds(DatagramFrame, st.binary(max_size=1200)),
 }
 
 

@@ -1,5 +1,5 @@
 """
-Tests for :mod:`kwik_twisted.wire.control`: the bodies of the 22 control frames (protocol.rst,
+Tests for :mod:`kwik_twisted.wire.control`: the bodies of the 23 control frames (protocol.rst,
 "Control frames"), through the payload codec as a peer's bytes would arrive.
 """
 
@@ -100,10 +100,10 @@ def assert_body_error(case: SynchronousTestCase, error: type, ctype: int, body: 
 class ControlFrameTests(SynchronousTestCase):
     """Properties shared by all control frames."""
 
-    def test_there_are_22_control_frame_classes_with_examples_and_strategies(self) -> None:
+    def test_there_are_23_control_frame_classes_with_examples_and_strategies(self) -> None:
         """CONTROL_FRAME_CLASSES maps each ControlType to its class; the test examples and the
         Hypothesis strategies cover every one of them."""
-        self.assertEqual(sorted(CONTROL_FRAME_CLASSES), list(range(0x16)))
+        self.assertEqual(sorted(CONTROL_FRAME_CLASSES), list(range(0x17)))
         self.assertEqual(set(CONTROL_FRAME_CLASSES), set(ControlType))
         for ctype, cls in CONTROL_FRAME_CLASSES.items():
             self.assertEqual(cls.type, ctype)
@@ -123,11 +123,11 @@ class ControlFrameTests(SynchronousTestCase):
             self.assertIs(type(got[0]), type(frame))
 
     def test_all_control_frames_round_trip_together(self) -> None:
-        """All 22 control frames in one payload decode in order."""
+        """All 23 control frames in one payload decode in order."""
         frames = list(EXAMPLE_CONTROL_FRAMES)
         payload = encode_payload(frames)
         self.assertEqual(payload.packet_type, PacketType.CONTROL)
-        got = decode_payload(payload.plaintext, frame_count=22, packet_type=PacketType.CONTROL)
+        got = decode_payload(payload.plaintext, frame_count=23, packet_type=PacketType.CONTROL)
         self.assertEqual(got, frames)
 
     def test_control_header_is_the_spec_layout(self) -> None:

@@ -27,6 +27,7 @@ from kwik_twisted.wire import (
     AddAddressFrame,
     ConnectionCloseFrame,
     DataBlockedFrame,
+    DatagramFrame,
     Epoch,
     HandshakeDoneFrame,
     HandshakeFrame,
@@ -162,6 +163,10 @@ FRAME_VECTORS = {
     "transport-parameters-server-load": (
         TransportParametersFrame({7: 4, 8: 1350, 9: 250}), Epoch.APPLICATION
     ),
+    "datagram": (DatagramFrame(b"kwik datagram"), Epoch.APPLICATION),
+    "transport-parameters-datagrams": (
+        TransportParametersFrame({8: 1350, 0x0A: 1200}), Epoch.APPLICATION
+    ),
 }
 
 PACKET_VECTORS = ("packet-application",)
@@ -172,7 +177,17 @@ KEY_VECTORS = {
     "initial-server-key-iv": (False, "key||iv"),
     "initial-client-seal": (True, "seal"),
 }
-VECTORS = (*VARINT_VECTORS, *FRAME_VECTORS, *PACKET_VECTORS, *KEY_VECTORS)
+#: Key update (protocol.rst, "Key update"): name -> (generation 0's key || IV, generations on).
+KEY_UPDATE_VECTORS = {
+    "key-update-generation-1": (bytes(range(28)), 1),
+    "key-update-initial-client-generation-2": (None, 2),  # None: initial-client-key-iv
+}
+#: Packets in key phase 1: sealed with the next generation of KEY || IV.
+PHASE_PACKET_VECTORS = ("packet-application-phase-1",)
+VECTORS = (
+    *VARINT_VECTORS, *FRAME_VECTORS, *PACKET_VECTORS, *KEY_VECTORS, *KEY_UPDATE_VECTORS,
+    *PHASE_PACKET_VECTORS,
+)
 
 
 def nonce(path_id: int, seq: int) -> bytes:
@@ -254,9 +269,54 @@ class VectorTests(SynchronousTestCase):
         _, receive = initial_protections(INITIAL_DCID, is_client=not is_client)
         self.assertEqual(receive.open(0, 0, b"", data), b"kwik")
 
+    def check_key_update(self, name: str) -> None:
+        """The next generations' key || IV are exactly the spec's, and each opens what it seals."""
+        from kwik_twisted.core.crypto.keyupdate import next_protection, next_secret
+        from kwik_twisted.core.crypto.protection import PacketProtection, initial_keys
+
+        secret, generations = KEY_UPDATE_VECTORS[name]
+        if secret is None:
+            secret = b"".join(initial_keys(INITIAL_DCID, client=True))
+        protection = PacketProtection(secret[:16], secret[16:])
+        for _ in range(generations):
+            secret = next_secret(secret)
+            protection = next_protection(protection)
+        self.assertEqual(secret.hex(" "), self.expected(name).hex(" "))
+        self.assertEqual(protection.secret, secret)
+
+    def check_phase_packet(self, name: str) -> None:
+        """A key phase 1 datagram: Key Epoch 2 on the wire, sealed with the next generation, and
+        it decodes back to application keys in phase 1."""
+        from kwik_twisted.core.crypto.keyupdate import next_secret
+
+        data = self.expected(name)
+        secret = next_secret(KEY + IV)
+        key, iv = secret[:16], secret[16:]
+        mask = (1).to_bytes(4, "big") + (42).to_bytes(8, "big")
+        nonce_1 = bytes(a ^ b for a, b in zip(iv, mask))
+        payload = encode_payload([PACKET_FRAME])
+        header = Header(
+            PACKET_DCID, 1, 42, payload.packet_type, payload.frame_count, payload.compression,
+            Epoch.APPLICATION,
+        )
+        header.key_phase = 1
+
+        def seal(path_id: int, seq: int, aad: bytes, plaintext: bytes) -> bytes:
+            return AESGCM(key).encrypt(nonce_1, plaintext, aad)
+
+        self.assertEqual(encode_packet(header, payload.plaintext, seal).hex(" "), data.hex(" "))
+        packet = decode_packet(data)
+        self.assertEqual((packet.header.epoch, packet.header.key_phase), (Epoch.APPLICATION, 1))
+        opened = AESGCM(key).decrypt(nonce_1, bytes(packet.payload), packet.aad)
+        self.assertEqual(opened, payload.plaintext)
+
     def check(self, name: str) -> None:
         """Check vector ``name`` with the checker for its kind."""
-        if name in KEY_VECTORS:
+        if name in KEY_UPDATE_VECTORS:
+            self.check_key_update(name)
+        elif name in PHASE_PACKET_VECTORS:
+            self.check_phase_packet(name)
+        elif name in KEY_VECTORS:
             self.check_keys(name)
         elif name in VARINT_VECTORS:
             self.check_varint(name)
