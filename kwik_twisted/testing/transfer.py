@@ -61,57 +61,50 @@ class TransferResult:
         return self.size * len(self.clients) * 8 / self.duration
 
 
-class _Server:
-    """The dispatcher as a simulator host, collecting what arrives."""
+class _Host:
+    """A client connection or the server dispatcher as a simulator host, handing every event of
+    ``connections()`` to ``on_event`` after each call in."""
 
-    def __init__(self, dispatcher: ServerDispatcher, on_event: Callable) -> None:
-        self.dispatcher = dispatcher
+    def __init__(self, endpoint, on_event: Callable, connections: Callable) -> None:
+        self.endpoint = endpoint
         self.on_event = on_event
+        self.connections = connections
 
     def receive_datagram(self, data, local_addr, remote_addr, *, now):
-        self.dispatcher.receive_datagram(data, local_addr, remote_addr, now=now)
+        self.endpoint.receive_datagram(data, local_addr, remote_addr, now=now)
         self._drain()
 
     def datagrams_to_send(self, *, now):
-        return self.dispatcher.datagrams_to_send(now=now)
+        return self.endpoint.datagrams_to_send(now=now)
 
     def next_deadline(self):
-        return self.dispatcher.next_deadline()
+        return self.endpoint.next_deadline()
 
     def handle_deadline(self, *, now):
-        self.dispatcher.handle_deadline(now=now)
+        self.endpoint.handle_deadline(now=now)
         self._drain()
 
     def _drain(self):
-        for conn in {id(c): c for c in self.dispatcher.connections.values()}.values():
+        for conn in self.connections():
             while (event := conn.next_event()) is not None:
                 self.on_event(conn, event)
 
 
-class _Client:
+class _Server(_Host):
+    """The dispatcher as a simulator host, collecting what arrives on all its connections."""
+
+    def __init__(self, dispatcher: ServerDispatcher, on_event: Callable) -> None:
+        super().__init__(dispatcher, on_event,
+                         lambda: {id(c): c for c in dispatcher.connections.values()}.values())
+        self.dispatcher = dispatcher
+
+
+class _Client(_Host):
     """A client connection as a simulator host."""
 
     def __init__(self, conn: Connection, on_event: Callable) -> None:
+        super().__init__(conn, on_event, lambda: (conn,))
         self.conn = conn
-        self.on_event = on_event
-
-    def receive_datagram(self, data, local_addr, remote_addr, *, now):
-        self.conn.receive_datagram(data, local_addr, remote_addr, now=now)
-        self._drain()
-
-    def datagrams_to_send(self, *, now):
-        return self.conn.datagrams_to_send(now=now)
-
-    def next_deadline(self):
-        return self.conn.next_deadline()
-
-    def handle_deadline(self, *, now):
-        self.conn.handle_deadline(now=now)
-        self._drain()
-
-    def _drain(self):
-        while (event := self.conn.next_event()) is not None:
-            self.on_event(self.conn, event)
 
 
 def run_transfers(

@@ -118,32 +118,22 @@ class FrameRequirements:
     :ivar priority: 0 normal, 1 high, 2 critical (the seed's levels; 0xFF, control, counts as
         critical).
     :ivar size: the bytes of this frame.
-    :ivar max_latency: the seed's QoS MaxLatency, one-way, in seconds (``None``: no bound).
-    :ivar deadline: an absolute time by which the data should arrive (``None``: none).
-    :ivar redundant: ask for duplication on two paths (honoured by the ``redundant`` scheduler).
     :ivar backlog: all bytes waiting to be sent, this frame included (ECF's ``k``; 0 means just
         ``size``).
+
+    A stream's latency, jitter and loss requirements are not here: a packet carries frames of
+    several streams, so the QoS enforcer (:mod:`kwik_twisted.core.qos.enforcer`) applies them per
+    stream, by routing each stream to the paths that can meet them, for every scheduler.
     """
 
     priority: int = NORMAL
     size: int = 0
-    max_latency: float | None = None
-    deadline: float | None = None
-    redundant: bool = False
     backlog: int = 0
 
     @property
     def critical(self) -> bool:
         """Whether this is critical (or control) data."""
         return self.priority >= CRITICAL
-
-    def latency_budget(self, *, now: float) -> float | None:
-        """The tightest of ``max_latency`` and ``deadline - now``, or ``None``."""
-        budget = self.max_latency
-        if self.deadline is not None:
-            left = self.deadline - now
-            budget = left if budget is None else min(budget, left)
-        return budget
 
 
 # ---------------------------------------------------------------------------
@@ -576,9 +566,8 @@ def path_figures(path: SchedulablePath, *, now: float) -> Figures:
 class MultiCriteria(Scheduler):
     """
     The seed's EnhancedScheduler: the ready path whose predicted figures (:func:`path_figures`)
-    score best (:func:`criteria_score`), with the weights of the frame's priority.  With a latency
-    budget (``max_latency`` or ``deadline``), paths whose one-way estimate (half the predicted
-    RTT) exceeds it are dropped when any path meets it.
+    score best (:func:`criteria_score`), with the weights of the frame's priority (a stream's
+    latency budget is the QoS enforcer's: it routes the stream before the scheduler chooses).
 
     With ``learn`` (the default) a :class:`~kwik_twisted.core.qos.model.PerformanceModel` records
     each period's predictions, selections (:meth:`on_sent`) and achievements (:meth:`on_acked`)
@@ -614,11 +603,6 @@ class MultiCriteria(Scheduler):
         if predicting:
             for path, f in zip(ready, figures):
                 model.predict(path.id, f)  # type: ignore[union-attr]
-        budget = requirements.latency_budget(now=now)
-        if budget is not None:
-            meet = [i for i, f in enumerate(figures) if f.rtt / 2 <= budget]
-            if meet:
-                ready, figures = [ready[i] for i in meet], [figures[i] for i in meet]
         best = ready[0]
         if len(ready) > 1:
             weights = self.criteria[priority]

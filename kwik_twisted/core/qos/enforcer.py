@@ -56,6 +56,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from ...events import QoSViolated
+from ..paths.scheduler import eligible_paths, path_cost
 from .detector import CongestionDetector, CongestionReport, global_report
 
 __all__ = [
@@ -170,11 +171,6 @@ class PathEstimate(NamedTuple):
     loss_rate: float
 
 
-def _cost(path) -> float:
-    metrics = path.metrics
-    return 0.0 if metrics is None else metrics.cost
-
-
 def latency_limit(max_latency: float) -> float:
     """The delay a path must be predicted under to carry a stream with ``max_latency``."""
     return max_latency - max(GUARD_FLOOR, GUARD_SHARE * max_latency)
@@ -239,12 +235,8 @@ class QoSEnforcer:
         detector = self.detectors.get(path.id)
         if detector is None:
             detector = self.detectors[path.id] = CongestionDetector(path.id, now=now)
-        metrics = path.metrics
-        if metrics is not None and getattr(metrics, "detector", None) is not detector:
-            try:
-                metrics.detector = detector
-            except AttributeError:  # a tracker without a detector slot: reports only
-                pass
+        if path.metrics is not None:
+            path.metrics.detector = detector
         return detector
 
     def sync(self, *, now: float) -> None:
@@ -286,9 +278,7 @@ class QoSEnforcer:
         self._evaluate(usable, now)
 
     def _usable(self) -> list:
-        usable = [p for p in self.paths.paths.values() if p.usable]
-        primaries = [p for p in usable if not p.is_backup]
-        return primaries or usable
+        return eligible_paths(list(self.paths.paths.values()))
 
     def _evaluate(self, usable: list, now: float) -> None:
         estimates = {p.id: self.estimate(p, now=now) for p in usable}
@@ -443,7 +433,7 @@ class QoSEnforcer:
         """No path meets ``metric``: the best path, redundancy for loss, one violation."""
         if metric == "loss_threshold":  # the cheaper of equally lossy paths carries the copies
             order = sorted(estimates, key=lambda i: (
-                round(estimates[i].loss_rate, 3), _cost(estimates[i].path),
+                round(estimates[i].loss_rate, 3), path_cost(estimates[i].path),
                 estimates[i].one_way))
             measured, bound = estimates[order[0]].loss_rate, req.loss_threshold
         else:

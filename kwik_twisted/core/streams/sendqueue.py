@@ -268,16 +268,7 @@ class SendQueue:
             return self._next_filtered_frame(max_data, path_id)
         for queue in (self.queues[2], self.queues[1], self.queues[0]):
             while queue:
-                stream = queue[0]
-                fast = self._new_frame_from(stream, max_data)
-                if fast is not None:
-                    frame, record, more = fast
-                    queue.rotate(-1)
-                    if not more:
-                        queue.pop()
-                        stream.queued = False
-                    return frame, record
-                out = self._take(queue, stream, max_data)
+                out = self._serve(queue, queue[0], max_data)
                 if out is not None:
                     return out
         return None

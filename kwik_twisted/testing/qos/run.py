@@ -23,6 +23,7 @@ from ...events import QoSViolated, StreamDataReceived, StreamWritable
 from ...wire import QosPolicy
 from ..pair import client_config, server_config
 from ..simulator import Network
+from ..transfer import _Client, _Server
 from .model import (
     HEADER,
     BulkFlow,
@@ -273,35 +274,6 @@ class _Source:
         self.network.at(self.began + (k + 1) * flow.interval, lambda: self.tick(k + 1))
 
 
-class _Host:
-    """A client connection or the server dispatcher as a simulator host (as in
-    :mod:`kwik_twisted.testing.transfer`), handing every event to ``on_event``."""
-
-    def __init__(self, endpoint, on_event: Callable, connections: Callable) -> None:
-        self.endpoint = endpoint
-        self.on_event = on_event
-        self.connections = connections
-
-    def receive_datagram(self, data, local_addr, remote_addr, *, now):
-        self.endpoint.receive_datagram(data, local_addr, remote_addr, now=now)
-        self._drain()
-
-    def datagrams_to_send(self, *, now):
-        return self.endpoint.datagrams_to_send(now=now)
-
-    def next_deadline(self):
-        return self.endpoint.next_deadline()
-
-    def handle_deadline(self, *, now):
-        self.endpoint.handle_deadline(now=now)
-        self._drain()
-
-    def _drain(self):
-        for conn in self.connections():
-            while (event := conn.next_event()) is not None:
-                self.on_event(conn, event)
-
-
 def _wire_qos(qos: Any) -> QosPolicy | None:
     """A wire ``QosPolicy`` from either policy type."""
     return qos.to_wire() if hasattr(qos, "to_wire") else qos
@@ -382,12 +354,8 @@ def run_scenario(
             ctx.notes.append(f"paths not all validated by {READY_TIMEOUT} s; flows started anyway")
             start()
 
-    network.attach(
-        _Host(dispatcher, on_server_event,
-              lambda: {id(c): c for c in dispatcher.connections.values()}.values()),
-        [SERVER_ADDR],
-    )
-    network.attach(_Host(conn, on_client_event, lambda: (conn,)), addresses)
+    network.attach(_Server(dispatcher, on_server_event), [SERVER_ADDR])
+    network.attach(_Client(conn, on_client_event), addresses)
     network.at(min(READY_TIMEOUT, duration), late_start)
     for t, fn in events:
         network.at(t, lambda fn=fn: fn(network, ctx))

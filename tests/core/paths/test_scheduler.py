@@ -496,18 +496,6 @@ class MultiCriteriaTests(SynchronousTestCase):
         cheap = make_path(2, 0.010, bandwidth=1e6)
         self.assertIs(self.scheduler.select([dear, cheap], normal(), now=0.0), cheap)
 
-    def test_latency_budget_excludes_paths_that_cannot_meet_it(self) -> None:
-        """A normal frame whose max_latency the wide path cannot meet takes the quick one."""
-        req = FrameRequirements(priority=NORMAL, size=MSS, max_latency=0.020)
-        self.assertIs(self.scheduler.select([self.quick, self.wide], req, now=0.0), self.quick)
-        late = FrameRequirements(priority=NORMAL, size=MSS, deadline=10.02)
-        self.assertIs(self.scheduler.select([self.quick, self.wide], late, now=10.0), self.quick)
-
-    def test_an_unmeetable_budget_falls_back_to_the_score(self) -> None:
-        """When no path meets the budget, the usual score decides."""
-        req = FrameRequirements(priority=NORMAL, size=MSS, max_latency=0.001)
-        self.assertIs(self.scheduler.select([self.quick, self.wide], req, now=0.0), self.wide)
-
     def test_custom_weights_override_a_priority(self) -> None:
         """criteria= replaces the weights of the priorities it names."""
         latency_only = CriteriaWeights(latency=1.0, bandwidth=0.0, loss=0.0, jitter=0.0, cost=0.0)
@@ -569,14 +557,6 @@ class MultiCriteriaTests(SynchronousTestCase):
         filling.metrics = PredictingMetrics(bandwidth=1e7, drift=0.050)
         req = FrameRequirements(priority=CRITICAL, size=MSS)
         self.assertIs(self.scheduler.select([filling, steady], req, now=0.0), steady)
-
-    def test_the_latency_budget_uses_the_predicted_rtt(self) -> None:
-        """A path whose forecast RTT breaks the budget is dropped though its srtt meets it."""
-        filling = make_path(1, 0.010, bandwidth=1e7)
-        filling.metrics = PredictingMetrics(bandwidth=1e7, drift=0.100)
-        slower = make_path(2, 0.030, bandwidth=1e6)
-        req = FrameRequirements(priority=NORMAL, size=MSS, max_latency=0.020)
-        self.assertIs(self.scheduler.select([filling, slower], req, now=0.0), slower)
 
     def test_selections_and_outcomes_train_the_weights(self) -> None:
         """Fed through the hooks, a quick path that keeps delivering far above its RTT estimate
@@ -684,11 +664,7 @@ class InterfaceTests(SynchronousTestCase):
             self.assertIsNone(scheduler.on_sent(path, MSS, now=0.0))
             self.assertIsNone(scheduler.on_acked(path, MSS, now=0.0))
 
-    def test_latency_budget_is_the_tighter_bound(self) -> None:
-        """latency_budget is the smaller of max_latency and the time left to the deadline."""
-        self.assertIsNone(FrameRequirements().latency_budget(now=0.0))
-        req = FrameRequirements(max_latency=0.05, deadline=1.02)
-        self.assertAlmostEqual(req.latency_budget(now=1.0), 0.02)
-        self.assertAlmostEqual(req.latency_budget(now=0.0), 0.05)
+    def test_control_and_critical_data_count_as_critical(self) -> None:
+        """``critical`` holds for priority 2 and for control (0xFF), not below."""
         self.assertTrue(FrameRequirements(priority=0xFF).critical)
         self.assertFalse(FrameRequirements(priority=HIGH).critical)
