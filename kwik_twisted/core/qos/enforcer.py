@@ -482,7 +482,7 @@ class QoSEnforcer:
         fastest = min(estimates, key=lambda i: estimates[i].one_way) if estimates else None
         for stream, route in self._routes.items():
             qos = stream.qos
-            if qos is None or not (qos[1] or qos[2]):
+            if qos is None or not (qos.max_latency_ms or qos.max_jitter_ms):
                 continue
             if route is None:
                 if fastest is not None:
