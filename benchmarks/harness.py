@@ -175,6 +175,8 @@ def table_of(rows: Iterable[dict]) -> list[tuple]:
             out.append((r["name"], problem, "", r.get("unit", ""), r.get("detail", "")))
             continue
         note = f"loss {r['loss']:.1%}" if "loss" in r else r.get("version", "")
+        if r.get("note"):
+            note = f"{note} {r['note']}".strip()
         out.append((r["name"], r["median"], r.get("spread"), r.get("unit", ""), note))
     return out
 

@@ -190,6 +190,7 @@ def _metrics_sample(conn) -> dict:
             "inflight": m.bytes_in_flight,
             "bandwidth": m.bandwidth,
             "loss": m.loss_rate,
+            "datagram_size": m.datagram_size,
         }
         for pid, m in conn.pathMetrics().items()
     }
@@ -415,11 +416,26 @@ def summarise(name: str, runs: list[dict], size: int, rates, *, ideal=None) -> d
         "client_cpu": statistics_median([r.get("client_cpu", 0.0) / r["seconds"] for r in good]),
         "server_cpu": statistics_median([r.get("server_cpu", 0.0) / r["seconds"] for r in good]),
     }
+    pmtu = path_mtus(good)
+    if pmtu:
+        extra["datagram_size"] = pmtu
     if ideal is None:
         result = harness.Result.of([goodput_percent(size, s, rates) for s in seconds.values])
         return harness.result_row(name, result, "% of sum", **extra)
     result = harness.Result.of([s - ideal for s in seconds.values])
     return harness.result_row(name, result, "s lost", ideal=ideal, **extra)
+
+
+def path_mtus(runs: list[dict]) -> dict:
+    """Kwik: each path's datagram size (what path MTU discovery reached) at the end of the
+    runs, the median over them, by path ID; ``{}`` for MPTCP (no such series)."""
+    sizes: dict[str, list] = {}
+    for run in runs:
+        series = run.get("series") or []
+        for pid, m in (series[-1].get("paths", {}) if series else {}).items():
+            if m.get("datagram_size"):
+                sizes.setdefault(pid, []).append(m["datagram_size"])
+    return {pid: statistics_median(v) for pid, v in sorted(sizes.items())}
 
 
 def statistics_median(values: list[float]) -> float:
@@ -481,6 +497,9 @@ def notes(rows: list[dict]) -> list[tuple]:
                 note += f", ideal {row['ideal']:.2f} s"
             if "lost_vs_own_goodput" in row:
                 note += f", {row['lost_vs_own_goodput']:.2f} s lost at own goodput"
+            if row.get("datagram_size"):
+                sizes = "/".join(f"{v:.0f}" for v in row["datagram_size"].values())
+                note += f", datagrams {sizes} B"
             r = (*r[:4], note)
         out.append(r)
     return out

@@ -130,8 +130,8 @@ EVERY_CONTROL_FRAME = [
     DataBlockedFrame(100),
     StreamDataBlockedFrame(0, 100),
     StreamsBlockedFrame(10),
-    NewConnectionIdFrame(1, 0, bytes(range(8))),
-    RetireConnectionIdFrame(0),
+    NewConnectionIdFrame(1, bytes(range(8)), bytes(range(16, 32))),
+    RetireConnectionIdFrame(1),
     PathChallengeFrame(b"chalenge"),
     PathResponseFrame(b"response"),
     PathStatusFrame(0, 1, PathState.BACKUP),
@@ -156,9 +156,11 @@ def sealed_explicit(plaintext: bytes, packet_type: int, count: int, flags: int =
     return bytes((1, flags, 0, 1, packet_type, count)) + plaintext
 
 
-def app_datagram(plaintext: bytes, frame_count: int = 1, packet_type: int = 1) -> bytes:
+def app_datagram(
+    plaintext: bytes, frame_count: int = 1, packet_type: int = 1, key_phase: int = 0
+) -> bytes:
     """A datagram sealed with the harness key (what mode ``raw`` opens)."""
-    header = Header(pd.DCID, 0, 3, packet_type, frame_count)
+    header = Header(pd.DCID, 0, 3, packet_type, frame_count, key_phase=key_phase)
     return encode_packet(header, plaintext, pd.KEY.seal)
 
 
@@ -183,6 +185,35 @@ def client_hello_plaintext() -> bytes:
     return bytes(receive.open(h.path_id, h.seq, packet.aad, packet.payload))
 
 
+def initial_datagram(plaintext: bytes, token: bytes = b"", **kw) -> bytes:
+    """A long-envelope datagram sealed with the client's initial keys for the harness's DCID
+    (what mode ``raw`` opens under initial keys)."""
+    header = Header(pd.DCID, 0, 0, 1, 1, 0, Epoch.INITIAL, pd.SCID, token=token, **kw)
+    seal = initial_protections(pd.DCID, is_client=True)[0].seal
+    return encode_packet(header, plaintext, seal)
+
+
+def long_envelope(
+    first: int = 0xC0, version: int = 0x4B574B03, dcid_length: int = 8, token: bytes = b""
+) -> bytes:
+    """A long envelope written field by field (RFC 8999 layout), token length included."""
+    return (
+        bytes((first,))
+        + version.to_bytes(4, "big")
+        + bytes((dcid_length,))
+        + pd.DCID[:dcid_length].ljust(dcid_length, b"\xee")
+        + bytes((8,))
+        + pd.SCID
+        + encode_varint(len(token))
+        + token
+    )
+
+
+def with_checksum(before: bytes, after: bytes) -> bytes:
+    """``before`` (envelope and header up to Total Length), the CRC-32, then ``after``."""
+    return before + crc32(after, crc32(before)).to_bytes(4, "big") + after
+
+
 def decoder_corpus() -> dict[str, bytes]:
     """Inputs of :mod:`fuzz.packet_decoder`."""
     ping = payload([PingFrame()])
@@ -190,27 +221,34 @@ def decoder_corpus() -> dict[str, bytes]:
     bad_crc = bytearray(good)
     bad_crc[-1] ^= 1
     first = client_first_datagram()
+    ping_initial = payload([PingFrame(), PaddingFrame(40)], Epoch.INITIAL)
+    header_tail = bytes(9) + varints(1, 64)  # sequence number, type, frame count, total length
     raw = {
         "raw_client_first_datagram": first,
         "raw_app_ping_datagram": good,
+        "raw_app_ping_key_phase_1": app_datagram(ping, packet_type=3, key_phase=1),
+        "raw_initial_with_max_token": initial_datagram(ping_initial, token=bytes(range(96))),
         "raw_empty": b"",
-        "raw_short_envelope": bytes((3, 2)) + bytes(5),
-        "raw_bad_version": bytes((4,)) + good[1:],
-        "raw_reserved_envelope_flags": good[:1] + bytes((0xFA,)) + good[2:],
-        "raw_source_cid_with_app_keys": good[:1] + bytes((0x03,)) + good[2:],
+        "raw_short_envelope": bytes((0x40,)) + bytes(5),
+        "raw_bad_version": first[:1] + (0x4B574B04).to_bytes(4, "big") + first[5:],
+        # RFC 8999 6: 0x80 | random bits, version 0, both CIDs, the supported versions
+        "raw_version_negotiation": bytes((0x8A,)) + bytes(4) + bytes((8,)) + pd.SCID
+        + bytes((8,)) + pd.DCID + (0x4B574B03).to_bytes(4, "big"),
+        "raw_reserved_envelope_flags": bytes((0x41,)) + good[1:],
+        "raw_no_fixed_bit": bytes((0x00,)) + good[1:],
+        "raw_retry_is_not_a_packet": long_envelope(first=0xF0)[:-1] + b"retry token" + bytes(16),
+        "raw_long_reserved_bits": bytes((0xC1,)) + first[1:],
+        "raw_long_dcid_length_9": with_checksum(
+            long_envelope(dcid_length=9) + header_tail, bytes(65)
+        ),
+        "raw_token_too_long": with_checksum(
+            long_envelope(token=bytes(97)) + header_tail, bytes(65)
+        ),
         "raw_truncated_path_header": good[:20],
         "raw_bad_checksum": bytes(bad_crc),
         "raw_total_length_mismatch": good + b"\0",
-        "raw_path_id_over_2_32": bytes((3, 2))
+        "raw_nonshortest_total_length": bytes((0x40,))
         + pd.DCID
-        + encode_varint(1 << 33)
-        + bytes(9)
-        + varints(1, 0x40)
-        + bytes(5)
-        + bytes(64),
-        "raw_nonshortest_total_length": bytes((3, 2))
-        + pd.DCID
-        + bytes((0,))
         + bytes(9)
         # one-byte frame count, two-byte total length 0x4010 (16: needs only one byte)
         + bytes((1, 0x40, 0x10))
@@ -263,16 +301,28 @@ def decoder_corpus() -> dict[str, bytes]:
         ),
         "sealed_padding_not_zero": sealed(raw_control(0, b"\0\1")),
         "sealed_handshake_offset": sealed(payload([HandshakeFrame(1 << 40, b"\x16\x03")])),
-        "tampered_flip_path_id": bytes((2, 11)) + bytes(10) + b"\x01" + sealed(ping)[1:],
-        "tampered_flip_version_and_flags": bytes((2, 2, 0x07, 0x04)) + sealed(ping)[1:],
-        "tampered_flip_total_length": bytes((2, 22)) + bytes(21) + b"\x01" + sealed(ping)[1:],
+        # short envelope: first byte 0, DCID 1-8, sequence number 9-16, type 17, frame count 18,
+        # total length 19
+        "tampered_flip_dcid": bytes((2, 5)) + bytes(4) + b"\x01" + sealed(ping)[1:],
+        "tampered_flip_sequence_number": bytes((2, 17)) + bytes(16) + b"\x01" + sealed(ping)[1:],
+        "tampered_flip_first_byte": bytes((2, 1, 0x07)) + sealed(ping)[1:],
+        "tampered_flip_key_phase": bytes((2, 1, 0x04)) + sealed(ping)[1:],
+        "tampered_flip_total_length": bytes((2, 20)) + bytes(19) + b"\x01" + sealed(ping)[1:],
+        "sealed_other_path_nonce": sealed(ping, path_id=9),
+        "sealed_initial_with_token": bytes((1, 0x39, 0, 0, 5)) + b"token" + payload(
+            [PingFrame()], Epoch.INITIAL
+        ),
         "control_ack_huge_ranges": bytes((3, 2)) + huge_ack(257),
         "control_add_address_v4": bytes((3, 0x12))
         + varints(1, 4)
         + bytes((10, 0, 0, 1, 0x11, 0x51)),
         "control_add_address_bad_family": bytes((3, 0x12)) + varints(1, 5) + bytes(6),
         "control_transport_parameters_nonvarint": bytes((3, 0x15)) + varints(2, 2) + b"\x01\x01",
-        "control_new_connection_id_short": bytes((3, 0x0C)) + varints(1, 0) + bytes(5),
+        "control_new_connection_id_short": bytes((3, 0x0C)) + varints(1) + bytes(8 + 5),
+        "control_new_connection_id_path_over_2_32": bytes((3, 0x0C))
+        + varints(1 << 33)
+        + bytes(8 + 16),
+        "control_retire_connection_id": bytes((3, 0x0D)) + varints(3),
         "control_path_status_bad_state": bytes((3, 0x10)) + varints(0, 1, 9),
         "frame_fast_path_stream": bytes((4, 0)) + payload([StreamFrame(0, 9, bytes(100))]),
         "frame_truncated_header": bytes((4, 0)) + payload([StreamFrame(0, 9, bytes(100))])[:12],
@@ -370,7 +420,7 @@ def payload_corpus() -> dict[str, bytes]:
             record(ping, step=150),
         ),
         "est_new_connection_id": established(
-            record(payload([NewConnectionIdFrame(1, 0, b"newcid01")]))
+            record(payload([NewConnectionIdFrame(1, b"newcid01", bytes(range(16)))]))
         ),
         "est_close_from_client": established(
             record(payload([ConnectionCloseFrame(0x0A, "bye", 2)]), step=220)

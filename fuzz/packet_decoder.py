@@ -3,13 +3,16 @@ Atheris harness: the wire decoders, from raw datagrams down to single control-fr
 
 The first input byte picks a mode (``byte % 5``); the rest is carved by :class:`~.common.Reader`:
 
-0. ``raw``: the bytes are a datagram: :func:`peek_dcid`, :func:`decode_packet`, then an AEAD open
-   with a fixed key and with the initial keys of its DCID (which only a forgery of luck passes).
-1. ``sealed``: a header chosen by the input (key epoch, path ID, sequence number, packet type,
-   frame count, compression info, or an *auto* header that agrees with the frames) seals the rest
-   as plaintext with a fixed AES-128-GCM key; the datagram is decoded, opened and its payload
-   decoded, so the frame decoders run past the checksum and the AEAD.  A payload that decodes is
-   re-encoded and must decode to the same frames.
+0. ``raw``: the bytes are a datagram: :func:`peek_dcid`, :func:`decode_packet` (whose header
+   must have path 0 and the DCID peek_dcid found), then an AEAD open with a fixed key and with
+   the initial keys of its DCID (which only a forgery of luck passes).
+1. ``sealed``: a header chosen by the input (key epoch, path ID for the nonce (0 under initial
+   keys), sequence number, key phase or token, packet type, frame count, compression info, or an
+   *auto* header that agrees with the frames) seals the rest as plaintext with a fixed
+   AES-128-GCM key; the datagram is decoded, opened with the path ID the receiver would know
+   (the wire does not carry it) and its payload decoded, so the frame decoders run past the
+   checksum and the AEAD.  A payload that decodes is re-encoded and must decode to the same
+   frames.
 2. ``tampered``: as ``sealed``, then the input XORs a mask over the datagram and the checksum is
    recomputed, so header corruption reaches the parser and the AEAD instead of the CRC.
 3. ``control``: one control-frame body (type from the input) through its ``decode_body``; what
@@ -33,6 +36,7 @@ with instrumented():
     from kwik_twisted.core.crypto.protection import PacketProtection, initial_protections
     from kwik_twisted.errors import KwikError
     from kwik_twisted.wire import (
+        MAX_TOKEN_LENGTH,
         Epoch,
         Header,
         decode_packet,
@@ -67,11 +71,13 @@ def target(data: bytes) -> str:
 def _raw(reader: Reader) -> None:
     datagram = reader.rest()
     try:
-        peek_dcid(datagram)
+        peeked = peek_dcid(datagram)
     except KwikError:
-        pass
+        peeked = None
     packet = decode_packet(datagram)
     header = packet.header
+    if peeked != header.dcid or header.path_id != 0:
+        raise Finding(f"peek_dcid gave {peeked!r}, decode_packet {header!r}")
     opener = KEY
     if header.epoch == Epoch.INITIAL:
         opener = initial_protections(header.dcid, is_client=False)[1]
@@ -79,12 +85,24 @@ def _raw(reader: Reader) -> None:
 
 
 def _header(reader: Reader) -> tuple[Header, bytes]:
-    """A header and a plaintext carved from the input."""
+    """A header and a plaintext carved from the input.
+
+    Flags byte: 0x01 initial keys, 0x02 lz4, 0x04 explicit Packet Type and Frame Count, 0x08
+    one-byte path ID (else four; ignored under initial keys: path 0), 0x10 one-byte sequence
+    number (else eight), 0x20 key phase 1 (application) or a token (initial: a length byte, then
+    the token, at most :data:`MAX_TOKEN_LENGTH` bytes).
+    """
     flags = reader.byte()
     epoch = Epoch.INITIAL if flags & 0x01 else Epoch.APPLICATION
     compression = (flags >> 1) & 0x01
     path_id = reader.byte() if flags & 0x08 else reader.uint(4)
     seq = reader.uint(1 if flags & 0x10 else 8)
+    key_phase, token = 0, b""
+    if flags & 0x20:
+        if epoch == Epoch.INITIAL:
+            token = reader.take(reader.byte() % (MAX_TOKEN_LENGTH + 1))
+        else:
+            key_phase = 1
     if flags & 0x04:  # explicit Packet Type and Frame Count
         packet_type = reader.byte() % 6
         frame_count = reader.byte()
@@ -92,15 +110,21 @@ def _header(reader: Reader) -> tuple[Header, bytes]:
     else:
         plaintext = reader.rest()
         frame_count, packet_type = auto_header(plaintext, epoch, compression)
-    scid = SCID if epoch == Epoch.INITIAL else None
-    header = Header(DCID, path_id, seq, packet_type, frame_count, compression, epoch, scid)
+    scid = None
+    if epoch == Epoch.INITIAL:
+        scid, path_id = SCID, 0  # a long envelope is always path 0
+    header = Header(
+        DCID, path_id, seq, packet_type, frame_count, compression, epoch, scid,
+        key_phase=key_phase, token=token,
+    )
     return header, plaintext
 
 
-def _decode_sealed(datagram: bytes) -> None:
+def _decode_sealed(datagram: bytes, path_id: int) -> None:
+    """Decode and open ``datagram`` as a receiver that knows its DCID is on ``path_id``."""
     packet = decode_packet(datagram)
     header = packet.header
-    plaintext = KEY.open(header.path_id, header.seq, packet.aad, packet.payload)
+    plaintext = KEY.open(path_id, header.seq, packet.aad, packet.payload)
     frames = decode_payload(
         plaintext,
         frame_count=header.frame_count,
@@ -127,7 +151,7 @@ def _round_trip(frames: list, epoch: int) -> None:
 
 def _sealed(reader: Reader) -> None:
     header, plaintext = _header(reader)
-    _decode_sealed(encode_packet(header, plaintext, KEY.seal))
+    _decode_sealed(encode_packet(header, plaintext, KEY.seal), header.path_id)
 
 
 def _tampered(reader: Reader) -> None:
@@ -141,7 +165,7 @@ def _tampered(reader: Reader) -> None:
             datagram[i] ^= value
     checksum = crc32(datagram[at + 4 :], crc32(datagram[:at]))
     datagram[at : at + 4] = checksum.to_bytes(4, "big")
-    _decode_sealed(bytes(datagram))
+    _decode_sealed(bytes(datagram), header.path_id)
 
 
 def _control(reader: Reader) -> None:

@@ -82,6 +82,7 @@ _EXPORTS: dict[str, str] = {
     "UnknownConnection": ".errors",
     "UnknownExtensionError": ".errors",
     "UnsupportedVersion": ".errors",
+    "UnknownConnectionId": ".errors",
     # events
     "AddressAdvertised": ".events",
     "ConnectionTerminated": ".events",

@@ -64,6 +64,50 @@ def key_update(value: str) -> int:
     return integer("keyUpdate", value, 1, MAX_KEY_UPDATE_INTERVAL)
 
 
+def udp_payload(value: str) -> int:
+    """``maxUdpPayload=N``: the largest UDP payload path MTU discovery tries and we announce we
+    receive, 1200..65527 bytes."""
+    return integer("maxUdpPayload", value, 1200, 65527)
+
+
+def retry(value: str) -> str:
+    """``retry=yes|no|auto``: when a server asks clients to prove their address with a Retry
+    (``auto``: once many handshakes are half open).  ``yes``/``no`` accept boolean spellings."""
+    word = value.strip().lower()
+    if word == "auto":
+        return "auto"
+    try:
+        return "yes" if boolean("retry", word) else "no"
+    except ConfigurationError:
+        raise ConfigurationError(f"retry={value!r}: use yes, no or auto") from None
+
+
+#: Longest ``serverId=`` (config.MAX_SERVER_ID_LENGTH: an 8-byte CID keeps 4 nonce bytes).
+MAX_SERVER_ID_BYTES = 3
+
+
+def server_id(value: str) -> bytes:
+    """``serverId=HEX``: the QUIC-LB server ID our CIDs carry, 1 to 3 bytes in hexadecimal
+    (``c4605e``; an optional ``0x`` prefix)."""
+    text = value.strip()
+    if text[:2].lower() == "0x":
+        text = text[2:]
+    try:
+        data = bytes.fromhex(text)
+    except ValueError:
+        raise ConfigurationError(f"serverId={value!r}: expected hexadecimal bytes") from None
+    if not 1 <= len(data) <= MAX_SERVER_ID_BYTES or len(text) != 2 * len(data):
+        raise ConfigurationError(
+            f"serverId={value!r}: must be 1 to {MAX_SERVER_ID_BYTES} bytes (2 to 6 hex digits)"
+        )
+    return data
+
+
+def config_rotation(value: str) -> int:
+    """``configRotation=N``: the QUIC-LB config rotation codepoint, 0..6 (7 means unroutable)."""
+    return integer("configRotation", value, 0, 6)
+
+
 def seconds(name: str, value: str) -> float:
     """A positive, finite number of seconds."""
     try:

@@ -45,6 +45,10 @@ class ErrorCode(IntEnum):
     COMPRESSION_ERROR = 0x12
     UNKNOWN_EXTENSION = 0x13
     IDLE_TIMEOUT = 0x14
+    #: Never sent: reported locally when the peer answered with a stateless reset.
+    STATELESS_RESET = 0x15
+    #: Never sent: reported locally when the server speaks none of our versions.
+    VERSION_NEGOTIATION = 0x16
     # 0x100..0x1FF: HANDSHAKE_FAILED, the low byte is the TLS alert.
     HANDSHAKE_FAILED = 0x100
 
@@ -237,6 +241,10 @@ class UnsupportedVersion(DroppedPacket):
     """The envelope names a version we do not speak."""
 
 
+class UnknownConnectionId(DroppedPacket):
+    """The destination connection ID is not one we issued (or it was retired)."""
+
+
 class DecryptionFailed(DroppedPacket):
     """AEAD authentication failed (forgery, corruption or wrong keys)."""
 
@@ -266,6 +274,7 @@ class DatagramTooLarge(DatagramError, ValueError):
 
 
 __all__ = [
+    "UnknownConnectionId",
     "AeadLimitReached",
     "ChecksumError",
     "ChecksumMismatch",

@@ -213,6 +213,15 @@ class IKwikConnection(Interface):
         (a :class:`~kwik_twisted.core.qos.detector.CongestionReport`; ``as_dict()`` gives JSON).
         """
 
+    def updateKeys():
+        """
+        Update this connection's application keys (protocol.rst, "Key update") as soon as the
+        rules allow: with the next packet sent, once the peer answered the previous update.  Keys
+        also update by themselves every ``keyUpdate=N`` packets.
+
+        :returns: ``False`` before the handshake completed (there are no keys to update yet).
+        """
+
     def pathMetrics():
         """
         A snapshot of every live path's metrics, ``{path_id: PathMetrics}`` (RTT, bandwidth,

@@ -47,6 +47,8 @@ from kwik_twisted.errors import ConfigurationError
 
 #: Largest UDP payload (65535 minus the 8-byte UDP header).
 MAX_UDP_PAYLOAD = 65527
+#: ``maxUdpPayload=`` when not given (ConnectionConfig.max_udp_payload's default).
+DEFAULT_UDP_PAYLOAD = 16384
 #: Smallest datagram size Kwik allows (its handshake packets need it).
 MIN_DATAGRAM_SIZE = 1200
 
@@ -65,6 +67,8 @@ COMMON_ARGUMENTS = (
     "maxPaths",
     "qlog",
     "keyUpdate",
+    "pmtud",
+    "maxUdpPayload",
 )
 #: Client arguments that set the stream each ``connect()`` opens (its priority and QoS policy).
 STREAM_ARGUMENTS = (
@@ -83,6 +87,9 @@ SERVER_ARGUMENTS = (
     "extraCertChain",
     "trustRoots",
     "caCertsDir",
+    "retry",
+    "serverId",
+    "configRotation",
 ) + COMMON_ARGUMENTS
 CLIENT_ARGUMENTS = (
     "host",
@@ -246,9 +253,15 @@ def _connection_settings(kwargs: dict[str, str]) -> dict[str, Any]:
         fields["max_paths"] = values.integer("maxPaths", kwargs.pop("maxPaths"), 1, MAX_PATHS)
     if "keyUpdate" in kwargs:
         fields["key_update_interval"] = values.key_update(kwargs.pop("keyUpdate"))
+    if "pmtud" in kwargs:
+        fields["pmtud"] = values.boolean("pmtud", kwargs.pop("pmtud"))
+    if "maxUdpPayload" in kwargs:
+        fields["max_udp_payload"] = values.udp_payload(kwargs.pop("maxUdpPayload"))
     size = _pop_one_of(kwargs, "mtu", "maxDatagramSize")
     if size is not None:
         fields["max_datagram_size"] = values.integer(*size, MIN_DATAGRAM_SIZE, MAX_UDP_PAYLOAD)
+        if "max_udp_payload" not in fields:  # path MTU discovery never searches below it
+            fields["max_udp_payload"] = max(DEFAULT_UDP_PAYLOAD, fields["max_datagram_size"])
     return fields
 
 
@@ -333,6 +346,12 @@ def parse_server_arguments(*args: str, **kwargs: str) -> dict[str, Any]:
     settings = _connection_settings(kwargs)
     if advertise is not None:
         settings["advertise"] = values.advertise(advertise, port)
+    if "retry" in kwargs:
+        settings["retry"] = values.retry(kwargs.pop("retry"))
+    if "serverId" in kwargs:
+        settings["server_id"] = values.server_id(kwargs.pop("serverId"))
+    if "configRotation" in kwargs:
+        settings["config_rotation"] = values.config_rotation(kwargs.pop("configRotation"))
     _reject_unknown(kwargs, "server", SERVER_ARGUMENTS)
     result = {"port": port, "interface": interface, "config": _config(tls, settings), **qlog}
     if extra:

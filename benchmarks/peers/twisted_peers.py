@@ -163,12 +163,16 @@ class Pinger(Protocol):
 
 # -- endpoints -------------------------------------------------------------------------------
 
+#: Kwik with fixed 1350-byte datagrams, and with path MTU discovery (up to 16384 on loopback).
+KWIK_KINDS = ("kwik", "kwik-pmtud")
+
 
 def listen(kind: str, factory: Factory, certs: DevCertificates | None = None, port: int = 0):
-    """Listen on 127.0.0.1 (Kwik or TCP); a Deferred firing with the listening port."""
-    if kind == "kwik":
-        endpoint = KwikServerEndpoint(reactor, port, config=server_config(certs),
-                                      interface="127.0.0.1")
+    """Listen on 127.0.0.1 (Kwik, Kwik with path MTU discovery, or TCP); a Deferred firing with
+    the listening port."""
+    if kind in KWIK_KINDS:
+        endpoint = KwikServerEndpoint(reactor, port, interface="127.0.0.1",
+                                      config=server_config(certs, pmtud=kind == "kwik-pmtud"))
     elif kind == "tcp":
         endpoint = TCP4ServerEndpoint(reactor, port, interface="127.0.0.1")
     else:
@@ -178,9 +182,9 @@ def listen(kind: str, factory: Factory, certs: DevCertificates | None = None, po
 
 def connect(kind: str, port: int, factory: Factory, certs: DevCertificates | None = None):
     """Connect a fresh connection (Kwik or TCP); a Deferred firing with the connected protocol."""
-    if kind == "kwik":
-        endpoint = KwikClientEndpoint(reactor, "127.0.0.1", port, config=client_config(certs),
-                                      reuse=False)
+    if kind in KWIK_KINDS:
+        endpoint = KwikClientEndpoint(reactor, "127.0.0.1", port, reuse=False,
+                                      config=client_config(certs, pmtud=kind == "kwik-pmtud"))
     elif kind == "tcp":
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
     else:
@@ -190,7 +194,7 @@ def connect(kind: str, port: int, factory: Factory, certs: DevCertificates | Non
 
 def disconnect(kind: str, protocol: Protocol):
     """Close a client connection; a Deferred firing when it is gone."""
-    if kind == "kwik":
+    if kind in KWIK_KINDS:
         return closeClientConnections(reactor)
     protocol.transport.loseConnection()
     return defer.succeed(None)

@@ -44,7 +44,6 @@ from collections import Counter, deque
 
 from ..config import MIN_DATAGRAM_SIZE, ConnectionConfig
 from ..errors import (
-    ConfigurationError,
     DroppedPacket,
     ErrorCode,
     HandshakeFailed,
@@ -62,9 +61,9 @@ from ..wire import (
     decode_packet,
     decode_payload,
 )
-from .congestion import create as create_controller
-from .congestion import is_coupled
-from .congestion.coupled import CoupledGroup
+from ..wire.packets import INITIAL_BYTE
+from .cids import ConnectionIds, on_new_connection_id, on_retire_connection_id, reset_tokens
+from .congestion import controller_factory
 from .crypto.protection import PacketProtection
 from .datagrams import DatagramChannel
 from .entropy import Entropy
@@ -72,9 +71,11 @@ from .handshake import (
     DEFAULT_PEER_DATAGRAM_SIZE,
     MAX_HANDSHAKE_BUFFER,
     Handshake,
+    check_config,
     local_parameters,
 )
 from .keys import MAX_EARLY_BYTES, MAX_EARLY_PACKETS, KeySchedule
+from .lb import new_cid
 from .lifecycle import Lifecycle, State
 from .paths.manager import DEFAULT_PEER_MAX_PATHS, PathManager, check_path_ids
 from .paths.metrics import PathMetrics
@@ -84,10 +85,8 @@ from .qos.enforcer import QoSEnforcer
 from .retransmit import RecordRouter
 from .sender import BURST_LIMIT, SKIP_ONE_IN, Sender
 from .sending import PacketContext
+from .stateless import KEYS_USED_UP, end_statelessly, on_long_answer
 from .streams.manager import (
-    DEFAULT_MAX_DATA,
-    DEFAULT_MAX_STREAM_DATA,
-    DEFAULT_MAX_STREAMS,
     UNCHANGED,
     StreamManager,
 )
@@ -129,7 +128,7 @@ class Connection:
         now: float,
         tracer=None,
     ) -> None:
-        _check_config(config)
+        check_config(config)
         self.config = config
         self.is_client = is_client
         self.entropy = entropy
@@ -146,6 +145,11 @@ class Connection:
         emit = self._events.append
         self.streams = StreamManager(is_client=is_client, emit=emit, config=config)
         self.keys = KeySchedule(original_dcid, is_client=is_client, stats=self.stats)
+        self.cids = ConnectionIds(  # our CIDs and the peer's, per path (core/cids.py)
+            local_cid=local_cid, limit=config.active_connection_id_limit, control=self._control,
+            new_cid=lambda: entropy.random_bytes(CID_LENGTH) if is_client else new_cid(
+                config, entropy), reset_token=reset_tokens(config, entropy),
+            is_retired=lambda path_id: self.path_manager.is_forgotten(path_id))
         self.idle = IdleTimer(
             config.idle_timeout, config.keep_alive, lambda: bool(self.streams.streams), now=now
         )
@@ -156,8 +160,9 @@ class Connection:
             control=self._control,
             requeue=lambda packets: self.records.requeue(packets),
             stats=self.stats,
-            new_controller=_controller_factory(config),
+            new_controller=controller_factory(config.congestion_control, config.max_datagram_size),
             new_challenge=lambda: entropy.random_bytes(8),
+            cids=self.cids,
         )
         self.paths: dict[int, Path] = self.path_manager.paths
         self.scheduler = create_scheduler(config.scheduler)
@@ -169,6 +174,8 @@ class Connection:
         if tracer is not None:  # qlog (core/trace.py): events, packets and recovery are traced
             self._events.handshake, self.sender.trace = self.handshake, self.trace
             self.qos.trace = self.trace
+            self.keys.on_update = lambda gen, local, _: self.trace.key_updated(
+                is_client, gen, local, self._now)
         path = self.path_manager.add(0, local_addr, remote_addr, validated=True, now=now)
         path.address_validated = is_client  # a server must not amplify before the handshake
         # Until the server has validated our address it may be stuck at its amplification limit
@@ -276,8 +283,10 @@ class Connection:
         now: float,
         tls_factory=None,
         new_tracer=None,
+        local_cid: bytes | None = None,
     ) -> Connection:
-        """A server connection for a client whose first datagram named these CIDs."""
+        """A server connection for a client whose first datagram named these CIDs (``local_cid``:
+        ours, by default a fresh one laid out for load balancers, core/lb.py)."""
         from .crypto.handshake import TlsSession
 
         tls = (tls_factory or TlsSession)(config.tls, is_client=False)
@@ -286,7 +295,7 @@ class Connection:
             is_client=False,
             entropy=entropy,
             tls=tls,
-            local_cid=entropy.random_bytes(CID_LENGTH),
+            local_cid=local_cid or new_cid(config, entropy),
             peer_cid=peer_cid,
             original_dcid=original_dcid,
             local_addr=local_addr,
@@ -312,6 +321,8 @@ class Connection:
             self._receive(data, local_addr, remote_addr, now)
         except DroppedPacket as e:
             self.stats["dropped_" + type(e).__name__] += 1
+            if self.cids.is_reset(data):
+                end_statelessly(self, ErrorCode.STATELESS_RESET, "stateless reset", now)
         except ProtocolError as e:
             self._fail(e, now)
 
@@ -320,6 +331,9 @@ class Connection:
         self._now = now
         lifecycle = self.lifecycle
         if not lifecycle.is_ending:
+            if self.keys.phases is not None and self.keys.phases.exhausted:  # RFC 9001 6.6
+                end_statelessly(self, ErrorCode.AEAD_LIMIT_REACHED, KEYS_USED_UP, now, False)
+                return []
             return self.sender.send(now=now)
         frame = lifecycle.take_close() if lifecycle.state is _CLOSING else None
         return [] if frame is None else self.sender.send_close(frame, now=now)
@@ -498,8 +512,12 @@ class Connection:
     # -- receiving -------------------------------------------------------------------
 
     def _receive(self, data: bytes, local_addr: tuple, remote_addr: tuple, now: float) -> None:
+        if data and data[0] & 0x80 and data[0] != INITIAL_BYTE:  # a Retry or a Version Negotiation
+            return on_long_answer(self, data, now)
         packet = decode_packet(data)
         header = packet.header
+        if header.scid is None:  # a short envelope: the path is the one its DCID names
+            header.path_id = self.cids.path_of(header.dcid)
         keys = self.keys.header_keys(header, data, local_addr, remote_addr)
         path = self.paths.get(header.path_id)
         if path is None:
@@ -616,19 +634,6 @@ def _on_connection_close(conn: Connection, frame: ConnectionCloseFrame, path, no
         )
 
 
-def _controller_factory(config: ConnectionConfig):
-    """Makes the congestion controller of each new or recovered path; coupled ones (LIA, OLIA)
-    share one group per connection."""
-    extra = {"group": CoupledGroup()} if is_coupled(config.congestion_control) else {}
-
-    def new_controller():
-        return create_controller(
-            config.congestion_control, max_datagram_size=config.max_datagram_size, **extra
-        )
-
-    return new_controller
-
-
 def _on_idle_timeout(conn: Connection, path: None, now: float) -> None:
     conn._events.append(
         ConnectionTerminated(ErrorCode.IDLE_TIMEOUT, "idle timeout", False, None, False)
@@ -661,8 +666,8 @@ _HANDLERS = {
     ControlType.DATA_BLOCKED: _ignore,
     ControlType.STREAM_DATA_BLOCKED: lambda c, f, p, now: c.streams.on_stream_data_blocked(f),
     ControlType.STREAMS_BLOCKED: _ignore,
-    ControlType.NEW_CONNECTION_ID: _ignore,
-    ControlType.RETIRE_CONNECTION_ID: _ignore,
+    ControlType.NEW_CONNECTION_ID: on_new_connection_id,
+    ControlType.RETIRE_CONNECTION_ID: on_retire_connection_id,
     ControlType.PATH_CHALLENGE: lambda c, f, p, now: p.validation.on_challenge(f.data),
     ControlType.PATH_RESPONSE: lambda c, f, p, now: c.path_manager.on_response(p, f.data, now=now),
     ControlType.PATH_STATUS: lambda c, f, p, now: c.path_manager.on_status(f),
@@ -687,13 +692,3 @@ _TIMER_HANDLERS = {
     TimerKind.SHAPER: lambda c, p, now: None,  # a wake-up: the send round unparks capped streams
 }
 
-
-def _check_config(config: ConnectionConfig) -> None:
-    if config.initial_max_data < DEFAULT_MAX_DATA:
-        raise ConfigurationError(f"initial_max_data must be at least {DEFAULT_MAX_DATA}")
-    if config.initial_max_stream_data < DEFAULT_MAX_STREAM_DATA:
-        raise ConfigurationError(
-            f"initial_max_stream_data must be at least {DEFAULT_MAX_STREAM_DATA}"
-        )
-    if config.max_streams < DEFAULT_MAX_STREAMS:
-        raise ConfigurationError(f"max_streams must be at least {DEFAULT_MAX_STREAMS}")

@@ -38,7 +38,7 @@ from ..errors import DatagramsUnsupported, DatagramTooLarge, ProtocolViolation
 from ..events import DatagramDropped, DatagramReceived, Event
 from ..wire import DatagramFrame
 from .handshake import DEFAULT_PEER_DATAGRAM_SIZE
-from .sending import header_overhead
+from .sending import SHORT_OVERHEAD
 
 #: Datagrams waiting to be sent at most; the oldest is dropped beyond.
 MAX_QUEUED_DATAGRAMS = 256
@@ -53,7 +53,7 @@ QUEUE_FULL, UNSUPPORTED, TOO_LARGE = "queue full", "unsupported", "too large"
 def packet_payload_limit(max_datagram_size: int) -> int:
     """The largest datagram payload one packet of ``max_datagram_size`` bytes carries alone (on
     any path ID below 16384: the envelope's path ID takes at most two bytes)."""
-    return max_datagram_size - header_overhead(0x40, False) - DATAGRAM_HEADER
+    return max_datagram_size - SHORT_OVERHEAD - DATAGRAM_HEADER
 
 
 class DatagramChannel:

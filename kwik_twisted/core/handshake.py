@@ -39,6 +39,7 @@ from collections.abc import Callable
 
 from ..config import MIN_DATAGRAM_SIZE, ConnectionConfig
 from ..errors import (
+    ConfigurationError,
     FlowControlError,
     HandshakeBufferExceeded,
     ProtocolViolation,
@@ -51,6 +52,7 @@ from ..wire import (
     TransportParameter,
     TransportParametersFrame,
 )
+from .cids import DEFAULT_PEER_LIMIT
 from .keys import KeySchedule
 from .lifecycle import Lifecycle
 from .paths.manager import DEFAULT_PEER_MAX_PATHS, PathManager
@@ -160,6 +162,10 @@ class Handshake:
             load = min(FULL_LOAD, max(0, int(self.server_load())))
             parameters = {**parameters, TransportParameter.SERVER_LOAD: load}
         self.control.appendleft(TransportParametersFrame(parameters))
+        # CIDs for further paths go out with our parameters, as many as any peer accepts (2);
+        # the rest when the peer's limit is known: a new path's first packets must not overtake
+        # the CID the peer needs to answer on it (core/cids.py).
+        self.paths.cids.start(DEFAULT_PEER_LIMIT)
         if not self.is_client:
             self.control.append(HandshakeDoneFrame())
             self.paths.advertise()
@@ -223,11 +229,16 @@ class Handshake:
         if idle:
             self.idle.timeout = min(self.idle.timeout, idle / 1000)
         ack_delay = params.get(TransportParameter.MAX_ACK_DELAY_MS)
+        cid_limit = params.get(TransportParameter.ACTIVE_CONNECTION_ID_LIMIT, DEFAULT_PEER_LIMIT)
+        if cid_limit < DEFAULT_PEER_LIMIT:
+            raise TransportParameterError("active_connection_id_limit below 2")
+        self.paths.cids.start(cid_limit)  # NEW_CONNECTION_ID for further paths (core/cids.py)
         self.paths.on_peer_parameters(
             max_paths,
             None if ack_delay is None else ack_delay / 1000,
             now=now,
             server_load=None if load is None else load / FULL_LOAD,
+            max_udp_payload=datagram,
         )
 
 
@@ -241,7 +252,10 @@ def local_parameters(config: ConnectionConfig) -> dict[int, int]:
         TransportParameter.MAX_ACK_DELAY_MS: int(config.max_ack_delay * 1000),
         TransportParameter.ACTIVE_CONNECTION_ID_LIMIT: config.active_connection_id_limit,
         TransportParameter.MAX_PATHS: config.max_paths,
-        TransportParameter.MAX_DATAGRAM_SIZE: config.max_datagram_size,
+        # With PMTUD we receive what max_udp_payload allows (the glue reads 65535-byte buffers).
+        TransportParameter.MAX_DATAGRAM_SIZE: (
+            config.max_udp_payload if config.pmtud else config.max_datagram_size
+        ),
         **({TransportParameter.MAX_DATAGRAM_FRAME_SIZE: config.max_datagram_frame_size}
            if config.max_datagram_frame_size else {}),
     }
@@ -263,3 +277,19 @@ def _flow_control_limits(params: dict[int, int]) -> tuple[int, int, int]:
     ):
         raise TransportParameterError("flow-control parameters below the spec's minimums")
     return max_data, stream_data, max_streams
+
+
+def check_config(config: ConnectionConfig) -> None:
+    """
+    Refuse a configuration whose flow-control limits are below the spec's minimums.
+
+    :raises ConfigurationError: one is.
+    """
+    if config.initial_max_data < DEFAULT_MAX_DATA:
+        raise ConfigurationError(f"initial_max_data must be at least {DEFAULT_MAX_DATA}")
+    if config.initial_max_stream_data < DEFAULT_MAX_STREAM_DATA:
+        raise ConfigurationError(
+            f"initial_max_stream_data must be at least {DEFAULT_MAX_STREAM_DATA}"
+        )
+    if config.max_streams < DEFAULT_MAX_STREAMS:
+        raise ConfigurationError(f"max_streams must be at least {DEFAULT_MAX_STREAMS}")

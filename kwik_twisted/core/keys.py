@@ -65,6 +65,7 @@ class KeySchedule:
         "early",
         "early_bytes",
         "replay_due",
+        "on_update",
     )
 
     def __init__(self, original_dcid: bytes, *, is_client: bool, stats: Counter) -> None:
@@ -80,6 +81,12 @@ class KeySchedule:
         self.early: list[tuple[bytes, tuple, tuple]] = []
         self.early_bytes = 0
         self.replay_due = False
+        #: Given to the application keys' :class:`KeyPhases` (a qlog hook), or ``None``.
+        self.on_update = None
+
+    def restart_initial(self, cid: bytes) -> None:
+        """A Retry named ``cid``: initial keys from it from now on (core/stateless.py)."""
+        self.initial_send, self.initial_recv = initial_protections(cid, is_client=self.is_client)
 
     # -- the handshake's progress ----------------------------------------------------
 
@@ -112,6 +119,7 @@ class KeySchedule:
         long the previous generation's receive keys outlive an update is three of them).
         """
         self.phases = KeyPhases(send, receive, interval=interval, pto=pto, stats=self.stats)
+        self.phases.on_update = self.on_update
         self.replay_due = True
 
     def request_update(self) -> bool:

@@ -25,8 +25,10 @@ from ..wire import (
     AddAddressFrame,
     DatagramFrame,
     HandshakeDoneFrame,
+    NewConnectionIdFrame,
     PathAbandonFrame,
     PathStatusFrame,
+    RetireConnectionIdFrame,
     TransportParametersFrame,
 )
 from .recovery.loss import SentPacket
@@ -81,6 +83,10 @@ class RecordRouter:
             HandshakeDoneFrame: (ignore, resend),
             AddAddressFrame: (ignore, resend),
             PathAbandonFrame: (ignore, resend),
+            # A CID issued or retired again after a loss; one that went stale meanwhile (its
+            # path retired) is ignored by the peer, which knows the path is gone (core/cids.py).
+            NewConnectionIdFrame: (ignore, resend),
+            RetireConnectionIdFrame: (ignore, resend),
             PathStatusFrame: (ignore, self._status_lost),
             DatagramFrame: (self._datagram_acked, self._datagram_lost),
         }

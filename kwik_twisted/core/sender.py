@@ -40,7 +40,7 @@ from __future__ import annotations
 from collections import Counter, deque
 
 from ..errors import ProtocolViolation
-from ..wire import AckFrame, ConnectionCloseFrame, Epoch
+from ..wire import AckFrame, ConnectionCloseFrame, Epoch, PaddingFrame, PingFrame
 from .entropy import Entropy, random_below
 from .keys import KeySchedule
 from .paths.manager import PathManager
@@ -55,10 +55,12 @@ from .paths.scheduler import (
 from .recovery.loss import LossRecovery, SentPacket
 from .retransmit import RecordRouter
 from .sending import (
+    PacketBuilder,
     PacketContext,
     build_close_packet,
     build_copy_packet,
     build_packet,
+    seal,
     wants_packet,
 )
 from .streams.manager import StreamRecord
@@ -129,7 +131,10 @@ class Sender:
             for path in paths.values():
                 self._send_on_path(path, out, now)
             return out
-        self._send_multipath(list(paths.values()), out, now)
+        live = list(paths.values())
+        if any(p.dcid is None and p.id for p in live):  # no CID of the peer's yet: no address
+            live = [p for p in live if p.dcid is not None or not p.id]
+        self._send_multipath(live, out, now)
         return out
 
     def send_close(
@@ -158,6 +163,8 @@ class Sender:
         pacer = path.pacer
         streams = self.streams
         usable = data and path.usable
+        if path.mtu.due <= now:  # path MTU discovery wants a probe (or to start)
+            self._probe_mtu(path, out, now)
         sent = 0
         while sent < BURST_LIMIT:
             probe = path.probes_pending > 0
@@ -210,6 +217,35 @@ class Sender:
             self.trace.packet_sent(path.id, epoch, packet, self.ctx.sealed_frames, now)
         return packet
 
+    def _probe_mtu(self, path: Path, out: list, now: float) -> None:
+        """Start path MTU discovery on ``path`` once the handshake is confirmed and the path
+        usable, and send the probe it wants if the congestion window has room (core/paths/
+        pmtud.py); the probe is counted like any packet but its loss is the search's alone."""
+        mtu = path.mtu
+        recovery = path.recovery
+        if not path.usable or not path.address_validated:
+            return
+        if not mtu.running:
+            peer = self.paths.peer_max_udp_payload
+            if not self.keys.confirmed or not peer:
+                return
+            self.paths.trace = self.trace
+            mtu.start(self.ctx.max_datagram_size, peer, now=now)
+        size = mtu.next_probe(now=now)
+        if not size or recovery.bytes_in_flight >= recovery.controller.cwnd:
+            return
+        datagram, packet = _build_mtu_probe(self.ctx, path, size, now)
+        mtu.on_probe_sent(packet)
+        path.metrics.on_sent(packet, recovery.bytes_in_flight, recovery.controller.app_limited)
+        recovery.on_packet_sent(packet)
+        path.pacer.consume(packet.size, now)
+        path.bytes_sent += packet.size
+        path.packets_sent += 1
+        self.idle.last_sent = now
+        out.append((datagram, path.local_addr, path.remote_addr))
+        if self.trace is not None:
+            self.trace.packet_sent(path.id, _APPLICATION, packet, self.ctx.sealed_frames, now)
+
     def _send_multipath(self, live: list[Path], out: list, now: float) -> None:
         """Control, ACKs and probes on every path; then stream data wherever the scheduler says."""
         for path in live:
@@ -253,7 +289,8 @@ class Sender:
         others drops its oldest copies (the data went on the faster path and is likely acked)."""
         queue = self._copies.setdefault(path.id, deque())
         queue.append(records)
-        limit = max(4, 2 * path.recovery.controller.cwnd // self.ctx.max_datagram_size)
+        size = path.max_datagram_size or self.ctx.max_datagram_size
+        limit = max(4, 2 * path.recovery.controller.cwnd // size)
         while len(queue) > limit:
             queue.popleft()
             self.stats["redundant_copies_dropped"] += 1
@@ -383,6 +420,8 @@ class Sender:
                 return
         recovery = target.recovery
         result = recovery.on_ack_received(ranges, frame.ack_delay / 1e6, now=now)
+        if target.mtu.watching:  # a path MTU probe in flight, or large packets lost
+            target.mtu.on_acked(result.newly_acked, now=now)
         acked = self._on_packets_acked(target, result.newly_acked, now)
         trace = self.trace
         if trace is not None:
@@ -417,7 +456,12 @@ class Sender:
         return total
 
     def on_packets_lost(self, path: Path, packets: list[SentPacket], *, now: float) -> None:
-        """``packets`` sent on ``path`` were declared lost: count them and re-send their frames."""
+        """``packets`` sent on ``path`` were declared lost: count them and re-send their frames
+        (a path MTU probe among them is the search's business alone)."""
+        if path.mtu.running:
+            packets = path.mtu.on_lost(packets, now=now)
+            if not packets:
+                return
         path.metrics.on_loss(len(packets), now=now)
         path.count_lost(packets)
         for packet in packets:
@@ -434,6 +478,8 @@ class Sender:
             self.on_packets_lost(path, result.lost, now=now)
         if result.probes:
             path.probes_pending = result.probes
+            if path.mtu.running:  # repeated timeouts: the datagram size may be a black hole
+                path.mtu.on_pto(path.recovery.pto_count, now=now)
             if self.trace is not None:
                 self.trace.pto_expired(path, now)
             crypto = self.ctx.crypto_send
@@ -453,3 +499,22 @@ def _primaries(usable: list[Path]) -> list[Path]:
 def allowed_on(stream, path_id: int) -> bool:
     """Whether ``stream``'s data may go on path ``path_id`` (it is not pinned to other paths)."""
     return stream.paths is None or path_id in stream.paths
+
+
+def _build_mtu_probe(
+    ctx: PacketContext, path: Path, size: int, now: float
+) -> tuple[bytes, SentPacket]:
+    """A path MTU probe: PING and PADDING sealed into a datagram of exactly ``size`` bytes.  The
+    envelope's size is measured on a first sealing and the padding corrected (a varint length
+    may shift it by a byte or two, hence the few rounds)."""
+    overhead = 64
+    for _ in range(4):
+        builder = PacketBuilder(size, _APPLICATION)
+        builder.add_control(PingFrame())
+        padding = max(0, size - overhead - len(builder.buf) - 17)
+        builder.add_control(PaddingFrame(padding - (0 if padding < 64 else 1)))
+        datagram, packet = seal(ctx, path, builder, now, False)
+        if len(datagram) == size:
+            break
+        overhead += len(datagram) - size
+    return datagram, packet

@@ -26,7 +26,6 @@ packet; this module only decides what is in it.  It sees the connection through 
 
 from __future__ import annotations
 
-import functools
 from collections import Counter, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
@@ -34,7 +33,6 @@ from typing import TYPE_CHECKING, NamedTuple
 from ..config import MIN_DATAGRAM_SIZE
 from ..errors import ErrorCode
 from ..wire import (
-    CID_LENGTH,
     MAX_FRAME_COUNT,
     TAG_LENGTH,
     AckFrame,
@@ -50,10 +48,9 @@ from ..wire import (
     StreamFrame,
     classify,
     encode_packet,
-    varint_size,
 )
 from ..wire.frames import push_control_frame, push_stream_frame
-from ..wire.packets import encode_application_packet
+from ..wire.packets import PATH_HEADER, encode_application_packet, envelope_size
 from .recovery.loss import SentPacket
 from .streams.sendqueue import StreamRecord
 
@@ -100,6 +97,7 @@ class PacketContext:
     :ivar datagrams: the :class:`~kwik_twisted.core.datagrams.DatagramChannel`, or ``None``.
     :ivar stats: the connection's counters.
     :ivar sealed_frames: the frames of the packet sealed last (what a qlog trace shows).
+    :ivar retry_token: the token of a Retry, carried by every later Initial (client).
     """
 
     __slots__ = (
@@ -114,6 +112,7 @@ class PacketContext:
         "stats",
         "sealed_frames",
         "datagrams",
+        "retry_token",
     )
 
     def __init__(
@@ -141,6 +140,8 @@ class PacketContext:
         self.stats = stats
         self.sealed_frames: list = []
         self.datagrams = datagrams
+        #: The address-validation token our Initials carry (client, after a Retry).
+        self.retry_token = b""
 
 
 class HandshakeRecord:
@@ -153,11 +154,14 @@ class HandshakeRecord:
         self.length = length
 
 
-@functools.lru_cache(maxsize=256)
-def header_overhead(path_id: int, long: bool) -> int:
-    """Bytes of envelope and path-packet header (with a 2-byte Total Length) plus the AEAD tag."""
-    envelope = 2 + CID_LENGTH + (CID_LENGTH if long else 0) + varint_size(path_id)
-    return envelope + 8 + 1 + 1 + 2 + 4 + 1 + TAG_LENGTH
+def header_overhead(long: bool, token_length: int = 0) -> int:
+    """Bytes of envelope and path-packet header (with a 2-byte Total Length) plus the AEAD tag;
+    a long envelope carries a token of ``token_length`` bytes."""
+    return envelope_size(long, token_length) + PATH_HEADER + TAG_LENGTH
+
+
+#: :func:`header_overhead` of every application packet.
+SHORT_OVERHEAD = header_overhead(False)
 
 
 class PacketBuilder:
@@ -245,10 +249,11 @@ def build_general_packet(
 ) -> tuple[bytes, SentPacket] | None:
     """:func:`build_packet` without the bulk shortcut: every source in :data:`SOURCES` is asked."""
     long = epoch == _INITIAL
-    budget = ctx.max_datagram_size - header_overhead(path.id, long)
+    size = path.max_datagram_size or ctx.max_datagram_size  # path MTU discovery's, once running
+    budget = size - header_overhead(long, len(ctx.retry_token))
     room = None if path.address_validated else path.amplification_room()
     if room is not None:
-        budget = min(budget, room - header_overhead(path.id, long))
+        budget = min(budget, room - header_overhead(long, len(ctx.retry_token)))
         if budget < CONTROL_HEADER + 8:
             return None
     builder = PacketBuilder(budget, epoch)
@@ -263,7 +268,7 @@ def build_general_packet(
     if not builder.ack_eliciting and not _has_ack(builder):
         return None  # only PADDING: an ACK-only packet is worth sending only if an ACK was due
     if long and ctx.is_client:
-        _pad(builder, path.id)
+        _pad(builder, len(ctx.retry_token))
     return seal(ctx, path, builder, now, long)
 
 
@@ -292,7 +297,9 @@ def _build_data_packet(
     probe and no amplification limit); each of the general path's other steps would then add
     nothing, so the packet is the same (a property test checks it).
     """
-    builder = PacketBuilder(ctx.max_datagram_size - header_overhead(path.id, False), _APPLICATION)
+    builder = PacketBuilder(
+        (path.max_datagram_size or ctx.max_datagram_size) - SHORT_OVERHEAD, _APPLICATION
+    )
     _add_stream_data(ctx, builder, path.id)
     if not builder.frames:
         return None
@@ -513,9 +520,9 @@ _OTHER_WORK = tuple(source.has_work for source in _OTHER_SOURCES)
 # -- finishing and sealing ----------------------------------------------------------------------
 
 
-def _pad(builder: PacketBuilder, path_id: int) -> None:
+def _pad(builder: PacketBuilder, token_length: int) -> None:
     """Pad a client initial packet so the datagram is at least 1200 bytes."""
-    missing = MIN_DATAGRAM_SIZE - header_overhead(path_id, True) - len(builder.buf)
+    missing = MIN_DATAGRAM_SIZE - header_overhead(True, token_length) - len(builder.buf)
     if missing <= 0:
         return
     # A PADDING frame with a body of L bytes takes 16 + varint_size(L) + L bytes.
@@ -536,7 +543,9 @@ def build_copy_packet(
     first.  The parts already acknowledged, and the ranges of reset streams, are left out; ``None``
     when nothing is left.
     """
-    builder = PacketBuilder(ctx.max_datagram_size - header_overhead(path.id, False), _APPLICATION)
+    builder = PacketBuilder(
+        (path.max_datagram_size or ctx.max_datagram_size) - SHORT_OVERHEAD, _APPLICATION
+    )
     for record in records:
         stream = record.stream
         send = stream.send
@@ -572,7 +581,8 @@ def build_close_packet(
     epoch = _INITIAL if long else _APPLICATION
     if long and frame.application:
         frame = ConnectionCloseFrame(ErrorCode.APPLICATION_ERROR, "", application=False)
-    builder = PacketBuilder(ctx.max_datagram_size - header_overhead(path.id, long), epoch)
+    overhead = header_overhead(long, len(ctx.retry_token))
+    builder = PacketBuilder(ctx.max_datagram_size - overhead, epoch)
     builder.add_control(frame)
     return seal(ctx, path, builder, now, long)
 
@@ -608,6 +618,7 @@ def seal(
         1 if builder.compressed else 0,
         Epoch.INITIAL,
         ctx.local_cid,
+        token=ctx.retry_token,
     )
     datagram = encode_packet(header, bytes(builder.buf), ctx.keys.send_keys(_INITIAL).seal)
     return datagram, SentPacket(seq, now, len(datagram), eliciting, eliciting, builder.records)

@@ -173,11 +173,30 @@ class Trace:
         CongestionReport, per path and global, with the prediction)."""
         self.tracer.event(now, "kwik:congestion_report", report.as_dict())
 
+    def path_mtu_updated(self, path_id: int, old: int, new: int, reason: str, now: float) -> None:
+        """``kwik:path_mtu_updated``: path MTU discovery changed a path's datagram size (``old``
+        0: the search started); ``reason`` is ``start``, ``probe_acked``, ``black_hole``,
+        ``black_hole_pto`` or ``too_big`` (core/paths/pmtud.py)."""
+        self.tracer.event(
+            now,
+            "kwik:path_mtu_updated",
+            {"path_id": path_id, "old": old, "new": new, "reason": reason},
+        )
+
     def parameters_set(self, handshake, now: float) -> None:
         """``quic:parameters_set`` for our transport parameters (the peer's are traced as their
         TRANSPORT_PARAMETERS frame arrives)."""
         local = handshake.local_parameters()
         self.tracer.event(now, "quic:parameters_set", {"owner": "local", **_parameters(local)})
+
+    def key_updated(self, is_client: bool, generation: int, local: bool, now: float) -> None:
+        """``quic:key_updated`` (qlog QUIC schema): both directions' application keys moved to
+        ``generation``, started by us (``local_update``) or by the peer (``remote_update``)."""
+        trigger = "local_update" if local else "remote_update"
+        for key_type in ("client_1rtt_secret", "server_1rtt_secret"):
+            self.tracer.event(now, "quic:key_updated", {
+                "key_type": key_type, "key_phase": generation, "trigger": trigger,
+            })
 
     def path_backup(self, path_id: int, backup: bool, now: float) -> None:
         """``kwik:path_backup``: a path was marked a backup, or not."""

@@ -70,6 +70,7 @@ from .interfaces import IStreamConnection
 from .pathcontrols import PathControls
 from .registry import LIVE
 from .transport import KwikStreamTransport
+from .udp import report_too_big
 
 #: Rounds of ``datagrams_to_send`` in one turn before the reactor gets to read (and so see ACKs).
 FLUSH_ROUNDS = 8
@@ -241,7 +242,9 @@ class KwikConnection(PathControls, DatagramControls):
         for _ in range(FLUSH_ROUNDS):
             out = self.core.datagrams_to_send(now=now)
             if out:
-                send(out)
+                refused = send(out)
+                if refused:  # EMSGSIZE: path MTU discovery learns the route's limit
+                    report_too_big(self.core, refused, now=now)
             if len(out) < BURST_LIMIT:
                 return False
         return True
@@ -438,6 +441,13 @@ class KwikConnection(PathControls, DatagramControls):
     def congestionReport(self):
         """The seed's CongestionReport now (see :meth:`IKwikConnection.congestionReport`)."""
         return self.core.qos.report(now=self.reactor.seconds())
+
+    def updateKeys(self) -> bool:
+        """Update the application keys soon (see :meth:`IKwikConnection.updateKeys`)."""
+        if self.dead or not self.core.keys.request_update():
+            return False
+        self.scheduleTurn()
+        return True
 
     # -- the calls transports make (a stream already gone is not an error) -----------------
 

@@ -84,6 +84,8 @@ class IConnectionOwner(Interface):
 
         :param out: a list of ``(data, local, remote)`` triples, as the core's
             ``datagrams_to_send`` returns them.
+        :return: ``(size, local, remote)`` for each datagram the kernel refused as too big for
+            its route (EMSGSIZE; path MTU discovery hears of it), or ``None``.
         """
 
     def hostAddress():

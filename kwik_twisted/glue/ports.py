@@ -36,7 +36,7 @@ from zope.interface import implementer
 from ..core.crypto.handshake import TlsSession
 from .connection import ip_address
 from .interfaces import IBatchingUDPTransport, IReadBatchObserver
-from .udp import enlarge_buffers, listenBatchingUDP, send_batch
+from .udp import enlarge_buffers, listenBatchingUDP, send_batch, take_too_big
 
 #: The largest datagram our UDP ports read.
 MAX_DATAGRAM = 65535
@@ -52,12 +52,17 @@ def tls_session(context, config, *, is_client: bool, session=None) -> TlsSession
     return TlsSession(config, is_client=is_client, context=context, session=session)
 
 
-def _write(transport, connected: tuple | None, datagrams: list, remote: tuple) -> None:
+def _write(transport, connected: tuple | None, datagrams: list, remote: tuple) -> list[int]:
     """
-    Send datagrams to one address, batched (UDP GSO) where the port can.
+    Send datagrams to one address, batched (UDP GSO) where the port can; return the sizes the
+    kernel refused as too big for the route (EMSGSIZE), for path MTU discovery.
 
-    A failing send is lost packets, which recovery handles.
+    A failing send is lost packets, which recovery handles; so is a socket already stopped (a
+    path's socket closing while its connection still flushes).
     """
+    if transport is None:
+        log.debug("Kwik datagrams to {addr} not sent: the socket is closed", addr=remote)
+        return []
     try:
         if connected is None:
             send_batch(transport, datagrams, remote)
@@ -68,6 +73,7 @@ def _write(transport, connected: tuple | None, datagrams: list, remote: tuple) -
                       addr=remote, other=connected)
     except (OSError, error.MessageLengthError, error.InvalidAddressError) as e:
         log.debug("Kwik datagram to {addr} not sent: {error}", addr=remote, error=e)
+    return take_too_big(transport)
 
 
 @implementer(IReadBatchObserver)
@@ -107,9 +113,10 @@ class PathSocket(DatagramProtocol):
         log.debug("Kwik path socket {local}: {remote} refused", local=self.local,
                   remote=self.remote)
 
-    def send(self, datagrams: list, remote: tuple) -> None:
-        """Send ``datagrams`` to ``remote`` (which must be the connected address, if any)."""
-        _write(self.transport, self.remote, datagrams, remote)
+    def send(self, datagrams: list, remote: tuple) -> list[int]:
+        """Send ``datagrams`` to ``remote`` (which must be the connected address, if any); return
+        the sizes refused as too big."""
+        return _write(self.transport, self.remote, datagrams, remote)
 
 
 class PortMixin:
@@ -151,13 +158,15 @@ class PortMixin:
             consumeErrors=True,
         )
 
-    def sendDatagrams(self, out: list) -> None:
+    def sendDatagrams(self, out: list) -> list | None:
         """
         Send ``(data, local, remote)`` triples, each from the socket bound to its ``local``.
 
         Consecutive datagrams of one path go out as one batch (one ``sendmsg`` with UDP GSO where
-        the kernel has it).
+        the kernel has it).  Returns ``(size, local, remote)`` for each datagram the kernel refused
+        as too big for its route (EMSGSIZE), or ``None``.
         """
+        refused = None
         start = 0
         count = len(out)
         while start < count:
@@ -169,10 +178,14 @@ class PortMixin:
             sockets = self.sockets
             sock = sockets.get(local) if sockets else None
             if sock is not None:
-                sock.send(datagrams, remote)
+                too_big = sock.send(datagrams, remote)
             else:
-                _write(self.transport, self._connectedTo, datagrams, remote)
+                too_big = _write(self.transport, self._connectedTo, datagrams, remote)
+            if too_big:
+                refused = refused or []
+                refused.extend((size, local, remote) for size in too_big)
             start = end
+        return refused
 
     def datagramReceived(self, data: bytes, addr: tuple) -> None:
         """A datagram on the main socket."""

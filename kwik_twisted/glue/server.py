@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..core.connection import Connection
-from ..core.crypto.handshake import make_context
+from ..core.crypto.handshake import make_context, server_secret
 from ..core.dispatcher import ServerDispatcher
 from ..errors import ConfigurationError, DroppedPacket
 from ..events import AddressAdvertised, ConnectionTerminated, PathEvent
@@ -58,6 +58,8 @@ class KwikServerProtocol(PortMixin, DatagramProtocol):
         if not config.accept_unordered and wantsPieces(factory):
             config = dataclasses.replace(config, accept_unordered=True)
         context = make_context(config.tls, is_client=False)
+        if config.static_secret is None:  # resets and Retry tokens outlive a restart
+            config = dataclasses.replace(config, static_secret=server_secret(config.tls))
         self.dispatcher = ServerDispatcher(
             config, entropy=entropy, on_connection=self._newConnection,
             tls_factory=partial(tls_session, context),
@@ -78,16 +80,19 @@ class KwikServerProtocol(PortMixin, DatagramProtocol):
         """Route a datagram to its connection (or let the dispatcher accept a new one)."""
         try:
             dcid = peek_dcid(data)
-        except DroppedPacket:
-            return
+        except DroppedPacket:  # no Kwik CID: the dispatcher may still answer (another version)
+            dcid = b""
         core = self.dispatcher.connections.get(dcid)
         if core is not None:
             glue = self.connections.get(core)
             if glue is not None:
                 glue.receive(data, local, addr)
             return
+        dispatcher = self.dispatcher
         try:
-            self.dispatcher.receive_datagram(data, local, addr, now=self.reactor.seconds())
+            dispatcher.receive_datagram(data, local, addr, now=self.reactor.seconds())
+            if dispatcher.replies:  # a Retry, a stateless reset or a Version Negotiation
+                self.sendDatagrams(dispatcher.take_replies())
         except Exception:
             log.failure("Kwik server failed to accept a connection from {addr}", addr=addr)
             core = self.dispatcher.connections.get(dcid)
@@ -123,7 +128,8 @@ class KwikServerProtocol(PortMixin, DatagramProtocol):
         conn.attach(stream_id, protocol)
 
     def handshakeCompleted(self, conn: KwikConnection) -> None:
-        """Nothing to do: streams arrive by themselves."""
+        """The connection is no longer half open (``retry=auto`` counts half-open ones)."""
+        self.dispatcher.handshake_done(conn.core)
 
     def addressAdvertised(self, conn: KwikConnection, event: AddressAdvertised) -> None:
         """Nothing to do: only a server advertises."""
@@ -141,9 +147,7 @@ class KwikServerProtocol(PortMixin, DatagramProtocol):
         """Forget a connection whose core state is gone."""
         core = conn.core
         self.connections.pop(core, None)
-        for cid in (core.local_cid, core.original_dcid):
-            if self.dispatcher.connections.get(cid) is core:
-                del self.dispatcher.connections[cid]
+        self.dispatcher.forget(core)
 
     def shutdown(self, reason: str = "server stopped") -> None:
         """Close every connection at once (the port is about to stop)."""

@@ -55,6 +55,17 @@ SAFE_SEGMENT = 1200
 GRO_BUFFER = 65535
 #: Socket buffers asked of the kernel (it caps them at net.core.[rw]mem_max).
 SOCKET_BUFFER = 4 * 1024 * 1024
+#: Linux socket options that forbid IP fragmentation (``ip(7)``, ``ipv6(7)``): with
+#: ``IP_PMTUDISC_DO`` the kernel sets DF and refuses with EMSGSIZE a datagram larger than the
+#: route's MTU as it knows it (the interface's, or less once an ICMP "fragmentation needed" /
+#: "packet too big" arrived): the feedback path MTU discovery gets through Twisted.
+IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
+IP_PMTUDISC_DO = getattr(socket, "IP_PMTUDISC_DO", 2)
+IPV6_MTU_DISCOVER = getattr(socket, "IPV6_MTU_DISCOVER", 23)
+IPV6_PMTUDISC_DO = getattr(socket, "IPV6_PMTUDISC_DO", 2)
+IPV6_DONTFRAG = getattr(socket, "IPV6_DONTFRAG", 62)
+#: EMSGSIZE sizes a port remembers until the glue collects them.
+MAX_TOO_BIG = 64
 
 _GRO_CMSG_SPACE = socket.CMSG_SPACE(4) if hasattr(socket, "CMSG_SPACE") else 0
 _READ_IGNORE = frozenset((errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR))
@@ -125,6 +136,8 @@ class BatchStats:
     fallbacks: int = 0
     #: Datagrams not sent: full buffers (EAGAIN, ENOBUFS), too large (EMSGSIZE), refused.
     dropped: int = 0
+    #: Of those, the ones too large for the route (EMSGSIZE), reported to path MTU discovery.
+    tooBig: int = 0
 
     def as_dict(self) -> dict:
         """The counters as a dict."""
@@ -144,6 +157,8 @@ class BatchingPort(udp.Port):
     :ivar gsoEnabled: whether :meth:`sendBatch` still uses ``UDP_SEGMENT``.
     :ivar gsoLimit: segments of this size or more are not sent with GSO (the kernel refused one).
     :ivar stats: the :class:`BatchStats` counters.
+    :ivar tooBig: sizes of the datagrams refused with EMSGSIZE since the glue last took them
+        (:func:`take_too_big`), at most :data:`MAX_TOO_BIG`.
     :ivar maxReads: system calls per ``doRead``, besides Twisted's ``maxThroughput`` bytes.
     """
 
@@ -167,6 +182,7 @@ class BatchingPort(udp.Port):
         self.gsoEnabled = False
         self.gsoLimit = 1 << 16
         self.stats = BatchStats()
+        self.tooBig: list[int] = []
 
     def _bindSocket(self) -> None:
         super()._bindSocket()
@@ -318,7 +334,12 @@ class BatchingPort(udp.Port):
         j = i + 1
         while j < n and len(datagrams[j]) == size:
             j += 1
-        if j < n and 0 < len(datagrams[j]) < size:
+        if (
+            j < len(datagrams)
+            and j - i < MAX_SEGMENTS
+            and 0 < len(datagrams[j]) < size
+            and (j - i) * size + len(datagrams[j]) <= MAX_GSO_PAYLOAD[self.addressFamily]
+        ):  # a shorter last segment, if the whole still fits one GSO send
             j += 1
         return j, size
 
@@ -350,7 +371,7 @@ class BatchingPort(udp.Port):
                 return 1
             except OSError as e:
                 if e.errno != errno.EINTR:
-                    return self._sendFailed(e, 1)
+                    return self._sendFailed(e, 1, len(data))
 
     def _sendSegmented(self, chunk: Sequence[bytes], size: int, target: tuple | None) -> int:
         cmsg = _segment_cmsg(size)
@@ -385,8 +406,14 @@ class BatchingPort(udp.Port):
         self.stats.fallbacks += 1
         return sum(self._sendOne(data, target) for data in chunk)
 
-    def _sendFailed(self, e: OSError, count: int) -> int:
-        if e.errno in _SEND_DROP or e.errno == errno.EMSGSIZE:
+    def _sendFailed(self, e: OSError, count: int, size: int = 0) -> int:
+        if e.errno == errno.EMSGSIZE:
+            self.stats.dropped += count
+            self.stats.tooBig += count
+            if size and len(self.tooBig) < MAX_TOO_BIG:
+                self.tooBig.append(size)
+            return 0
+        if e.errno in _SEND_DROP:
             self.stats.dropped += count
             return 0
         if e.errno == errno.ECONNREFUSED:
@@ -434,7 +461,8 @@ def send_batch(transport, datagrams: Sequence[bytes], addr: tuple | None = None)
 
 
 def enlarge_buffers(port) -> None:
-    """Ask for large socket buffers: a burst of datagrams must not overflow the receiver's queue."""
+    """Ask for large socket buffers: a burst of datagrams must not overflow the receiver's queue.
+    Also forbid IP fragmentation (:func:`forbid_fragmentation`)."""
     sock = getattr(port, "socket", None)
     if sock is None:
         return
@@ -443,3 +471,45 @@ def enlarge_buffers(port) -> None:
             sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
         except OSError:
             pass
+    forbid_fragmentation(sock)
+
+
+def forbid_fragmentation(sock) -> bool:
+    """
+    Set DF on ``sock``'s datagrams (RFC 9000 §14: QUIC datagrams are never fragmented): a datagram
+    larger than the route's MTU is refused with EMSGSIZE, which path MTU discovery hears of
+    (:func:`take_too_big`), instead of going out in fragments.  Linux only; elsewhere (or if the
+    kernel refuses) nothing changes.  Returns whether it was set.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_DO)
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_DONTFRAG, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def take_too_big(transport) -> list[int]:
+    """The sizes of the datagrams ``transport`` refused with EMSGSIZE since the last call (only a
+    :class:`BatchingPort` tells; another transport gives ``[]``)."""
+    sizes = getattr(transport, "tooBig", None)
+    if not sizes or not isinstance(sizes, list):
+        return []
+    taken = sizes[:]
+    sizes.clear()
+    return taken
+
+def report_too_big(core, refused: list, *, now: float) -> None:
+    """Tell path MTU discovery of each path of ``core`` named by ``refused`` (the ``(size,
+    local, remote)`` triples :meth:`~kwik_twisted.glue.ports.PortMixin.sendDatagrams` returns)
+    that its route refused ``size`` bytes."""
+    for size, local, remote in refused:
+        core.stats["pmtud_too_big"] += 1
+        for path in core.paths.values():
+            if path.remote_addr == remote and path.local_addr == local:
+                path.mtu.on_too_big(size, now=now)

@@ -57,7 +57,10 @@ def dev_certificates(hostname: str = "localhost") -> DevCertificates:
 
 
 def server_config(certs: DevCertificates | None = None, **kw) -> ConnectionConfig:
-    """A server configuration with the development certificate."""
+    """A server configuration with the development certificate (path MTU discovery off unless
+    ``pmtud=True`` is given: simulated links carry any size, and the scenarios' figures are
+    counted in 1350-byte datagrams)."""
+    kw.setdefault("pmtud", False)
     certs = certs or dev_certificates()
     tls = TlsConfig(certificate_chain=certs.chain, private_key=certs.key)
     return ConnectionConfig(tls=tls, **kw)
@@ -66,7 +69,9 @@ def server_config(certs: DevCertificates | None = None, **kw) -> ConnectionConfi
 def client_config(
     certs: DevCertificates | None = None, server_name: str = "localhost", **kw
 ) -> ConnectionConfig:
-    """A client configuration trusting the development CA."""
+    """A client configuration trusting the development CA (path MTU discovery off unless
+    ``pmtud=True`` is given, as :func:`server_config`)."""
+    kw.setdefault("pmtud", False)
     certs = certs or dev_certificates()
     tls = TlsConfig(trust_roots=certs.ca, server_name=server_name)
     return ConnectionConfig(tls=tls, **kw)

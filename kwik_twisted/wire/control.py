@@ -23,6 +23,10 @@ from .varint import pull_varint, push_varint
 
 CONNECTION_ID_LENGTH = 8
 PATH_CHALLENGE_LENGTH = 8
+#: Bytes of a stateless reset token (protocol.rst, "Stateless reset").
+RESET_TOKEN_LENGTH = 16
+#: The largest path ID (it enters the AEAD nonce as four bytes).
+MAX_PATH_ID = 0xFFFFFFFF
 MAX_ACK_RANGES = 256
 MAX_REASON_LENGTH = 1024
 
@@ -148,7 +152,7 @@ StreamDataBlockedFrame = _varint_frame(
 )
 StreamsBlockedFrame = _varint_frame("StreamsBlockedFrame", ControlType.STREAMS_BLOCKED, "limit")
 RetireConnectionIdFrame = _varint_frame(
-    "RetireConnectionIdFrame", ControlType.RETIRE_CONNECTION_ID, "sequence"
+    "RetireConnectionIdFrame", ControlType.RETIRE_CONNECTION_ID, "path_id"
 )
 PathAbandonFrame = _varint_frame(
     "PathAbandonFrame", ControlType.PATH_ABANDON, "path_id", "error_code"
@@ -255,29 +259,34 @@ class AckFrame(ControlFrame):
 
 @dataclass(frozen=True, slots=True)
 class NewConnectionIdFrame(ControlFrame):
-    """NEW_CONNECTION_ID: offers the peer an 8-byte connection ID to address us with."""
+    """
+    NEW_CONNECTION_ID: the 8-byte connection ID the peer addresses us with on path ``path_id``,
+    and the stateless reset token that goes with it (protocol.rst, "Connection IDs and routing").
+    """
 
-    sequence: int
-    retire_prior_to: int
+    path_id: int
     connection_id: bytes
+    reset_token: bytes
     type: ClassVar[ControlType] = ControlType.NEW_CONNECTION_ID
 
     def encode_body(self, buf: bytearray) -> None:
         if len(self.connection_id) != CONNECTION_ID_LENGTH:
             raise FrameEncodingError("connection IDs are 8 bytes")
-        push_varint(buf, self.sequence)
-        push_varint(buf, self.retire_prior_to)
+        if len(self.reset_token) != RESET_TOKEN_LENGTH:
+            raise FrameEncodingError("stateless reset tokens are 16 bytes")
+        push_varint(buf, self.path_id)
         buf += self.connection_id
+        buf += self.reset_token
 
     @classmethod
     def decode_body(cls, data: memoryview, pos: int, end: int) -> NewConnectionIdFrame:
-        sequence, pos = _pull(data, pos, end)
-        retire, pos = _pull(data, pos, end)
+        path_id, pos = _pull(data, pos, end)
         cid, pos = _pull_bytes(data, pos, end, CONNECTION_ID_LENGTH)
+        token, pos = _pull_bytes(data, pos, end, RESET_TOKEN_LENGTH)
         _expect_end(pos, end, "NEW_CONNECTION_ID")
-        if retire > sequence:
-            raise FrameEncodingError("NEW_CONNECTION_ID retires beyond its own sequence number")
-        return cls(sequence, retire, cid)
+        if path_id > MAX_PATH_ID:
+            raise FrameEncodingError(f"NEW_CONNECTION_ID for path {path_id} beyond 2**32 - 1")
+        return cls(path_id, cid, token)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,8 +35,9 @@ class EarlyDatagramTests(SynchronousTestCase):
 
     def application_datagram(self, pair, size: int, seq: int) -> bytes:
         """An application-epoch datagram for the server's connection, ``size`` bytes of garbage
-        where the protected payload goes (it cannot be opened before the keys exist)."""
-        dcid = pair.client.peer_cid
+        where the protected payload goes (it cannot be opened before the keys exist), addressed
+        to the server's CID (a short envelope names a CID the receiver issued)."""
+        dcid = pair.server.local_cid
         return raw_datagram(payload=bytes(size), dcid=dcid, seq=seq)
 
     def test_early_datagrams_are_bounded_in_bytes(self):

@@ -457,15 +457,22 @@ class PacketAttackTests(SynchronousTestCase):
         self.assertEqual(terminations(pair.client_events + pair.server_events), [])
 
     def test_garbage_datagrams_create_no_connection(self):
-        """Random datagrams of any size (many >= 1200 bytes) make the dispatcher create nothing."""
+        """Random datagrams of any size (many >= 1200 bytes) make the dispatcher create nothing;
+        all it sends are stateless answers (resets and Version Negotiation), each smaller than
+        the datagram it answers and no more than the rate limiter's burst in all."""
         pair = MemoryPair()
         rng = random.Random(7)
+        answers = 0
         for _ in range(300):
             size = rng.choice([0, 1, 9, 50, 1199, 1200, 1350, 1500, rng.randrange(0, 2000)])
             pair.dispatcher.receive_datagram(
                 rng.randbytes(size), SERVER_ADDR, CLIENT_ADDR, now=pair.now
             )
+            for reply, _, _ in pair.dispatcher.take_replies():
+                self.assertLess(len(reply), size)
+                answers += 1
         self.assertEqual(pair.dispatcher.connections, {})
+        self.assertLessEqual(answers, 20)
         self.assertEqual(pair.dispatcher.datagrams_to_send(now=pair.now), [])
 
     def test_well_formed_envelope_with_forged_payload_creates_no_connection(self):
@@ -497,7 +504,7 @@ class PacketAttackTests(SynchronousTestCase):
         sid = pair.client.open_stream()
         pair.client.send_stream_data(sid, b"payload", end_stream=True)
         for _ in range(100):
-            junk = bytes((3, 2)) + server.local_cid + rng.randbytes(rng.randrange(0, 1400))
+            junk = b"\x40" + server.local_cid + rng.randbytes(rng.randrange(0, 1400))
             pair.deliver_to_server(junk)
         settle(pair, 1.0)
         self.assertEqual(received(pair.server_events, sid), b"payload")

@@ -208,6 +208,28 @@ class MultipathEventTests(SynchronousTestCase):
         self.assertEqual(shares, {"0", "1"})
 
 
+class KeyUpdateEventTests(SynchronousTestCase):
+    """``quic:key_updated`` for every key update, with who started it."""
+
+    def test_key_updates_are_traced_on_both_sides(self) -> None:
+        """With keyUpdate=200 on the client, a 1 MiB upload traces local updates on the client
+        and remote ones on the server, one event per key type and generation, generations in
+        order; the transfer is exact."""
+        client, server, result = traced_transfer(
+            1024 * KiB, client_options={"key_update_interval": 200}
+        )
+        self.assertTrue(result.all_intact)
+        ours = client.named("quic:key_updated")
+        theirs = server.named("quic:key_updated")
+        self.assertGreater(len(ours), 4)
+        self.assertEqual({e["trigger"] for e in ours}, {"local_update"})
+        self.assertEqual({e["trigger"] for e in theirs}, {"remote_update"})
+        self.assertEqual({e["key_type"] for e in ours},
+                         {"client_1rtt_secret", "server_1rtt_secret"})
+        generations = [e["key_phase"] for e in ours if e["key_type"] == "client_1rtt_secret"]
+        self.assertEqual(generations, list(range(1, len(generations) + 1)))
+
+
 class CloseAndOffTests(SynchronousTestCase):
     """Closing is traced; without a tracer nothing is."""
 

@@ -231,6 +231,23 @@ class ServerArgumentTests(Assertions):
         self.assertEqual(self.server("1", interface="0:0::1")["interface"], "::1")
         self.assertRefused("interface", self.server, "1", interface="localhost")
 
+    def test_server_id_and_config_rotation(self) -> None:
+        """``serverId=HEX`` (1 to 3 bytes, optional ``0x``) and ``configRotation=0..6`` set the
+        QUIC-LB fields of the config (defaults: no server ID, rotation 0); malformed, too long,
+        odd-length or unroutable (7) values are refused by name, and a client refuses both."""
+        defaults = self.server("1")["config"]
+        self.assertEqual((defaults.server_id, defaults.config_rotation), (b"", 0))
+        for text, value in (("c4", b"\xc4"), ("C4605E", b"\xc4\x60\x5e"), ("0x0a0b", b"\n\x0b")):
+            self.assertEqual(self.server("1", serverId=text)["config"].server_id, value)
+        for text in ("", "c", "c460x5", "c4605e01", "0x", "zz", "c4 60"):
+            self.assertRefused("serverId", self.server, "1", serverId=text)
+        for n in ("0", "3", "6"):
+            self.assertEqual(self.server("1", configRotation=n)["config"].config_rotation, int(n))
+        for bad in ("7", "-1", "one"):
+            self.assertRefused("configRotation", self.server, "1", configRotation=bad)
+        self.assertRefused("serverId", self.client, host="h", port="1", serverId="c4")
+        self.assertRefused("configRotation", self.client, host="h", port="1", configRotation="1")
+
     def test_insecure_is_a_client_argument_only(self) -> None:
         """``insecure`` means nothing to a server, so it is an unknown argument there."""
         self.assertRefused("insecure", self.server, "1", insecure="yes")
@@ -426,6 +443,15 @@ class CommonArgumentTests(Assertions):
             self.assertEqual(config.key_update_interval, 2**22)
         for bad in ("0", "-1", str(2**22 + 1), "often"):
             self.refusedByBoth("keyUpdate", keyUpdate=bad)
+
+    def test_retry(self) -> None:
+        """``retry=yes|no|auto`` (booleans spelled any way) sets when a server sends Retry;
+        ``auto`` by default; a client endpoint refuses it (only servers send Retry)."""
+        for word, value in (("yes", "yes"), ("no", "no"), ("AUTO", "auto"), ("off", "no")):
+            self.assertEqual(self.server("1", retry=word)["config"].retry, value)
+        self.assertEqual(self.server("1")["config"].retry, "auto")
+        self.assertRefused("retry", self.server, "1", retry="sometimes")
+        self.assertRefused("retry", self.client, host="h", port="1", retry="yes")
 
     def test_keep_alive_defaults_to_auto(self) -> None:
         """

@@ -12,7 +12,7 @@ import socket
 
 from twisted.internet import defer, error, reactor, task
 from twisted.internet.protocol import DatagramProtocol
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
 from kwik_twisted.glue.interfaces import IReadBatchObserver
@@ -333,8 +333,30 @@ class IPv6Tests(GROTests):
             self.skipTest("IPv6 loopback unavailable")
 
     @defer.inlineCallbacks
+    def test_big_segments_and_a_short_tail_fit_one_send(self) -> None:
+        """Path MTU discovery's sizes: four 16000-byte datagrams and a 1000-byte one make one
+        GSO send (65000 bytes, within the UDP limit) and arrive whole, in order; one more big
+        datagram would not fit and goes in a second send."""
+        self.requireGSO()
+        _, sender = yield self.roundTrip([16000] * 4 + [1000])
+        self.assertEqual(sender.stats.sendmsgCalls, 1)
+        _, sender = yield self.roundTrip([16000] * 5 + [1000])
+        self.assertEqual(sender.stats.sendmsgCalls, 2)
+
+    @defer.inlineCallbacks
     def test_gso_sends_over_ipv6(self) -> None:
         """A GSO batch over IPv6 (payload limit 65527) arrives whole, in order."""
         self.requireGSO()
         _, sender = yield self.roundTrip([1350] * 50 + [1])
         self.assertEqual(sender.stats.sendmsgCalls, 2)
+
+
+class ClosedSocketTests(SynchronousTestCase):
+    """Sending through a path socket that already stopped."""
+
+    def test_writing_to_a_stopped_socket_drops_quietly(self) -> None:
+        """A connection still flushing after its path's socket stopped (transport ``None``)
+        loses the datagrams, as UDP would, instead of raising into the reactor."""
+        from kwik_twisted.glue.ports import _write
+
+        self.assertEqual(_write(None, None, [b"late"], ("127.0.0.1", 9)), [])

@@ -84,10 +84,13 @@ class KeyUpdateTransferTests(SynchronousTestCase):
 
     def test_loss_and_reordering_across_updates(self) -> None:
         """20,000 packets with 1% loss and 5% reordering: byte-exact, and packets sent before
-        an update that arrived after it were opened with the previous generation's keys."""
+        an update that arrived after it (data one way, ACKs the other: which side sees them
+        depends on where the reordering falls) were opened with the previous generation's
+        keys."""
         result = self.transfer(20_000, LOSSY)
         (server,) = set(result.server.connections.values())
-        self.assertGreater(server.stats["key_previous_opened"], 0)
+        late = server.stats["key_previous_opened"] + result.clients[0].stats["key_previous_opened"]
+        self.assertGreater(late, 0)
 
     @slow
     def test_200000_packets_clean(self) -> None:

@@ -29,6 +29,8 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SkipTest
 
 from kwik_twisted.wire import (
+    MAX_PATH_ID,
+    MAX_TOKEN_LENGTH,
     VARINT_MAX,
     AckFrame,
     AddAddressFrame,
@@ -69,6 +71,9 @@ FIN, PRIORITY, COMPRESSED, ENCRYPTED, ORDERED, RETRANSMIT = 0x01, 0x02, 0x04, 0x
 CONTROL = 0xFF
 QOS_EXTENSION = 0x02
 INITIAL_TYPES = frozenset({0x00, 0x01, 0x02, 0x03, 0x13})
+# The envelope (protocol.rst, "Envelope"; RFC 8999): first bytes and the 32-bit version.
+LONG_INITIAL_BYTE, LONG_RETRY_BYTE, SHORT_BYTE, SHORT_PHASE_1_BYTE = 0xC0, 0xF0, 0x40, 0x44
+WIRE_VERSION = 0x4B574B03
 
 # --------------------------------------------------------------------------
 # Hand-made wire bytes
@@ -140,9 +145,12 @@ def raw_datagram(
     payload: bytes = bytes(17),
     dcid: bytes = bytes(range(8)),
     scid: bytes | None = None,
-    version: int = 0x03,
-    flags: int | None = None,
-    path_id: int | bytes = 0,
+    first_byte: int | None = None,
+    version: int = WIRE_VERSION,
+    dcid_length: int | None = None,
+    scid_length: int | None = None,
+    token: bytes = b"",
+    token_length: int | bytes | None = None,
     seq: int = 0,
     packet_type: int = 0,
     frame_count: int | bytes = 1,
@@ -153,14 +161,25 @@ def raw_datagram(
     """
     A datagram, field by field, with a correct checksum unless ``checksum`` is given.
 
-    By default the envelope is LONG with Key Epoch initial when ``scid`` is given, else application
-    keys; ``payload`` stands for the protected payload (the codec does not open it).
+    With ``scid`` the envelope is long (first byte 0xC0: an Initial, initial keys): Version,
+    DCID Length, DCID, SCID Length, SCID, Token Length, Token; else short (first byte 0x40,
+    application keys in key phase 0): just the DCID.  ``first_byte``, ``version``, the two CID
+    lengths and ``token_length`` override their field; ``payload`` stands for the protected
+    payload (the codec does not open it).  No path ID: it is not on the wire.
     """
-    if flags is None:
-        flags = 0x01 if scid is not None else 0x02
+    if scid is not None:
+        envelope = b"".join((
+            bytes((LONG_INITIAL_BYTE if first_byte is None else first_byte,)),
+            version.to_bytes(4, "big"),
+            bytes((len(dcid) if dcid_length is None else dcid_length,)), dcid,
+            bytes((len(scid) if scid_length is None else scid_length,)), scid,
+            varint(len(token) if token_length is None else token_length), token,
+        ))
+    else:
+        envelope = bytes((SHORT_BYTE if first_byte is None else first_byte,)) + dcid
     before = b"".join((
-        bytes((version, flags)), dcid, scid or b"", varint(path_id), pack(">QB", seq, packet_type),
-        varint(frame_count), varint(len(payload) if total_length is None else total_length),
+        envelope, pack(">QB", seq, packet_type), varint(frame_count),
+        varint(len(payload) if total_length is None else total_length),
     ))
     after = bytes((compression,)) + payload
     if checksum is None:
@@ -170,8 +189,15 @@ def raw_datagram(
 
 def checksum_offset(datagram: bytes) -> int:
     """Where the checksum field of a well-formed ``datagram`` starts (by the spec's layout)."""
-    pos = 10 + (8 if datagram[1] & 0x01 else 0)
-    pos += 1 << (datagram[pos] >> 6)  # path ID
+    if datagram[0] & 0x80:  # long: first byte, version, two length-prefixed CIDs, the token
+        pos = 5
+        pos += 1 + datagram[pos]
+        pos += 1 + datagram[pos]
+        size = 1 << (datagram[pos] >> 6)
+        token_length = int.from_bytes(datagram[pos:pos + size], "big") & ((1 << (8 * size - 2)) - 1)
+        pos += size + token_length
+    else:
+        pos = 1 + 8  # first byte, DCID
     pos += 9  # sequence number, packet type
     for _ in range(2):  # frame count, total length
         pos += 1 << (datagram[pos] >> 6)
@@ -195,7 +221,7 @@ EXAMPLE_CONTROL_FRAMES = (
     DataBlockedFrame(VARINT_MAX),
     StreamDataBlockedFrame(4, 262144),
     StreamsBlockedFrame(64),
-    NewConnectionIdFrame(7, 3, bytes.fromhex("0102030405060708")),
+    NewConnectionIdFrame(7, bytes.fromhex("0102030405060708"), bytes(range(0xE0, 0xF0))),
     RetireConnectionIdFrame(16384),
     PathChallengeFrame(bytes.fromhex("a1a2a3a4a5a6a7a8")),
     PathResponseFrame(bytes.fromhex("b1b2b3b4b5b6b7b8")),
@@ -263,12 +289,11 @@ def ack_frames(draw: st.DrawFn) -> AckFrame:
     return AckFrame(draw(varints(0xFFFFFFFF)), tuple(ranges), draw(varints()))
 
 
-@st.composite
-def new_connection_id_frames(draw: st.DrawFn) -> NewConnectionIdFrame:
-    """A NEW_CONNECTION_ID whose retire-prior-to does not exceed its sequence."""
-    sequence = draw(varints())
-    return NewConnectionIdFrame(
-        sequence, draw(varints(sequence)), draw(st.binary(min_size=8, max_size=8))
+def new_connection_id_frames() -> st.SearchStrategy[NewConnectionIdFrame]:
+    """A NEW_CONNECTION_ID: a path ID (at most 2**32 - 1), an 8-byte CID, a 16-byte token."""
+    return st.builds(
+        NewConnectionIdFrame, varints(MAX_PATH_ID), st.binary(min_size=8, max_size=8),
+        st.binary(min_size=16, max_size=16),
     )
 
 
@@ -294,7 +319,7 @@ CONTROL_FRAME_STRATEGIES: dict[type, st.SearchStrategy] = {
     StreamDataBlockedFrame: st.builds(StreamDataBlockedFrame, varints(), varints()),
     StreamsBlockedFrame: st.builds(StreamsBlockedFrame, varints()),
     NewConnectionIdFrame: new_connection_id_frames(),
-    RetireConnectionIdFrame: st.builds(RetireConnectionIdFrame, varints()),
+    RetireConnectionIdFrame: st.builds(RetireConnectionIdFrame, varints(MAX_PATH_ID)),
     PathChallengeFrame: st.builds(PathChallengeFrame, _EIGHT_BYTES),
     PathResponseFrame: st.builds(PathResponseFrame, _EIGHT_BYTES),
     PathStatusFrame: st.builds(PathStatusFrame, varints(), varints(), st.sampled_from(PathState)),
@@ -334,15 +359,25 @@ def frame_lists(epoch: int = Epoch.APPLICATION, max_size: int = 6) -> st.SearchS
 
 @st.composite
 def headers(draw: st.DrawFn, epoch: int | None = None) -> Header:
-    """A packet header (the payload fields are filled in by the caller from a Payload)."""
+    """A packet header (the payload fields are filled in by the caller from a Payload).
+
+    Under initial keys: a source CID, path 0 and a token of up to MAX_TOKEN_LENGTH bytes (often
+    none); under application keys: any path ID (it only enters the nonce) and either key phase.
+    """
     if epoch is None:
         epoch = draw(st.sampled_from(Epoch))
+    initial = epoch == Epoch.INITIAL
+    token = b""
+    if initial:
+        token = draw(st.just(b"") | st.binary(max_size=MAX_TOKEN_LENGTH))
     return Header(
         draw(_EIGHT_BYTES),
-        draw(varints(0xFFFFFFFF)),
+        0 if initial else draw(varints(MAX_PATH_ID)),
         draw(st.integers(0, (1 << 64) - 1)),
         epoch=epoch,
-        scid=draw(_EIGHT_BYTES) if epoch == Epoch.INITIAL else None,
+        scid=draw(_EIGHT_BYTES) if initial else None,
+        key_phase=0 if initial else draw(st.sampled_from([0, 1])),
+        token=token,
     )
 
 
@@ -382,7 +417,8 @@ def outcome(function: Callable[..., object], *args: object, **kwargs: object) ->
 
 __all__ = [
     "COMPRESSED", "CONTROL", "CONTROL_FRAME_STRATEGIES", "ENCRYPTED", "EXAMPLE_CONTROL_FRAMES",
-    "FIN", "INITIAL_TYPES", "ORDERED", "PRIORITY", "QOS_EXTENSION", "RETRANSMIT",
+    "FIN", "INITIAL_TYPES", "LONG_INITIAL_BYTE", "LONG_RETRY_BYTE", "ORDERED", "PRIORITY",
+    "QOS_EXTENSION", "RETRANSMIT", "SHORT_BYTE", "SHORT_PHASE_1_BYTE", "WIRE_VERSION",
     "ack_frames", "checksum_offset", "control_frames", "derandomized", "extension",
     "frame_lists", "frames", "fuzz", "headers", "new_connection_id_frames", "outcome",
     "qos_extension", "qos_policies", "raw_control",

@@ -21,6 +21,8 @@ from kwik_twisted.wire import (
     FRAME_TYPE_STREAM,
     FRAME_TYPE_UNKNOWN,
     MAX_ACK_RANGES,
+    MAX_PATH_ID,
+    RESET_TOKEN_LENGTH,
     AckFrame,
     AddAddressFrame,
     ConnectionCloseFrame,
@@ -36,6 +38,7 @@ from kwik_twisted.wire import (
     PathState,
     PathStatusFrame,
     PingFrame,
+    RetireConnectionIdFrame,
     TransportParameter,
     TransportParametersFrame,
     classify,
@@ -181,11 +184,12 @@ class ControlFrameTests(SynchronousTestCase):
 
     def test_frames_are_immutable_values(self) -> None:
         """Control frames compare by value and cannot be modified."""
-        frame = NewConnectionIdFrame(1, 0, bytes(8))
-        self.assertEqual(frame, NewConnectionIdFrame(1, 0, bytes(8)))
-        self.assertNotEqual(frame, NewConnectionIdFrame(2, 0, bytes(8)))
+        frame = NewConnectionIdFrame(1, bytes(8), bytes(16))
+        self.assertEqual(frame, NewConnectionIdFrame(1, bytes(8), bytes(16)))
+        self.assertNotEqual(frame, NewConnectionIdFrame(2, bytes(8), bytes(16)))
+        self.assertNotEqual(frame, NewConnectionIdFrame(1, bytes(8), bytes(15) + b"\x01"))
         with self.assertRaises(AttributeError):
-            frame.sequence = 5  # type: ignore[misc]
+            frame.path_id = 5  # type: ignore[misc]
 
 
 class VarintBodyTests(SynchronousTestCase):
@@ -320,24 +324,51 @@ class ConnectionIdAndPathTests(SynchronousTestCase):
     """NEW_CONNECTION_ID, PATH_CHALLENGE, PATH_RESPONSE, PATH_STATUS and ADD_ADDRESS bodies."""
 
     def test_new_connection_id_body(self) -> None:
-        """NEW_CONNECTION_ID is sequence, retire prior to, then the 8-byte CID."""
-        frame = NewConnectionIdFrame(300, 300, bytes(range(8)))
-        self.assertEqual(body_of(frame), varints_body(300, 300) + bytes(range(8)))
-        self.assertEqual(decode_body(0x0C, body_of(frame)), frame)
+        """NEW_CONNECTION_ID is the path ID (varint), the 8-byte CID, then the 16-byte stateless
+        reset token; path IDs up to 2**32 - 1 round-trip."""
+        token = bytes(range(0xF0, 0x100))
+        for path_id in (0, 63, 300, MAX_PATH_ID):
+            frame = NewConnectionIdFrame(path_id, bytes(range(8)), token)
+            self.assertEqual(body_of(frame), varint(path_id) + bytes(range(8)) + token)
+            self.assertEqual(decode_body(0x0C, body_of(frame)), frame)
+        self.assertEqual(RESET_TOKEN_LENGTH, 16)
 
-    def test_retire_prior_to_beyond_sequence_is_refused(self) -> None:
-        """Retire Prior To greater than Sequence is a FRAME_ENCODING_ERROR."""
-        body = varints_body(1, 2) + bytes(CONNECTION_ID_LENGTH)
-        assert_body_error(self, FrameEncodingError, 0x0C, body)
+    def test_new_connection_id_beyond_path_2_32_is_refused(self) -> None:
+        """A Path ID above 2**32 - 1 (it could not enter the nonce) is a FRAME_ENCODING_ERROR."""
+        for path_id in (MAX_PATH_ID + 1, 2**62 - 1):
+            body = varint(path_id) + bytes(CONNECTION_ID_LENGTH) + bytes(RESET_TOKEN_LENGTH)
+            assert_body_error(self, FrameEncodingError, 0x0C, body)
 
     def test_connection_id_of_the_wrong_length_is_refused(self) -> None:
-        """A 7- or 9-byte CID is refused on the wire and when encoding."""
-        assert_body_error(self, TruncatedInput, 0x0C, varints_body(1, 0) + bytes(7))
-        assert_body_error(self, FrameEncodingError, 0x0C, varints_body(1, 0) + bytes(9))
+        """A 7- or 9-byte CID is refused when encoding; on the wire a body too short for the CID
+        and the token is truncated, one byte too long is refused."""
+        token = bytes(RESET_TOKEN_LENGTH)
+        assert_body_error(self, TruncatedInput, 0x0C, varint(1) + bytes(7) + token)
+        assert_body_error(self, FrameEncodingError, 0x0C, varint(1) + bytes(9) + token)
         for cid in (bytes(7), bytes(9)):
             self.assertRaises(
-                FrameEncodingError, encode_payload, [NewConnectionIdFrame(1, 0, cid)]
+                FrameEncodingError, encode_payload, [NewConnectionIdFrame(1, cid, token)]
             )
+
+    def test_reset_token_of_the_wrong_length_is_refused(self) -> None:
+        """A 15- or 17-byte stateless reset token is refused when encoding; on the wire a body
+        cut inside the token is truncated, one with a byte more refused."""
+        cid = bytes(CONNECTION_ID_LENGTH)
+        for size in (0, 15):
+            assert_body_error(self, TruncatedInput, 0x0C, varint(1) + cid + bytes(size))
+        assert_body_error(self, FrameEncodingError, 0x0C, varint(1) + cid + bytes(17))
+        for token in (bytes(15), bytes(17)):
+            self.assertRaises(
+                FrameEncodingError, encode_payload, [NewConnectionIdFrame(1, cid, token)]
+            )
+
+    def test_retire_connection_id_names_a_path(self) -> None:
+        """RETIRE_CONNECTION_ID is one varint, the path ID whose CID is retired."""
+        for path_id in (0, 5, 16384, MAX_PATH_ID):
+            frame = RetireConnectionIdFrame(path_id)
+            self.assertEqual(frame.path_id, path_id)
+            self.assertEqual(body_of(frame), varint(path_id))
+            self.assertEqual(decode_body(0x0D, varint(path_id)), frame)
 
     def test_path_challenge_and_response_carry_eight_bytes(self) -> None:
         """PATH_CHALLENGE and PATH_RESPONSE bodies are exactly 8 bytes, else refused."""

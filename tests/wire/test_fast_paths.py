@@ -58,7 +58,11 @@ from kwik_twisted.wire.frames import (
     _push_header_varints,
     pull_frame,
 )
-from kwik_twisted.wire.packets import _decode_general, encode_application_packet
+from kwik_twisted.wire.packets import (
+    _decode_general,
+    _decode_short,
+    encode_application_packet,
+)
 
 from .strategies import (
     COMPRESSED,
@@ -113,22 +117,24 @@ def _application_fields() -> dict:
         "frame_count": st.sampled_from([0, 1, 2, 63, 64, 300]),
         "compression": st.sampled_from(list(CompressionInfo)),
         "size": st.sampled_from([1, 47, 48, 100, 1300, 16350, 16351, 16400]),
+        "key_phase": st.sampled_from([0, 1]),
     }
 
 
 def _short_datagrams() -> st.SearchStrategy[bytes]:
-    """Datagrams of the short shape, most valid, others with one field wrong or cut short."""
+    """Datagrams of the short shape, most valid, others with one field wrong or cut short; and
+    long envelopes (whose first byte the fast path must not take)."""
     valid = st.builds(
-        lambda path_id, seq, packet_type, frame_count, compression, size, total: raw_datagram(
+        lambda first, seq, packet_type, frame_count, compression, size, total: raw_datagram(
             payload=bytes(range(256)) * (size // 256) + bytes(size % 256),
-            path_id=path_id,
+            first_byte=first,
             seq=seq,
             packet_type=packet_type,
             frame_count=frame_count,
             compression=compression,
             total_length=total,
         ),
-        path_id=st.integers(0, 63),
+        first=st.sampled_from([0x40, 0x44, 0x40, 0x44, 0x00, 0x41, 0x48, 0x60, 0xC0]),
         seq=st.integers(0, 2**64 - 1),
         packet_type=st.integers(0, 255),
         frame_count=st.integers(0, 63),
@@ -136,21 +142,40 @@ def _short_datagrams() -> st.SearchStrategy[bytes]:
         size=st.sampled_from([17, 40, 63, 64, 65, 200, 1316]),
         total=st.sampled_from([None, None, None, b"\x40\x10", b"\x40\x50", 64, 200]),
     )
-    return _as_is_or_mutated(valid)
+    long = st.builds(
+        lambda size, token: raw_datagram(
+            payload=bytes(size), scid=bytes(range(8, 16)), token=token
+        ),
+        size=st.sampled_from([17, 64, 200]),
+        token=st.sampled_from([b"", b"\x40", bytes(96)]),
+    )
+    return _as_is_or_mutated(valid | long)
 
 
 class PacketTests(SynchronousTestCase):
     """The datagram encoder and decoder of the bulk packet against the general ones."""
 
-    def check_encoders(self, path_id, seq, packet_type, frame_count, compression, size) -> None:
-        """encode_application_packet builds the bytes encode_packet builds from a Header."""
+    def check_encoders(
+        self, path_id, seq, packet_type, frame_count, compression, size, key_phase
+    ) -> None:
+        """encode_application_packet builds the bytes encode_packet builds from a Header, and
+        hands the seal the same path ID (for the nonce)."""
         plaintext = bytes(range(256)) * (size // 256) + bytes(size % 256)
-        header = Header(b"abcdefgh", path_id, seq, packet_type, frame_count, compression)
-        expected = encode_packet(header, plaintext, _seal)
+        header = Header(
+            b"abcdefgh", path_id, seq, packet_type, frame_count, compression, key_phase=key_phase
+        )
+        sealed: list[int] = []
+
+        def seal(p: int, s: int, aad: bytes, pt: bytes) -> bytes:
+            sealed.append(p)
+            return _seal(p, s, aad, pt)
+
+        expected = encode_packet(header, plaintext, seal)
         got = encode_application_packet(
             b"abcdefgh", path_id, seq, packet_type, frame_count, compression,
-            bytearray(plaintext), _seal,
+            bytearray(plaintext), seal, key_phase,
         )
+        self.assertEqual(sealed, [path_id, path_id])
         self.assertEqual(got, expected)
         if 1 <= frame_count <= MAX_FRAME_COUNT:
             self.assertEqual(decode_packet(got).header, decode_packet(expected).header)
@@ -188,12 +213,18 @@ class PacketTests(SynchronousTestCase):
         self.check_decoders(data)
 
     def test_the_short_shape_is_decoded_by_the_short_decoder(self) -> None:
-        """The property's inputs reach the fast path: a valid short datagram decodes, and its
-        header says so (one-byte Path ID and Frame Count, two-byte Total Length)."""
-        data = raw_datagram(payload=bytes(100), path_id=5, frame_count=3, seq=7)
-        header = decode_packet(data).header
-        self.assertEqual((header.path_id, header.frame_count, header.total_length), (5, 3, 100))
-        self.check_decoders(data)
+        """The property's inputs reach the fast path: a valid short datagram (in either key
+        phase) decodes through _decode_short, and its header says so (one-byte Frame Count,
+        two-byte Total Length, path 0 until the receiver looks up the DCID)."""
+        for first, phase in ((0x40, 0), (0x44, 1)):
+            data = raw_datagram(payload=bytes(100), first_byte=first, frame_count=3, seq=7)
+            header = _decode_short(memoryview(data)).header
+            self.assertEqual(
+                (header.path_id, header.frame_count, header.total_length, header.key_phase),
+                (0, 3, 100, phase),
+            )
+            self.assertEqual(decode_packet(data).header, header)
+            self.check_decoders(data)
 
     @pytest.mark.fuzz
     def test_fuzz_short_decoder(self) -> None:

@@ -38,6 +38,7 @@ from kwik_twisted.wire import (
     decode_payload,
     encode_packet,
     encode_payload,
+    peek_dcid,
 )
 
 from .strategies import (
@@ -130,18 +131,26 @@ def hostile_datagrams(draw: st.DrawFn) -> bytes:
     """A datagram with plausible but random header fields and a correct checksum."""
     long = draw(st.booleans())
     payload = draw(st.binary(max_size=64) | st.binary(min_size=64, max_size=200))
+    usual_first = st.just(0xC0) if long else st.sampled_from([0x40, 0x44])
+    envelope: dict = {}
+    if long:
+        envelope = {
+            "scid": draw(mostly(st.binary(min_size=8, max_size=8), st.binary(max_size=20))),
+            "version": draw(mostly(st.just(0x4B574B03), st.integers(0, 2**32 - 1))),
+            "dcid_length": draw(mostly(st.none(), st.integers(0, 255))),
+            "token": draw(st.binary(max_size=8) | st.binary(min_size=90, max_size=100)),
+            "token_length": draw(mostly(st.none(), raw_varint_field())),
+        }
     return raw_datagram(
         payload=payload,
-        dcid=draw(st.binary(min_size=8, max_size=8)),
-        scid=draw(st.binary(min_size=8, max_size=8)) if long else None,
-        version=draw(mostly(st.just(3), st.integers(0, 255))),
-        flags=draw(mostly(st.none(), st.integers(0, 255))),
-        path_id=draw(mostly(varints(2**32 - 1), raw_varint_field())),
+        dcid=draw(mostly(st.binary(min_size=8, max_size=8), st.binary(max_size=20))),
+        first_byte=draw(mostly(usual_first, st.integers(0, 255))),
         seq=draw(st.integers(0, 2**64 - 1)),
         packet_type=draw(mostly(st.integers(0, 5), st.integers(0, 255))),
         frame_count=draw(mostly(st.integers(1, 70), raw_varint_field())),
         total_length=draw(mostly(st.none(), raw_varint_field())),
         compression=draw(mostly(st.integers(0, 1), st.integers(0, 255))),
+        **envelope,
     )
 
 
@@ -221,12 +230,15 @@ def payload_cases(draw: st.DrawFn) -> tuple[bytes, int, int, int, int]:
 
 
 def check_decode_packet(data: bytes) -> None:
-    """decode_packet accepts ``data`` canonically or raises a DroppedPacket."""
+    """decode_packet accepts ``data`` canonically or raises a DroppedPacket; what it accepts has
+    path ID 0 (not on the wire), and peek_dcid finds the same DCID."""
     try:
         packet = decode_packet(data)
     except DroppedPacket:
         return
     assert isinstance(packet, Packet)
+    assert packet.header.path_id == 0
+    assert peek_dcid(data) == packet.header.dcid
     payload = bytes(packet.payload)
     assert packet.header.total_length == len(payload) >= TAG_LENGTH + 1
     again = encode_packet(packet.header, payload[:-TAG_LENGTH], lambda p, s, a, pt: payload)
@@ -303,16 +315,24 @@ class RoundTripTests(SynchronousTestCase):
     @DEFAULT
     @given(st.data())
     def test_packets_round_trip(self, data: st.DataObject) -> None:
-        """Random headers and frames survive encode_payload, encode_packet, decode_packet and
-        decode_payload."""
+        """Random headers (tokens and key phases included) and frames survive encode_payload,
+        encode_packet, decode_packet and decode_payload; the path ID goes only to the seal."""
         epoch = data.draw(st.sampled_from(Epoch))
         frames = data.draw(frame_lists(epoch, max_size=3))
         hdr = data.draw(headers(epoch))
         payload = encode_payload(frames, epoch)
         hdr.packet_type, hdr.frame_count = payload.packet_type, payload.frame_count
         hdr.compression = payload.compression
-        packet = decode_packet(encode_packet(hdr, payload.plaintext, fake_seal))
+        sealed: list[int] = []
+
+        def seal(path_id: int, seq: int, aad: bytes, plaintext: bytes) -> bytes:
+            sealed.append(path_id)
+            return fake_seal(path_id, seq, aad, plaintext)
+
+        packet = decode_packet(encode_packet(hdr, payload.plaintext, seal))
+        self.assertEqual(sealed, [hdr.path_id])  # the path ID only enters the nonce
         hdr.total_length = len(payload.plaintext) + TAG_LENGTH
+        hdr.path_id = 0  # not on the wire: the receiver fills it in from the DCID
         self.assertEqual(packet.header, hdr)
         h = packet.header
         got = decode_payload(

@@ -60,6 +60,8 @@ from kwik_twisted.wire import (
     encode_varint,
     pull_varint,
 )
+from tests.core.crypto.test_tokens import TOKEN_VECTORS
+from tests.core.test_lb import LB_VECTORS
 
 SPEC = Path(__file__).parents[2] / "docs" / "protocol.rst"
 MARKER = "# kwik-vector:"
@@ -109,6 +111,7 @@ def spec_vectors() -> dict[str, bytes]:
 # What each vector encodes
 
 CID = bytes.fromhex("0102030405060708")
+RESET_TOKEN = bytes.fromhex("8815eb33f2e1269c6056892ffc316227")
 CHALLENGE = bytes.fromhex("a1a2a3a4a5a6a7a8")
 PACKET_DCID = bytes.fromhex("0011223344556677")
 KEY = bytes(range(16))
@@ -147,8 +150,8 @@ FRAME_VECTORS = {
     "data-blocked": (DataBlockedFrame(1048576), Epoch.APPLICATION),
     "stream-data-blocked": (StreamDataBlockedFrame(4, 262144), Epoch.APPLICATION),
     "streams-blocked": (StreamsBlockedFrame(100), Epoch.APPLICATION),
-    "new-connection-id": (NewConnectionIdFrame(1, 0, CID), Epoch.APPLICATION),
-    "retire-connection-id": (RetireConnectionIdFrame(0), Epoch.APPLICATION),
+    "new-connection-id": (NewConnectionIdFrame(1, CID, RESET_TOKEN), Epoch.APPLICATION),
+    "retire-connection-id": (RetireConnectionIdFrame(1), Epoch.APPLICATION),
     "path-challenge": (PathChallengeFrame(CHALLENGE), Epoch.APPLICATION),
     "path-response": (PathResponseFrame(CHALLENGE), Epoch.APPLICATION),
     "path-status": (PathStatusFrame(1, 1, PathState.BACKUP), Epoch.APPLICATION),
@@ -170,6 +173,11 @@ FRAME_VECTORS = {
 }
 
 PACKET_VECTORS = ("packet-application",)
+#: A whole Initial datagram with a Retry token (protocol.rst, "Envelope"): client keys of
+#: INITIAL_DCID, source CID CID, token INITIAL_TOKEN, sequence 0, carrying INITIAL_FRAME.
+INITIAL_PACKET_VECTORS = ("packet-initial-token",)
+INITIAL_TOKEN = b"kwik token"
+INITIAL_FRAME = HandshakeFrame(0, b"\x16\x03\x01\x00\x04test")
 INITIAL_DCID = bytes.fromhex("8394c8f03e515708")
 #: Initial keys derived from INITIAL_DCID: name -> (is_client, what the bytes are).
 KEY_VECTORS = {
@@ -186,7 +194,7 @@ KEY_UPDATE_VECTORS = {
 PHASE_PACKET_VECTORS = ("packet-application-phase-1",)
 VECTORS = (
     *VARINT_VECTORS, *FRAME_VECTORS, *PACKET_VECTORS, *KEY_VECTORS, *KEY_UPDATE_VECTORS,
-    *PHASE_PACKET_VECTORS,
+    *PHASE_PACKET_VECTORS, *INITIAL_PACKET_VECTORS, *TOKEN_VECTORS, *LB_VECTORS,
 )
 
 
@@ -245,6 +253,7 @@ class VectorTests(SynchronousTestCase):
         self.assertEqual(encode_packet(header, payload.plaintext, aes_seal).hex(" "), data.hex(" "))
         packet = decode_packet(data)
         header.total_length = len(payload.plaintext) + 16
+        header.path_id = 0  # not on the wire: the receiver knows it from the DCID
         self.assertEqual(packet.header, header)
         opened = AESGCM(KEY).decrypt(nonce(1, 42), bytes(packet.payload), packet.aad)
         h = packet.header
@@ -310,9 +319,38 @@ class VectorTests(SynchronousTestCase):
         opened = AESGCM(key).decrypt(nonce_1, bytes(packet.payload), packet.aad)
         self.assertEqual(opened, payload.plaintext)
 
+    def check_initial_packet(self, name: str) -> None:
+        """An Initial with a token: the long envelope exactly, and it decodes and opens back."""
+        from kwik_twisted.core.crypto.protection import initial_protections
+
+        data = self.expected(name)
+        send, _ = initial_protections(INITIAL_DCID, is_client=True)
+        payload = encode_payload([INITIAL_FRAME], Epoch.INITIAL)
+        header = Header(
+            INITIAL_DCID, 0, 0, payload.packet_type, payload.frame_count, payload.compression,
+            Epoch.INITIAL, CID, token=INITIAL_TOKEN,
+        )
+        sealed = encode_packet(header, payload.plaintext, send.seal)
+        self.assertEqual(sealed.hex(" "), data.hex(" "))
+        packet = decode_packet(data)
+        self.assertEqual((packet.header.token, packet.header.scid), (INITIAL_TOKEN, CID))
+        _, receive = initial_protections(INITIAL_DCID, is_client=False)
+        self.assertEqual(receive.open(0, 0, packet.aad, packet.payload), payload.plaintext)
+
+    def check_token(self, name: str) -> None:
+        """Stateless reset, Retry and Version Negotiation (computed as tests/core/crypto/
+        test_tokens.py does) are exactly the spec's bytes."""
+        self.assertEqual(TOKEN_VECTORS[name]().hex(" "), self.expected(name).hex(" "))
+
     def check(self, name: str) -> None:
         """Check vector ``name`` with the checker for its kind."""
-        if name in KEY_UPDATE_VECTORS:
+        if name in TOKEN_VECTORS:
+            self.check_token(name)
+        elif name in LB_VECTORS:
+            self.assertEqual(LB_VECTORS[name]().hex(" "), self.expected(name).hex(" "))
+        elif name in INITIAL_PACKET_VECTORS:
+            self.check_initial_packet(name)
+        elif name in KEY_UPDATE_VECTORS:
             self.check_key_update(name)
         elif name in PHASE_PACKET_VECTORS:
             self.check_phase_packet(name)

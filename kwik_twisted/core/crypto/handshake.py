@@ -53,6 +53,7 @@ from kwik_twisted.errors import (
 
 from .alerts import alert_name, verify_error_string
 from .protection import IV_LENGTH, KEY_LENGTH, PacketProtection, derive_protection
+from .tokens import derive_static_secret
 
 ALPN = b"kwik/3"
 CLIENT_EXPORTER_LABEL = b"EXPORTER-kwik v3 client"
@@ -134,6 +135,27 @@ def _load_private_key(source: PemSource) -> object:
         except OSError as e:
             raise ConfigurationError(f"cannot read private key: {e}") from None
     return serialization.load_pem_private_key(source, password=None)
+
+
+def server_secret(config: TlsConfig | None) -> bytes | None:
+    """
+    The static secret of a server (stateless reset and Retry tokens, protocol.rst "Stateless
+    reset"): derived from its private key, so every process and every restart of the same server
+    has the same one, with nothing more to configure.
+
+    ``None`` without a private key (the dispatcher then draws a secret of its own).
+
+    :raises ConfigurationError: the key cannot be read.
+    """
+    if config is None or config.private_key is None:
+        return None
+    key = _load_private_key(config.private_key)
+    der = key.private_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return derive_static_secret(der)
 
 
 def _use_identity(ctx: SSL.Context, chain: PemSource, key: PemSource | None) -> None:

@@ -27,7 +27,10 @@ Epoch 1 (phase 0), odd ones Key Epoch 2 (phase 1); Key Epoch 3 stays reserved.
 The AEAD limits are per generation: each :class:`~.protection.PacketProtection` counts its own
 failed opens (INTEGRITY_LIMIT), and ``sent`` the packets sealed under the current send keys, which
 the default interval (:data:`DEFAULT_KEY_UPDATE_INTERVAL`, half the confidentiality limit) keeps
-far below 2**23 as long as the peer responds.
+far below 2**23 as long as the peer responds.  A peer that never answers an update (never sends in
+the new phase) blocks the next one; ``exhausted`` then turns true :data:`LIMIT_MARGIN` packets
+before the confidentiality limit, and the connection stops using the keys (it ends, sending
+nothing: RFC 9001 §6.6).
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ KEY_UPDATE_LABEL = b"kwik v3 key update"
 #: Packets sealed under one generation before we start the next: half the AES-GCM
 #: confidentiality limit (RFC 9001 §6.6), so a slow peer still has room to respond.
 DEFAULT_KEY_UPDATE_INTERVAL = CONFIDENTIALITY_LIMIT // 2
+#: Packets short of the confidentiality limit at which the send keys count as used up (a send
+#: round seals at most a burst of packets after the connection last checked).
+LIMIT_MARGIN = 4096
 #: PTOs the previous generation's receive keys outlive the update (RFC 9001 §6.5: three).
 DISCARD_PTOS = 3
 
@@ -89,6 +95,8 @@ class KeyPhases:
         "discard_at",
         "pto",
         "stats",
+        "limit",
+        "on_update",
     )
 
     def __init__(
@@ -113,6 +121,16 @@ class KeyPhases:
         self.discard_at: float | None = None
         self.pto = pto
         self.stats: Counter = Counter() if stats is None else stats
+        #: Packets one generation may seal before it counts as used up.
+        self.limit = CONFIDENTIALITY_LIMIT - LIMIT_MARGIN
+        #: ``on_update(generation, local, now)``: a key update happened (qlog), or ``None``.
+        self.on_update: Callable[[int, bool, float | None], None] | None = None
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the current send keys sealed as many packets as they safely may (the peer
+        never answered an update): the connection must stop using them."""
+        return self.sent >= self.limit
 
     # -- sending ---------------------------------------------------------------------
 
@@ -127,7 +145,7 @@ class KeyPhases:
             if self.previous is not None and self.discard_at is not None and now >= self.discard_at:
                 self.discard()
             if self.previous is None:
-                self.advance(now)
+                self.advance(now, local=True)
                 self.sent = 1
         return self.send, self.phase
 
@@ -164,7 +182,7 @@ class KeyPhases:
             self._next_recv = next_protection(self.recv)
         return self._next_recv
 
-    def advance(self, now: float | None = None) -> None:
+    def advance(self, now: float | None = None, *, local: bool = False) -> None:
         """Step both directions to the next generation; the current receive keys become the
         previous ones (discarded :data:`DISCARD_PTOS` PTOs after the peer is heard in the new
         phase)."""
@@ -179,6 +197,8 @@ class KeyPhases:
         self.peer_in_phase = False
         self.discard_at = None
         self.stats["key_updates"] += 1
+        if self.on_update is not None:
+            self.on_update(self.generation, local, now)
 
 
 class _OtherPhase:
@@ -222,6 +242,7 @@ class _OtherPhase:
 
 __all__ = [
     "DEFAULT_KEY_UPDATE_INTERVAL",
+    "LIMIT_MARGIN",
     "DISCARD_PTOS",
     "KEY_UPDATE_LABEL",
     "KeyPhases",

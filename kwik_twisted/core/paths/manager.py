@@ -80,6 +80,7 @@ from ..recovery.pacing import Pacer
 from ..recovery.rtt import RttEstimator
 from .metrics import PathMetrics, PathMetricsTracker
 from .path import Path, PathPhase
+from .pmtud import PathMtu
 
 #: Consecutive probe timeouts after which a path is declared failed (if another path is usable).
 FAILURE_PTOS = 2
@@ -106,6 +107,8 @@ class PathManager:
     :param stats: the connection's counters.
     :param new_controller: makes a congestion controller for a path.
     :param new_challenge: makes the 8 bytes of a fresh PATH_CHALLENGE.
+    :param cids: the connection's CIDs (core/cids.py): a path other than 0 starts only with the
+        peer's CID for it, and its CID is retired when it goes.
     :ivar paths: the live paths by ID (abandoned ones are forgotten at once).
     :ivar peer_max_paths: the peer's ``max_paths`` (its default until its parameters arrive).
     :ivar server_load: client side: the load the server reported, 0..1 (``None``: not reported).
@@ -122,8 +125,10 @@ class PathManager:
         stats: Counter,
         new_controller: Callable[[], CongestionController],
         new_challenge: Callable[[], bytes],
+        cids=None,
     ) -> None:
         self.config = config
+        self.cids = cids
         self.is_client = is_client
         self.emit = emit
         self.control = control
@@ -153,6 +158,11 @@ class PathManager:
         self.early_status: dict[int, PathStatusFrame] = {}
         #: Addresses the server advertised, by address ID (client side).
         self.advertised: dict[int, tuple] = {}
+        #: The peer's max_datagram_size transport parameter (what it can receive): the bound of
+        #: path MTU discovery; 0 until its parameters arrive.
+        self.peer_max_udp_payload = 0
+        #: The connection's qlog Trace (set through the sender), for path MTU updates.
+        self.trace = None
 
     # -- creating paths ------------------------------------------------------------------
 
@@ -181,6 +191,9 @@ class PathManager:
             now=now,
         )
         path.metrics = PathMetricsTracker(now=now, usable=path.usable)
+        path.mtu = PathMtu(path, enabled=cfg.pmtud, max_udp_payload=cfg.max_udp_payload, owner=self)
+        if path_id and self.cids is not None:
+            path.dcid = self.cids.peer_cid(path_id)  # path 0 uses the handshake's CID
         self.paths[path_id] = path
         return path
 
@@ -192,6 +205,7 @@ class PathManager:
         """Fresh congestion state for a path that came back from failure."""
         _leave_group(path)
         path.recovery.controller = self.new_controller()
+        path.mtu.refresh()  # the fresh window counts in the path's datagram size
         path.pacer.update(cwnd=path.recovery.controller.cwnd, srtt=path.recovery.rtt.smoothed_rtt)
 
     # -- the handshake's progress -----------------------------------------------------------
@@ -215,10 +229,13 @@ class PathManager:
         *,
         now: float,
         server_load: float | None = None,
+        max_udp_payload: int = 0,
     ) -> None:
         """The peer's transport parameters arrived: its limits bind; pending paths start; the
-        server's load (0..1, checked by the handshake) is recorded."""
+        server's load (0..1, checked by the handshake) and the largest datagram it receives
+        (``max_udp_payload``, path MTU discovery's bound) are recorded."""
         self.peer_max_paths = max_paths
+        self.peer_max_udp_payload = max_udp_payload
         self.server_load = server_load
         self.ready = True
         self.start_pending(now=now)  # they waited for the peer's max_paths
@@ -243,11 +260,21 @@ class PathManager:
             raise ValueError(f"already {len(self.paths)} paths; max_paths is {limit}")
         path_id = self.next_path_id
         self.next_path_id += 1
-        if not self.ready:
+        if not self.ready or (self.cids is not None and not self.cids.can_start(path_id)):
             self.pending.append((path_id, local_addr, remote_addr))
             return path_id
         self._start(path_id, local_addr, remote_addr, now=now)
         return path_id
+
+    def start_waiting(self, *, now: float) -> None:
+        """CIDs arrived or were issued (core/cids.py): paths that waited for them may start, and
+        a path the client opened before its CID for it reached us (server) can now be answered
+        (until then the sender leaves it alone: it has no address)."""
+        if self.ready and self.pending:
+            self.start_pending(now=now)
+        for path in self.paths.values():
+            if path.dcid is None and path.id:
+                path.dcid = self.cids.peer_cid(path.id)
 
     def max_paths(self) -> int:
         """Paths this connection may have at once: ours and, once known, the peer's limit."""
@@ -262,6 +289,9 @@ class PathManager:
         """
         pending, self.pending = self.pending, []
         for path_id, local_addr, remote_addr in pending:
+            if self.cids is not None and not self.cids.can_start(path_id):
+                self.pending.append((path_id, local_addr, remote_addr))  # waits for its CIDs
+                continue
             if len(self.paths) >= self.max_paths():
                 self.stats["paths_refused"] += 1
                 self.pending_backup.pop(path_id, None)
@@ -309,8 +339,8 @@ class PathManager:
 
     def is_forgotten(self, path_id: int) -> bool:
         """Whether ``path_id`` names a path that existed and was abandoned (its late frames mean
-        nothing now); ``False`` for an ID never used."""
-        if path_id in self.paths:
+        nothing now); ``False`` for an ID never used, or one still waiting to start."""
+        if path_id in self.paths or any(p[0] == path_id for p in self.pending):
             return False
         return path_id < self.next_path_id or path_id <= self.highest_peer_path
 
@@ -524,6 +554,12 @@ class PathManager:
         :class:`~kwik_twisted.errors.ProtocolViolation`.
         """
         path = self._known(path_id) if notify else self.paths.get(path_id)
+        if path is None and not notify and not self.is_client and path_id > self.highest_peer_path:
+            # The client gave up a path we never heard on: its ID is used up, and the client's
+            # CID for it retired, or the client would never issue another (core/cids.py).
+            if self.cids is not None and self.cids.peer_cid(path_id) is not None:
+                self.highest_peer_path = path_id
+                self.cids.retire_peer(path_id)
         if path is None or path.phase is PathPhase.ABANDONED:
             return
         if len(self.paths) == 1:
@@ -539,6 +575,8 @@ class PathManager:
         # Forgotten at once: late packets for the ID are dropped (IDs are never reused), late
         # ACKs for it ignored, and a peer cannot grow our memory by opening and abandoning paths.
         del self.paths[path.id]
+        if self.cids is not None:
+            self.cids.retire_peer(path.id)
         self.emit(PathAbandoned(path.id, path.local_addr, path.remote_addr))
 
     def on_abandon(self, frame: PathAbandonFrame, *, now: float) -> None:

@@ -169,7 +169,8 @@ class PathMetrics:
     :ivar packets_lost: packets sent on it and declared lost (``bytes_lost``).
     :ivar packets_retransmitted: of those, the ones whose frames were queued to be sent again
         (lost packets carrying more than ACKs; ``bytes_retransmitted``).
-    :ivar datagram_size: the datagram size the path's congestion controller counts in.
+    :ivar datagram_size: the path's datagram size: what path MTU discovery confirmed, else the
+        size its congestion controller counts in.
     :ivar last_activity: when the last packet arrived on the path (``None``: nothing yet), on
         the connection's clock.
     :ivar server_load: the load the server reported at the handshake, 0 (idle) .. 1 (full), or
@@ -622,7 +623,8 @@ class PathMetricsTracker:
             bytes_received=getattr(path, "bytes_received", 0),
             bytes_lost=getattr(path, "bytes_lost", 0),
             bytes_retransmitted=getattr(path, "bytes_retransmitted", 0),
-            datagram_size=getattr(recovery.controller, "max_datagram_size", 0),
+            datagram_size=getattr(path, "max_datagram_size", 0)  # path MTU discovery's size
+            or getattr(recovery.controller, "max_datagram_size", 0),
             last_activity=getattr(path, "last_activity", None),
         )
 

@@ -182,6 +182,9 @@ class Path:
         lost, and retransmitted: lost packets whose frames were queued again); cumulative over
         the path's life, for :class:`~kwik_twisted.core.paths.metrics.PathMetrics`.
     :ivar last_activity: when the last authenticated packet arrived (``None``: none yet).
+    :ivar max_datagram_size: the path's datagram size found by path MTU discovery, kept by
+        ``mtu`` (a :class:`~kwik_twisted.core.paths.pmtud.PathMtu`); 0 until it starts (and with
+        ``pmtud`` off): the connection-wide size applies.
     """
 
     __slots__ = (
@@ -217,6 +220,8 @@ class Path:
         "bytes_retransmitted",
         "last_activity",
         "amplification_base",
+        "max_datagram_size",
+        "mtu",
     )
 
     def __init__(
@@ -264,6 +269,8 @@ class Path:
         self.bytes_retransmitted = 0
         self.last_activity: float | None = None
         self.amplification_base = (0, 0)  # (received, sent) when validation last restarted
+        self.max_datagram_size = 0  # PMTUD's size once it runs (0: the connection's)
+        self.mtu = None  # its PathMtu (core/paths/pmtud.py), set by PathManager.add
 
     @property
     def usable(self) -> bool:

@@ -71,6 +71,7 @@ class SentPacket:
     :ivar in_flight: whether it counts in bytes in flight.
     :ivar frames: what the connection needs to retransmit or acknowledge.
     :ivar is_probe: whether it was sent as a PTO probe.
+    :ivar mtu_probe: whether it is a path MTU probe (its loss is no congestion signal).
     :ivar delivered: the path's delivered-bytes count when it was sent (-1: not stamped, it gives
         no delivery-rate sample); with ``delivered_time``, ``first_sent_time`` and
         ``app_limited``, written by
@@ -79,7 +80,8 @@ class SentPacket:
     """
 
     __slots__ = ("seq", "sent_time", "size", "ack_eliciting", "in_flight", "frames", "is_probe",
-                 "delivered", "delivered_time", "first_sent_time", "app_limited")  # fmt: skip
+                 "delivered", "delivered_time", "first_sent_time", "app_limited",
+                 "mtu_probe")  # fmt: skip
 
     def __init__(
         self,
@@ -101,6 +103,7 @@ class SentPacket:
         self.delivered = -1
         self.delivered_time = self.first_sent_time = sent_time
         self.app_limited = False
+        self.mtu_probe = False
 
     def __repr__(self) -> str:
         return f"<SentPacket seq={self.seq} t={self.sent_time} size={self.size}>"
@@ -399,9 +402,12 @@ class LossRecovery:
         return lost
 
     def _on_lost(self, lost: list[SentPacket], now: float) -> None:
-        in_flight = [p for p in lost if p.in_flight]
+        # A lost path MTU probe says nothing about congestion (RFC 9000 14.4): left out.
+        in_flight = [p for p in lost if p.in_flight and not p.mtu_probe]
         if not in_flight:
             return
+        if len(in_flight) < len(lost):
+            lost = [p for p in lost if not p.mtu_probe]
         self.controller.on_packets_lost(in_flight, now=now)
         if self._persistent_congestion(lost):
             self.controller.on_persistent_congestion(now=now)

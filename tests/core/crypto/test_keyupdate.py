@@ -154,6 +154,37 @@ class UpdateTests(SynchronousTestCase):
         self.assertEqual(self.client.generation, 1)
 
 
+class ConfidentialityLimitTests(SynchronousTestCase):
+    """A peer that never answers an update cannot make us seal past the confidentiality limit."""
+
+    def test_keys_are_used_up_when_the_peer_never_answers(self) -> None:
+        """The client updates once; the server never sends again, so no second update can
+        happen; the keys count as used up exactly at ``limit`` packets, not one before."""
+        client, server = pair(interval=10)
+        wire = Wire()
+        for _ in range(10):  # the peer is heard in phase 0
+            wire.open(server, wire.seal(client, 0.0), 0.0)
+            wire.open(client, wire.seal(server, 0.0), 0.0)
+        wire.open(server, wire.seal(client, 0.0), 0.0)  # the update; the server follows, silently
+        self.assertEqual((client.generation, server.generation), (1, 1))
+        client.limit = 100
+        while client.sent < 99:
+            wire.seal(client, 5.0)
+        self.assertFalse(client.exhausted)
+        wire.seal(client, 5.0)
+        self.assertTrue(client.exhausted)
+        self.assertEqual(client.generation, 1)
+
+    def test_the_default_limit_is_below_the_aead_limit(self) -> None:
+        """By default the keys are used up LIMIT_MARGIN packets before 2**23 (RFC 9001 §6.6)."""
+        from kwik_twisted.core.crypto.keyupdate import LIMIT_MARGIN
+        from kwik_twisted.core.crypto.protection import CONFIDENTIALITY_LIMIT
+
+        client, _ = pair()
+        self.assertEqual(client.limit, CONFIDENTIALITY_LIMIT - LIMIT_MARGIN)
+        self.assertLess(client.limit, 2**23)
+
+
 class HostileTests(SynchronousTestCase):
     """A peer flipping the phase with garbage gets no update and bounded work from us."""
 

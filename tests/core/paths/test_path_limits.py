@@ -82,9 +82,11 @@ class PeerDatagramSizeTests(SynchronousTestCase):
     """A sender keeps within the receiver's ``max_datagram_size``."""
 
     def test_datagrams_shrink_to_the_peers_limit(self) -> None:
-        """A server accepting 1200 bytes never gets a bigger datagram, even from a 1350 client."""
+        """A server accepting 1200 bytes never gets a bigger datagram, even from a 1350 client
+        (with path MTU discovery on, what a side accepts is its ``max_udp_payload``)."""
         pair = handshaken(
-            client_config(max_datagram_size=1350), server_config(max_datagram_size=1200)
+            client_config(max_datagram_size=1350),
+            server_config(max_datagram_size=1200, max_udp_payload=1200),
         )
         self.assertEqual(pair.client.max_datagram_size, 1200)
         stream = pair.client.open_stream()

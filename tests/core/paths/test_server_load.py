@@ -44,13 +44,15 @@ class DispatcherLoadTests(SynchronousTestCase):
     """ServerDispatcher.load: the connections it routes over its limit, in permille."""
 
     def test_load_counts_routed_connections_against_the_limit(self) -> None:
-        """No connection is 0; each connection's two routing CIDs count; at the limit (where new
-        connections are refused) the load is 1000, and never more."""
+        """No connection is 0; each connection counts once, however many CIDs route to it; at
+        the limit (where new connections are refused) the load is 1000, and never more."""
         dispatcher = ServerDispatcher(server_config(), entropy=SeededEntropy(1),
                                       max_connections=4)
         self.assertEqual(dispatcher.load(), 0)
-        for n in range(1, 6):  # a connection stands in as the value of its two CIDs
-            dispatcher.connections[b"odcid%03d" % n] = dispatcher.connections[b"local%03d" % n] = n
+        for n in range(1, 6):  # a number stands in for a connection with three routing CIDs
+            dispatcher.live[n] = None
+            for cid in (b"odcid%03d" % n, b"local%03d" % n, b"path1%03d" % n):
+                dispatcher.connections[cid] = n
             self.assertEqual(dispatcher.load(), min(1000, n * 250))
 
 
