@@ -8,7 +8,9 @@ sizes cut down so the whole set takes a couple of minutes on two cores: codec mi
 time to first byte, idle memory with fewer connections, UDP batching (GSO/GRO), as root on
 Linux the multipath namespaces against kernel MPTCP (``--quick``; it skips itself elsewhere),
 the server's CPU per attacker byte for hostile frame patterns, and the QoS scenarios in simulated
-time with QoS on and off (12 simulated seconds each instead of 20).
+time with QoS on and off (12 simulated seconds each instead of 20), and full handshakes per second
+and echoed goodput with 1 and 2 worker processes (``workers.py``: 3 s of handshakes, 2 MB per
+connection).
 ``--full`` uses each script's own
 defaults instead (50 MB transfers, 1000 idle connections: several minutes more).  A script that
 fails or times out gets an error row; the others still run.
@@ -42,6 +44,7 @@ SUITE = (
     ("multipath_netns", "multipath_netns.py", ["--quick"], []),
     ("hostile_cpu", "hostile_cpu.py", ["--scale", "1"], []),
     ("qos", "qos.py", ["--duration", "12"], []),
+    ("workers", "workers.py", ["--duration", "3", "--size", "2"], []),
 )
 
 #: Units of the flat figures that wire.py and core_bulk.py print.

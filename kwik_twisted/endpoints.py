@@ -33,6 +33,10 @@ path to each address the server advertises, from a socket of its own (see
 :mod:`kwik_twisted.glue.client`).  A server endpoint given ``extraInterfaces`` listens on those
 addresses too (same port number, same connections), so a client may open paths to any of them.
 
+In a worker process of :mod:`kwik_twisted.workers` (``KWIK_WORKER_*`` in the environment) a
+server endpoint adopts the UDP socket its parent bound for its port instead of binding
+(:mod:`kwik_twisted.glue.workerport`), and its CIDs route back to it (``docs/deployment.rst``).
+
 A pooled connection with no streams left lingers :data:`POOL_LINGER` seconds for reuse, then
 closes. :func:`closeClientConnections` closes every client connection of a reactor and fires when
 their UDP ports are stopped (tests call it to leave the reactor clean).
@@ -65,6 +69,8 @@ from .glue.ports import MAX_DATAGRAM
 from .glue.server import KwikServerProtocol
 from .glue.tickets import TicketStore
 from .glue.udp import listenBatchingUDP
+from .glue.workerport import adoptWorkerSocket, workerConfig
+from .glue.workers import worker_environment
 from .streams import Priority, QoSPolicy, as_priority
 
 #: Seconds an unused pooled client connection stays open for reuse.
@@ -132,6 +138,7 @@ class KwikListeningPort:
         self.factory = factory
         self._entropy = entropy
         self._udp = None
+        self._worker = None
         self.protocol: KwikServerProtocol | None = None
 
     def startListening(self) -> None:
@@ -142,10 +149,16 @@ class KwikListeningPort:
         """
         if self._udp is not None:
             return
-        proto = KwikServerProtocol(self._reactor, self._config, self.factory, entropy=self._entropy,
+        worker = worker_environment()
+        config = self._config if worker is None else workerConfig(self._config, worker)
+        proto = KwikServerProtocol(self._reactor, config, self.factory, entropy=self._entropy,
                                    qlog=self._qlog)
-        udp = listenBatchingUDP(self._reactor, self._portNumber, proto,
-                                interface=self._interface, maxPacketSize=MAX_DATAGRAM)
+        if worker is None:
+            udp = listenBatchingUDP(self._reactor, self._portNumber, proto,
+                                    interface=self._interface, maxPacketSize=MAX_DATAGRAM)
+        else:
+            udp = self._adopt(worker, proto)
+        self._worker = worker
         number = udp.getHost().port
         try:
             for interface in self._extraInterfaces:
@@ -165,6 +178,11 @@ class KwikListeningPort:
         udp, self._udp = self._udp, None
         if udp is None:
             return defer.succeed(None)
+        if self._worker is not None:
+            log.info("Kwik worker {index} of {count} (generation {generation}) stops listening: "
+                     "{misrouted} misrouted datagrams", index=self._worker.index,
+                     count=self._worker.count, generation=self._worker.generation,
+                     misrouted=self.protocol.dispatcher.stats.get("misrouted", 0))
         self.protocol.shutdown()
         d = defer.gatherResults([defer.maybeDeferred(udp.stopListening),
                                  self.protocol.stopSockets()], consumeErrors=True)
@@ -184,6 +202,15 @@ class KwikListeningPort:
 
     def __repr__(self) -> str:
         return f"<KwikListeningPort {self.getHost()}>"
+
+    def _adopt(self, worker, proto):
+        """In a worker process: adopt the socket the parent bound (see glue/workerport.py)."""
+        return adoptWorkerSocket(self._reactor, worker, self._portNumber, proto,
+                                 self._extraInterfaces, self)
+
+    def connectionCount(self) -> int:
+        """How many connections the port has (0 when not listening)."""
+        return len(self.protocol.connections) if self._udp is not None else 0
 
 
 # -- client ---------------------------------------------------------------------------------

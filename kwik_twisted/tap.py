@@ -101,6 +101,14 @@ class Options(usage.Options):
             "Write a qlog trace of every Kwik connection into DIR (qlog=DIR on each kwik: "
             "endpoint that has none; default: the QLOGDIR environment variable).",
         ],
+        [
+            "workers",
+            None,
+            1,
+            "Run N worker processes sharing each kwik: --listen port, datagrams steered to "
+            "workers by connection ID (Linux; SIGHUP: graceful restart; docs/deployment.rst).",
+            int,
+        ],
     ]
 
     def __init__(self, reactor: Any = None, stdout: IO[str] | None = None) -> None:
@@ -145,6 +153,44 @@ class Options(usage.Options):
             if self["forward"] is not None:
                 self["forward"] = with_qlog(self["forward"], self["qlog-dir"])
         self._checkEndpoints()
+        if self["workers"] != 1:
+            self._checkWorkers()
+
+    def _checkWorkers(self) -> None:
+        """``--workers N``: only kwik: listens on fixed ports, no --metrics, a capable kernel."""
+        from kwik_twisted.errors import ConfigurationError
+        from kwik_twisted.glue.workers import MAX_WORKERS, check_supported
+
+        if not 1 <= self["workers"] <= MAX_WORKERS:
+            raise usage.UsageError(f"--workers must be 1..{MAX_WORKERS}")
+        if self["metrics"] is not None:
+            raise usage.UsageError("--metrics does not go with --workers (one port per process)")
+        ports, offsets = [], set()
+        for description in self["listen"]:
+            endpoint = serverFromString(self.getReactor(), description)
+            if not description.startswith("kwik:") or not hasattr(endpoint, "_extraInterfaces"):
+                raise usage.UsageError(f"--workers shares kwik: ports only, not {description!r}")
+            if endpoint._port == 0 or endpoint._extraInterfaces:
+                raise usage.UsageError(
+                    f"--workers needs a fixed port and one interface per --listen: {description!r}")
+            ports.append((endpoint._port, endpoint._interface))
+            offsets.add(1 + len(getattr(endpoint._config, "server_id", b"") or b""))
+        if len(offsets) > 1:
+            raise usage.UsageError("--workers needs the same serverId length on every --listen")
+        try:
+            check_supported()
+        except ConfigurationError as e:
+            raise usage.UsageError(f"--workers {self['workers']}: {e}") from None
+        self.workerPorts = ports
+        self.routeOffset = offsets.pop()
+
+    def workerArguments(self) -> list[str]:
+        """The ``twistd kwik`` options a worker runs with: these, without ``--workers``."""
+        arguments = []
+        for description in self["listen"]:
+            arguments += ["--listen", description]
+        arguments += ["--echo"] if self["echo"] else ["--forward", self["forward"]]
+        return arguments
 
     def _refuseWith(self, option: str, others: tuple[str, ...]) -> None:
         for other in others:
@@ -267,6 +313,8 @@ def makeService(options: Options) -> IService:
     """One StreamServerEndpointService per ``--listen``, sharing the echo or forwarding factory
     (and one more for ``--metrics``, a twisted.web site)."""
     reactor = options.getReactor()
+    if options["workers"] != 1:
+        return _workersService(reactor, options)
     forward = options["forward"]
     if options["echo"]:
         factory: Any = EchoFactory()
@@ -291,6 +339,20 @@ def makeService(options: Options) -> IService:
         service = strports.service(options["metrics"], site, reactor=reactor)
         service.setName("metrics")
         service.setServiceParent(top)
+    return top
+
+
+def _workersService(reactor: Any, options: Options) -> IService:
+    """``--workers N``: a supervisor running ``twistd kwik`` workers with the other options."""
+    from kwik_twisted.glue.workers import TWISTD_PROGRAM, WorkerSupervisor
+
+    argv = [sys.executable, "-c", TWISTD_PROGRAM, "-n", "--pidfile=", "kwik",
+            *options.workerArguments()]
+    supervisor = WorkerSupervisor(reactor, argv, options["workers"], options.workerPorts,
+                                  route_offset=options.routeOffset)
+    supervisor.setName("workers")
+    top = _ListeningServices()  # a port that cannot be bound: one clear line
+    supervisor.setServiceParent(top)
     return top
 
 
