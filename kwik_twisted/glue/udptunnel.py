@@ -310,7 +310,10 @@ class _ExitStream(Protocol):
         self.prefix = encode_varint(flow_id)
         interface = "::" if ":" in factory.host else ""
         self.socket = _ExitSocket(self)
-        self.port = factory.reactor.listenUDP(0, self.socket, interface=interface)
+        # Whole datagrams (Twisted's default buffer, 8192 bytes, would cut larger ones short:
+        # a reply too large for the tunnel is dropped and reported, never truncated).
+        self.port = factory.reactor.listenUDP(0, self.socket, interface=interface,
+                                              maxPacketSize=65535)
         self.port.connect(factory.host, factory.port)
         _demux(self.connection, factory.stats).register(flow_id, self)
 

@@ -14,7 +14,6 @@ The error path (no Linux, a kernel refusing option 51) is simulated by monkeypat
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import re
@@ -500,7 +499,7 @@ class _Relay(DatagramProtocol):
     def _open(self, client: tuple):
         back = DatagramProtocol()
         back.datagramReceived = lambda data, _: self._back(data, client)
-        return reactor.listenUDP(0, back, interface="127.0.0.1")
+        return reactor.listenUDP(0, back, interface="127.0.0.1", maxPacketSize=65535)
 
     def _back(self, data: bytes, client: tuple) -> None:
         if self.transport is not None:
@@ -568,7 +567,7 @@ class TwistdWorkersTests(ProcessTestCase):
         def run():
             port = yield self.startServer()
             relay = _Relay(("127.0.0.1", port))
-            listening = reactor.listenUDP(0, relay, interface="127.0.0.1")
+            listening = reactor.listenUDP(0, relay, interface="127.0.0.1", maxPacketSize=65535)
             self.addCleanup(listening.stopListening)
             self.addCleanup(relay.stop)
             arguments = parse_client_arguments(
@@ -576,10 +575,7 @@ class TwistdWorkersTests(ProcessTestCase):
                 trustRoots=str(self.certs.ca), hostname="localhost")
             endpoint = KwikClientEndpoint(
                 reactor, "127.0.0.1", listening.getHost().port,
-                # PMTUD off: with it, about one path validation in a hundred fails and each
-                # connection drops a few malformed datagrams, with one plain server process too
-                # (not a steering matter; reported to the lead).
-                config=dataclasses.replace(arguments["config"], pmtud=False),
+                config=arguments["config"],
                 reuse=False, paths=[("127.0.0.2", "127.0.0.1", port)], timeout=20)
             size = 64 * 1024
             clients = []
@@ -598,6 +594,9 @@ class TwistdWorkersTests(ProcessTestCase):
             echoed = yield defer.gatherResults([client.done for client in clients])
             for got, payload in zip(echoed, payloads, strict=True):
                 self.assertEqual(hashlib.sha256(got).digest(), hashlib.sha256(payload).digest())
+            for client in clients:  # the NAT relays whole datagrams, PMTUD's large ones too
+                core = client.transport.kwikConnection.core
+                self.assertEqual(core.stats["dropped_MalformedPacket"], 0, dict(core.stats))
             self.assertGreater(relay.forwarded, before, "path 0 carried data after rebinding")
             end = reactor.seconds() + 10  # a path opened late may still be validating
 
