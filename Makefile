@@ -53,9 +53,12 @@ soak: $(VENV)/.stamp-test
 demo: $(VENV)/.stamp-test
 	$(PY) -m kwik_twisted.tools.demo $(DEMO_ARGS)
 
+# bench: the quick set (benchmarks/results/latest.json), one more line in
+# benchmarks/results/history.jsonl, and the history plots redrawn (docs/_static/performance)
 bench: $(VENV)/.stamp-bench
 	@if [ -f benchmarks/run_all.py ]; then \
-		$(PY) benchmarks/run_all.py; \
+		$(PY) benchmarks/run_all.py; status=$$?; \
+		$(PY) benchmarks/plot_history.py || status=1; exit $$status; \
 	else \
 		echo "benchmarks/run_all.py does not exist yet: no benchmarks to run" >&2; exit 1; \
 	fi

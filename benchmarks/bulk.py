@@ -21,6 +21,10 @@ after ``--warmup`` discarded ones.
 * ``twisted-udp``: raw 1350-byte datagrams blasted through Twisted UDP ports, no flow control, no
   encryption: MB/s that arrived, and the loss.
 * ``all``: each of the above in its own subprocess, side by side.
+
+``--config FIELD=VALUE`` (repeatable) sets a :class:`~kwik_twisted.config.ConnectionConfig` field
+on both Kwik sides of the one-process rows (``--config key_update_interval=1000``); a qlog trace
+of both sides is ``QLOGDIR=DIR`` in the environment.
 """
 
 from __future__ import annotations
@@ -97,6 +101,8 @@ def run_twisted(kind: str, size: int, args) -> dict:
     if args.two_process:
         name += " (2 processes)"
     extra = {"note": NOTES[kind]} if kind in NOTES else {}
+    if args.config and kind.startswith("kwik"):
+        extra["config"] = config_fields(args.config)
     return harness.result_row(f"bulk {name}", to_mbps(result, size), "MB/s", size=size, **extra)
 
 
@@ -133,9 +139,33 @@ def run_udp(size: int, args) -> dict:
                               loss=loss)
 
 
+def config_fields(pairs: list[str]) -> dict:
+    """``["key_update_interval=1000", "pmtud=false"]`` as config fields (ints, floats, booleans
+    and strings)."""
+    fields = {}
+    for pair in pairs:
+        key, _, text = pair.partition("=")
+        value: object = text
+        if text.lower() in ("true", "false"):
+            value = text.lower() == "true"
+        else:
+            for kind in (int, float):
+                try:
+                    value = kind(text)
+                    break
+                except ValueError:
+                    pass
+        fields[key.strip()] = value
+    return fields
+
+
 def run_one(peer: str, args) -> dict:
     """Run ``peer`` in this process; its result row."""
     size = int(args.size * 1e6)
+    if args.config:
+        from peers import twisted_peers
+
+        twisted_peers.KWIK_CONFIG.update(config_fields(args.config))
     try:
         if peer in ("kwik", "kwik-pmtud"):
             return run_twisted(peer, size, args)
@@ -186,6 +216,7 @@ def run_subprocesses(peers, args) -> list[dict]:
     for peer in peers:
         cmd = [sys.executable, str(HERE), "--peer", peer, "--json", "--size", str(args.size),
                "--runs", str(args.runs), "--warmup", str(args.warmup)]
+        cmd += [f"--config={pair}" for pair in args.config]
         harness.log(f"bulk: {peer} ...")
         done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=args.timeout)
         if done.returncode != 0:
@@ -208,6 +239,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--stall-timeout", type=float, default=120,
                         help="seconds one transfer may take before it counts as stalled")
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
+    parser.add_argument("--config", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a ConnectionConfig field for both Kwik sides (repeatable)")
     parser.add_argument("--serve-child", metavar="CERTDIR", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_child:

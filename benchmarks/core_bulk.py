@@ -6,34 +6,82 @@ microseconds of CPU per datagram (all datagrams, both directions, ACKs included)
 compare
 with aioquic's ~57 us per datagram measured the same way.  ``--profile`` runs pyinstrument or
 cProfile.
+
+The options that price a feature (docs/performance.rst, "What the features cost"): ``--qlog``
+has both sides write a qlog trace (to a temporary directory, removed after), ``--qos`` opens the
+stream with a QoS policy (every field set, none of them binding in memory: the cost of the
+enforcer's bookkeeping), ``--key-update N`` updates the application keys every N packets (the
+default is 2**22, never in a run of this size).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from kwik_twisted.core.connection import Connection  # noqa: E402
+from kwik_twisted.core.entropy import SeededEntropy  # noqa: E402
 from kwik_twisted.events import StreamDataReceived  # noqa: E402
-from kwik_twisted.testing.pair import MemoryPair  # noqa: E402
+from kwik_twisted.testing.pair import (  # noqa: E402
+    CLIENT_ADDR,
+    SERVER_ADDR,
+    MemoryPair,
+    client_config,
+    server_config,
+)
+from kwik_twisted.wire import QosPolicy  # noqa: E402
+
+#: ``--qos``: a policy with every field set, loose enough never to bind in memory.
+BENCH_POLICY = QosPolicy(min_bandwidth_kbps=1000, max_latency_ms=200, max_jitter_ms=50,
+                         loss_threshold_ppm=10000)
 
 
-def run_once(size: int) -> tuple[float, int, float, float, int]:
+def make_pair(*, qlog: str | None = None, key_update: int | None = None) -> MemoryPair:
+    """A :class:`MemoryPair` (not yet handshaken), with both sides tracing to ``qlog`` if given
+    and updating their keys every ``key_update`` packets if given."""
+    kw = {} if key_update is None else {"key_update_interval": key_update}
+    pair = MemoryPair(client_config(**kw), server_config(**kw))
+    if qlog is not None:
+        from kwik_twisted.glue.qlog import tracer_factory
+
+        pair.dispatcher.new_tracer = tracer_factory(qlog, is_client=False)
+        pair.client = Connection.client(
+            client_config(**kw), local_addr=CLIENT_ADDR, remote_addr=SERVER_ADDR,
+            entropy=SeededEntropy(1), now=pair.now,
+            new_tracer=tracer_factory(qlog, is_client=True))
+    return pair
+
+
+def run_once(size: int, *, qlog: bool = False, qos: bool = False,
+             key_update: int | None = None) -> tuple[float, int, float, float, int]:
     """
-    Transfer ``size`` bytes once.
+    Transfer ``size`` bytes once (``qlog``, ``qos``, ``key_update``: see the module docstring).
 
     Returns (CPU seconds, datagrams, sender seconds, receiver seconds, datagrams the sender
     sent).  The sender's share is the client's calls (writes, building and sealing packets,
     taking ACKs); the receiver's is the server's (opening, reassembling, delivering, ACKing).
     """
-    pair = MemoryPair().handshake()
+    trace_dir = tempfile.mkdtemp(prefix="core-bulk-qlog-") if qlog else None
+    try:
+        return _transfer(make_pair(qlog=trace_dir, key_update=key_update).handshake(), size,
+                         BENCH_POLICY if qos else None)
+    finally:
+        if trace_dir is not None:
+            shutil.rmtree(trace_dir, ignore_errors=True)
+
+
+def _transfer(pair: MemoryPair, size: int, policy) -> tuple[float, int, float, float, int]:
+    """:func:`run_once` on a handshaken ``pair``; the stream gets QoS ``policy`` if not None."""
     client, dispatcher = pair.client, pair.dispatcher
-    sid = client.open_stream()
+    sid = client.open_stream(qos=policy)
     chunk = bytes(range(256)) * 256
     clock = time.process_time
     sender = receiver = 0.0
@@ -91,10 +139,15 @@ def main() -> dict:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--qlog", action="store_true", help="both sides write a qlog trace")
+    parser.add_argument("--qos", action="store_true", help="the stream has a QoS policy")
+    parser.add_argument("--key-update", type=int, metavar="N",
+                        help="update the keys every N packets (default 2**22)")
     args = parser.parse_args()
     if args.profile:
         return _profile(args.size)
-    results = [run_once(args.size) for _ in range(args.runs)]
+    results = [run_once(args.size, qlog=args.qlog, qos=args.qos, key_update=args.key_update)
+               for _ in range(args.runs)]
     seconds = statistics.median(r[0] for r in results)
     datagrams = statistics.median(r[1] for r in results)
     packets = statistics.median(r[4] for r in results)  # the sender's datagrams

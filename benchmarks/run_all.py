@@ -13,7 +13,9 @@ and echoed goodput with 1 and 2 worker processes (``workers.py``: 3 s of handsha
 connection).
 ``--full`` uses each script's own
 defaults instead (50 MB transfers, 1000 idle connections: several minutes more).  A script that
-fails or times out gets an error row; the others still run.
+fails or times out gets an error row; the others still run.  Every run (unless ``--only`` or
+``--no-history``) appends its figures to ``benchmarks/results/history.jsonl`` (``history.py``),
+which ``plot_history.py`` draws.
 
 Loopback figures depend on what else the machine is doing: compare runs made on a quiet machine.
 """
@@ -28,6 +30,7 @@ import time
 from pathlib import Path
 
 import harness
+import history
 
 HERE = Path(__file__).resolve().parent
 
@@ -92,6 +95,9 @@ def main(argv=None) -> int:
                         + ", ".join(s[0] for s in SUITE) + ")")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per script")
     parser.add_argument("--output", type=Path, default=harness.LATEST)
+    parser.add_argument("--history", type=Path, default=history.HISTORY,
+                        help="the history file a run appends to")
+    parser.add_argument("--no-history", action="store_true", help="do not append to it")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     rows, raw = [], {}
@@ -108,6 +114,9 @@ def main(argv=None) -> int:
     path = harness.write_json({"rows": rows, "raw": raw, "seconds": elapsed,
                                "set": "full" if args.full else "quick"}, args.output, merge=False)
     print(f"\nwritten to {path}")
+    if not args.only and not args.no_history:
+        entry = history.record(rows, set_name="full" if args.full else "quick")
+        print(f"appended to {history.append(entry, args.history)}")
     return 1 if any(r.get("error") for r in rows) else 0
 
 

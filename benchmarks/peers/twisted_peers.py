@@ -165,6 +165,9 @@ class Pinger(Protocol):
 
 #: Kwik with fixed 1350-byte datagrams, and with path MTU discovery (up to 16384 on loopback).
 KWIK_KINDS = ("kwik", "kwik-pmtud")
+#: Further :class:`~kwik_twisted.config.ConnectionConfig` fields for both Kwik sides
+#: (``bulk.py --config key_update_interval=1000``).
+KWIK_CONFIG: dict = {}
 
 
 def listen(kind: str, factory: Factory, certs: DevCertificates | None = None, port: int = 0):
@@ -172,7 +175,8 @@ def listen(kind: str, factory: Factory, certs: DevCertificates | None = None, po
     the listening port."""
     if kind in KWIK_KINDS:
         endpoint = KwikServerEndpoint(reactor, port, interface="127.0.0.1",
-                                      config=server_config(certs, pmtud=kind == "kwik-pmtud"))
+                                      config=server_config(certs, **{"pmtud": kind == "kwik-pmtud",
+                                                                     **KWIK_CONFIG}))
     elif kind == "tcp":
         endpoint = TCP4ServerEndpoint(reactor, port, interface="127.0.0.1")
     else:
@@ -184,7 +188,8 @@ def connect(kind: str, port: int, factory: Factory, certs: DevCertificates | Non
     """Connect a fresh connection (Kwik or TCP); a Deferred firing with the connected protocol."""
     if kind in KWIK_KINDS:
         endpoint = KwikClientEndpoint(reactor, "127.0.0.1", port, reuse=False,
-                                      config=client_config(certs, pmtud=kind == "kwik-pmtud"))
+                                      config=client_config(certs, **{"pmtud": kind == "kwik-pmtud",
+                                                                     **KWIK_CONFIG}))
     elif kind == "tcp":
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
     else:
