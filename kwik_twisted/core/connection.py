@@ -544,12 +544,12 @@ class Connection:
         self._receiving_epoch = header.epoch
         if self.trace is not None:
             self.trace.packet_received(header, len(data), frames, now)
-        if len(frames) == 1 and type(frames[0]) is StreamFrame:
-            _on_stream_frame(self.streams, frames[0], now)  # the bulk packet, no general dispatch
-            eliciting = True
-        else:
-            eliciting = False
-            for frame in frames:
+        eliciting = False
+        for frame in frames:
+            if type(frame) is StreamFrame:  # the bulk and small packets' data: no general dispatch
+                _on_stream_frame(self.streams, frame, now)
+                eliciting = True
+            else:
                 eliciting = self._on_frame(frame, path, now) or eliciting
         path.ack.on_received(header.seq, eliciting, now=now)
         if lifecycle.state is _CLOSING:

@@ -422,13 +422,16 @@ class Sender:
         result = recovery.on_ack_received(ranges, frame.ack_delay / 1e6, now=now)
         if target.mtu.watching:  # a path MTU probe in flight, or large packets lost
             target.mtu.on_acked(result.newly_acked, now=now)
-        acked = self._on_packets_acked(target, result.newly_acked, now)
+        newly_acked = result.newly_acked
+        if newly_acked and target.phase is PathPhase.FAILED:  # an ACK brings a failed path back
+            self.paths.on_acked(target, now=now)
+        acked = self.records.on_acked_packets(newly_acked)  # settle: re-send nothing of these
+        target.bytes_acked += acked
         trace = self.trace
         if trace is not None:
             trace.acked(target, result.newly_acked, now)
             trace.lost(target, result.lost, now)
         if acked:
-            newly_acked = result.newly_acked
             target.metrics.on_ack(
                 acked,
                 now=now,
@@ -445,15 +448,6 @@ class Sender:
             self.streams.rtt = recovery.rtt.smoothed_rtt
         if trace is not None:
             trace.recovery(target, now, lost=bool(result.lost))
-
-    def _on_packets_acked(self, path: Path, packets: list[SentPacket], now: float) -> int:
-        """Settle newly acknowledged ``packets``; return their total size.  An ACK brings a
-        failed path back first."""
-        if packets and path.phase is PathPhase.FAILED:
-            self.paths.on_acked(path, now=now)
-        total = self.records.on_acked_packets(packets)
-        path.bytes_acked += total
-        return total
 
     def on_packets_lost(self, path: Path, packets: list[SentPacket], *, now: float) -> None:
         """``packets`` sent on ``path`` were declared lost: count them and re-send their frames

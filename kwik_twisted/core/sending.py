@@ -16,8 +16,10 @@ is acknowledged or declared lost (RFC 9000 §13.3: frames are re-sent, packets n
 
 The bulk packet, stream data and nothing else, skips the walk when no source but stream data has
 work (:func:`only_stream_data`, read from the same list, so a new source cannot be forgotten
-there); :func:`wants_packet` (whether anything but stream data is worth a packet) is read from it
-too.
+there); so does the small packet, the path's ACK and stream data (an echo's reply), when only the
+ACK has work beside the data (:func:`_build_ack_data_packet`, same frames in the same order as
+the walk).  :func:`wants_packet` (whether anything but stream data is worth a packet) is read from
+the list too.
 
 The caller decides whether the congestion window, the pacer and the amplification budget allow a
 packet; this module only decides what is in it.  It sees the connection through a
@@ -236,11 +238,13 @@ def build_packet(
     sending.
     """
     if allow_data and not probe and epoch == _APPLICATION and path.address_validated:
-        for has_work in _OTHER_WORK:
+        for has_work in _NON_ACK_WORK:
             if has_work(ctx, path):
                 break
         else:
-            return _build_data_packet(ctx, path, now)
+            if path.ack.ack_deadline is None:
+                return _build_data_packet(ctx, path, now)
+            return _build_ack_data_packet(ctx, path, now)
     return build_general_packet(ctx, path, now=now, epoch=epoch, allow_data=allow_data, probe=probe)
 
 
@@ -280,7 +284,10 @@ def only_stream_data(ctx: PacketContext, path: Path) -> bool:
 def wants_packet(ctx: PacketContext, path: Path, now: float) -> bool:
     """Whether anything but stream data is worth a packet on ``path`` now: ACKs, validation,
     control, handshake data."""
-    return any(source.wants_packet(ctx, path, now) for source in _OTHER_SOURCES)
+    for wants in _OTHER_WANTS:  # a loop, not any(genexpr): asked after every burst
+        if wants(ctx, path, now):
+            return True
+    return False
 
 
 def _has_ack(builder: PacketBuilder) -> bool:
@@ -303,6 +310,30 @@ def _build_data_packet(
     _add_stream_data(ctx, builder, path.id)
     if not builder.frames:
         return None
+    return seal(ctx, path, builder, now, False)
+
+
+def _build_ack_data_packet(
+    ctx: PacketContext, path: Path, now: float
+) -> tuple[bytes, SentPacket] | None:
+    """
+    The small packet: the path's ACK and stream data, nothing else, under application keys.
+
+    :func:`build_packet` takes this path when an ACK is pending and no source but the ACK and
+    stream data has work (no probe, no amplification limit): the general path's other sources
+    would add nothing, so the steps left are its own, in its order (a due ACK first, stream data,
+    then a not-yet-due ACK riding along); a property test checks the packets are the same.
+    """
+    builder = PacketBuilder(
+        (path.max_datagram_size or ctx.max_datagram_size) - SHORT_OVERHEAD, _APPLICATION
+    )
+    _add_acks(ctx, builder, path, now, due_only=True)
+    if ctx.streams.has_data:
+        _add_stream_data(ctx, builder, path.id)
+    if builder.ack_eliciting:
+        _add_acks(ctx, builder, path, now, due_only=False)  # piggyback an ACK not yet due
+    elif not builder.frames:
+        return None  # the ACK is not due and there was no data after all
     return seal(ctx, path, builder, now, False)
 
 
@@ -515,6 +546,9 @@ SOURCES: tuple[FrameSource, ...] = (
 )
 _OTHER_SOURCES = tuple(source for source in SOURCES if source is not STREAM_DATA)
 _OTHER_WORK = tuple(source.has_work for source in _OTHER_SOURCES)
+_OTHER_WANTS = tuple(source.wants_packet for source in _OTHER_SOURCES)
+#: The bulk and small packets' guard: every source but the ACK and stream data (SOURCES[0]).
+_NON_ACK_WORK = _OTHER_WORK[1:]
 
 
 # -- finishing and sealing ----------------------------------------------------------------------

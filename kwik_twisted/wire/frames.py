@@ -44,7 +44,13 @@ from ..errors import (
     TruncatedInput,
     UnknownExtensionError,
 )
-from .control import CONTROL_FRAME_CLASSES, INITIAL_EPOCH_TYPES, ControlFrame, HandshakeFrame
+from .control import (
+    CONTROL_FRAME_CLASSES,
+    INITIAL_EPOCH_TYPES,
+    AckFrame,
+    ControlFrame,
+    HandshakeFrame,
+)
 from .varint import VARINT_MAX, pull_varint, push_varint
 
 _OFFSET_FLAGS = Struct(">QB")
@@ -338,8 +344,10 @@ def classify(frames: list[Frame]) -> PacketType:
     re-sent; DATA if there is any stream frame; ACK if only ACK and PADDING frames; KEEP_ALIVE if
     PING with only ACK and PADDING beside it; CONTROL otherwise.
     """
-    if len(frames) == 1:  # the common bulk packet: one STREAM frame
-        frame = frames[0]
+    count = len(frames)
+    if count == 1 or (count == 2 and AckFrame in (type(frames[0]), type(frames[1]))):
+        # The common bulk packet, one STREAM frame, or the small one: it and an ACK, either order.
+        frame = frames[1] if count == 2 and type(frames[0]) is AckFrame else frames[0]
         if type(frame) is StreamFrame:
             if frame.priority:
                 return PacketType.PRIORITY
@@ -524,6 +532,13 @@ def pull_frame(data: memoryview, pos: int, epoch: int, compression: int) -> tupl
             pos += 18
         else:
             ext_length, pos = pull_varint(data, pos + 17)
+    elif pos + 17 <= size and data[pos] < 0x40 and data[pos + 10] < 0x40 and data[pos + 16] < 0x40:
+        # One-byte StreamID, Data Length and extensions length: a control frame (an ACK...) or
+        # a small STREAM frame.
+        sid, offset, flags, length, checksum, priority, ext_length = _HEADER_SHORT_LEN.unpack_from(
+            data, pos
+        )
+        pos += 17
     else:
         sid, offset, flags, length, checksum, priority, ext_length, pos = _pull_header(data, pos)
     return _pull_body(
@@ -610,13 +625,22 @@ def decode_payload(
     if compression != 0 and compression != 1:
         raise FrameEncodingError(f"unknown Compression Info 0x{compression:02x}")
     data = plaintext if isinstance(plaintext, memoryview) else memoryview(plaintext)
-    if frame_count == 1 and packet_type == _DATA and len(data):
+    size = len(data)
+    if frame_count <= 2 and packet_type == _DATA and size:
         frame, pos, _ = pull_frame(data, 0, epoch, compression)
-        if pos == len(data) and type(frame) is StreamFrame and not frame.priority:
-            if not frame.retransmit:
-                # The bulk packet: one normal-priority STREAM frame (one frame cannot inflate
-                # past MAX_DECOMPRESSED_FRAME < MAX_DECOMPRESSED_PACKET); every check below holds.
-                return [frame]
+        if frame_count == 1:
+            if pos == size and type(frame) is StreamFrame and not frame.priority:
+                if not frame.retransmit:
+                    # The bulk packet: one normal-priority STREAM frame (one frame cannot inflate
+                    # past MAX_DECOMPRESSED_FRAME < MAX_DECOMPRESSED_PACKET); every check holds.
+                    return [frame]
+        elif frame_count == 2 and pos < size:
+            # The small packet (an echo's reply): one such STREAM frame and an ACK, either order.
+            second, pos, _ = pull_frame(data, pos, epoch, compression)
+            stream, ack = (second, frame) if type(frame) is AckFrame else (frame, second)
+            if pos == size and type(ack) is AckFrame and type(stream) is StreamFrame:
+                if not stream.priority and not stream.retransmit:
+                    return [frame, second]
     return _decode_frames(data, frame_count, packet_type, compression, epoch)
 
 
@@ -624,7 +648,7 @@ def _decode_frames(
     data: memoryview, frame_count: int, packet_type: int, compression: int, epoch: int
 ) -> list[Frame]:
     """:func:`decode_payload` for any payload, frame by frame (a lone normal-priority STREAM
-    frame in a DATA packet is its fast path)."""
+    frame in a DATA packet, or an ACK and such a frame, is its fast path)."""
     frames: list[Frame] = []
     pos = 0
     inflated = 0

@@ -4,6 +4,8 @@ The connection core's fast/general pairs give the same result (Hypothesis).
 * The bulk packet (:func:`kwik_twisted.core.sending.build_packet` when no frame source but stream
   data has work) is the packet :func:`~kwik_twisted.core.sending.build_general_packet` builds from
   the same state: same size, sequence number, records and what is left to send.
+* The small packet (``build_packet`` when only the path's ACK and stream data have work: an echo's
+  reply) is the general packet too, frame for frame, with the ACK due or not yet due.
 * Settling acknowledged packets in runs
   (:meth:`kwik_twisted.core.retransmit.RecordRouter.on_acked_packets`) leaves both connections
   exactly where settling them record by record (:meth:`~RecordRouter.on_acked`) does: same events
@@ -21,7 +23,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from kwik_twisted.core.sending import build_general_packet, build_packet, only_stream_data
+from kwik_twisted.core.sending import (
+    _NON_ACK_WORK,
+    build_general_packet,
+    build_packet,
+    only_stream_data,
+)
 from kwik_twisted.events import StreamDataReceived
 from kwik_twisted.wire import Epoch
 
@@ -103,6 +110,72 @@ class BulkPacketProperties(SynchronousTestCase):
     def test_fuzz_bulk_packet_equals_general_packet(self) -> None:
         """Random examples of the bulk/general packet equivalence."""
         fuzz(self.bulk_equals_general, plan=writes)
+
+
+def deliver_server_messages(pair, count: int, size: int) -> None:
+    """The server sends ``count`` messages of ``size`` bytes; the client takes them in but sends
+    nothing back, so an ACK of them is pending on its path."""
+    sid = pair.server.open_stream()
+    for i in range(count):
+        pair.server.send_stream_data(sid, bytes([i]) * size)
+        for data, local, remote in pair.dispatcher.datagrams_to_send(now=pair.now):
+            pair.client.receive_datagram(data, remote, local, now=pair.now)
+
+
+class SmallPacketProperties(SynchronousTestCase):
+    """The small packet (ACK + stream data) is the general packet."""
+
+    def small_equals_general(self, incoming, plan, wait) -> None:
+        """From equal states with an ACK pending, build_packet and build_general_packet seal the
+        same packets (size, frames, records), packet after packet, whether the ACK is due
+        (``wait``) or not."""
+        fast, general = established(seed=5), established(seed=5)
+        for pair in (fast, general):
+            deliver_server_messages(pair, *incoming)
+            apply_writes(pair.client, plan)
+        small_seen = False
+        now = fast.now + (0.1 if wait else 0.0)
+        for _ in range(40):
+            contexts = [pair.client.sender.ctx for pair in (fast, general)]
+            paths = [pair.client.paths[0] for pair in (fast, general)]
+            small_seen = small_seen or (
+                paths[0].ack.ack_deadline is not None
+                and not any(has_work(contexts[0], paths[0]) for has_work in _NON_ACK_WORK)
+            )
+            args = {"now": now, "epoch": int(Epoch.APPLICATION), "allow_data": True, "probe": False}
+            a = build_packet(contexts[0], paths[0], **args)
+            b = build_general_packet(contexts[1], paths[1], **args)
+            self.assertEqual(packet_summary(a), packet_summary(b))
+            if a is not None:  # the same frames (the pairs' keys differ: not the same bytes)
+                self.assertEqual(contexts[0].sealed_frames, contexts[1].sealed_frames)
+            self.assertEqual(paths[0].ack.ack_deadline, paths[1].ack.ack_deadline)
+            if a is None:
+                break
+            paths[0].recovery.on_packet_sent(a[1])
+            paths[1].recovery.on_packet_sent(b[1])
+        self.assertTrue(small_seen)
+
+    @PROPERTY
+    @given(
+        incoming=st.tuples(st.integers(1, 3), st.integers(1, 200)),
+        plan=st.lists(
+            st.tuples(st.integers(0, 2), st.integers(1, 3000), st.booleans()), max_size=4
+        ),
+        wait=st.booleans(),
+    )
+    def test_small_packet_equals_general_packet(self, incoming, plan, wait) -> None:
+        """Derandomized examples of the small/general packet equivalence."""
+        self.small_equals_general(incoming, plan, wait)
+
+    @pytest.mark.fuzz
+    def test_fuzz_small_packet_equals_general_packet(self) -> None:
+        """Random examples of the small/general packet equivalence."""
+        fuzz(
+            self.small_equals_general,
+            incoming=st.tuples(st.integers(1, 3), st.integers(1, 200)),
+            plan=writes,
+            wait=st.booleans(),
+        )
 
 
 class AckSettlementProperties(SynchronousTestCase):

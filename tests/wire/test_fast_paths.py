@@ -9,11 +9,13 @@ truncations), and asserts the same result or an error of the same class.  The pa
 1. ``encode_application_packet`` (the short shape sealed directly) and ``encode_packet``;
 2. ``decode_packet`` on the short shape (``_decode_short``) and ``_decode_general``;
 3. ``_push_header``'s fixed-size headers and ``_push_header_varints``;
-4. ``pull_frame``'s fixed-size header and ``_pull_header`` (both then share ``_pull_body``);
+4. ``pull_frame``'s fixed-size headers (two- or one-byte Data Length) and ``_pull_header``
+   (both then share ``_pull_body``);
 5. ``pull_frame``'s inline check of a normal-priority frame's flags and ``_check_flags``
    (exhaustive: the domain is 1,536 cases);
-6. ``decode_payload`` on a lone STREAM frame and ``_decode_frames``;
-7. ``classify`` on a lone STREAM frame and ``_classify_any``;
+6. ``decode_payload`` on a lone STREAM frame, or an ACK and a STREAM frame (an echo's reply),
+   and ``_decode_frames``;
+7. ``classify`` on those two shapes and ``_classify_any``;
 8. ``push_varint``'s one-byte case and ``encode_varint``.
 
 The general paths are private functions: they are called directly here, and only here, so that a
@@ -35,6 +37,7 @@ from kwik_twisted.errors import FrameEncodingError, ProtocolViolation
 from kwik_twisted.wire import (
     MAX_FRAME_COUNT,
     VARINT_MAX,
+    AckFrame,
     CompressionInfo,
     Epoch,
     Header,
@@ -66,6 +69,7 @@ from kwik_twisted.wire.packets import (
 
 from .strategies import (
     COMPRESSED,
+    ack_frames,
     derandomized,
     frame_lists,
     frames,
@@ -250,20 +254,20 @@ def _header_fields() -> dict:
 
 
 def _frame_bytes() -> st.SearchStrategy[bytes]:
-    """Frames of the fixed-size shape (one-byte StreamID, two-byte Data Length), valid or one
-    field off, and encodings of any frame, all possibly mutated or cut."""
+    """Frames of the fixed-size shapes (one-byte StreamID, one- or two-byte Data Length), valid or
+    one field off, and encodings of any frame, all possibly mutated or cut."""
     fixed = st.builds(
         lambda sid, data, offset, flags, priority, ext, length: raw_frame(
             sid, data, offset=offset, flags=flags, priority=priority, extensions=ext,
             data_length=length,
         ),
         sid=st.integers(0, 63),
-        data=st.binary(min_size=64, max_size=300),
+        data=st.binary(min_size=64, max_size=300) | st.binary(max_size=63),
         offset=st.sampled_from([0, 1, 2**62 - 400, 2**64 - 1]),
         flags=st.none() | st.integers(0, 255),
         priority=st.sampled_from([0, 0, 1, 2, 3, 0xFF]),
         ext=st.sampled_from([b"", b"\x02\x00", b"\x03\x00", bytes(70)]),
-        length=st.sampled_from([None, None, None, b"\x40\x05", b"\x40\x3f", 64, 400]),
+        length=st.sampled_from([None, None, None, b"\x40\x05", b"\x40\x3f", 64, 400, 5, 63]),
     )
     encoded = frame_lists(max_size=2).map(lambda fs: encode_payload(fs).plaintext)
     return _as_is_or_mutated(fixed | encoded)
@@ -377,6 +381,27 @@ def _payload_cases() -> dict:
     }
 
 
+def _ack_stream_cases() -> dict:
+    """Payload plaintexts of the small packet's shape (an ACK and one STREAM frame, either order)
+    and near it, with header fields that may disagree."""
+    small = st.builds(
+        lambda ack, frame, ack_first: encode_payload(
+            [ack, frame] if ack_first else [frame, ack]
+        ).plaintext,
+        ack_frames(),
+        stream_frames(st.binary(max_size=200)),
+        st.booleans(),
+    )
+    trailed = st.builds(bytes.__add__, small, st.binary(min_size=1, max_size=30))
+    return {
+        "plaintext": _as_is_or_mutated(small | trailed),
+        "frame_count": st.sampled_from([2, 2, 2, 1, 3]),
+        "packet_type": st.sampled_from([PacketType.DATA] * 3 + list(PacketType)),
+        "compression": st.sampled_from([0, 1]),
+        "epoch": st.sampled_from([Epoch.APPLICATION, Epoch.APPLICATION, Epoch.INITIAL]),
+    }
+
+
 class PayloadTests(SynchronousTestCase):
     """The lone-frame payload shortcuts against the frame-by-frame paths."""
 
@@ -412,6 +437,29 @@ class PayloadTests(SynchronousTestCase):
         """The payload decoder property on random examples."""
         fuzz(self.check_decode_payload, **_payload_cases())
 
+    @PROPERTY
+    @given(**_ack_stream_cases())
+    def test_ack_and_stream_frame_decode_as_the_general_loop_decodes_them(self, **case) -> None:
+        """The ACK + STREAM shortcut of decode_payload agrees with the loop, near its shape."""
+        self.check_decode_payload(**case)
+
+    @pytest.mark.fuzz
+    def test_fuzz_ack_stream_payloads(self) -> None:
+        """The ACK + STREAM payload property on random examples."""
+        fuzz(self.check_decode_payload, **_ack_stream_cases())
+
+    def test_ack_and_stream_frame_take_the_shortcut(self) -> None:
+        """An ACK and a normal-priority STREAM frame decode to themselves, in either order."""
+        ack = AckFrame(0, ((0, 3),), 25)
+        frame = StreamFrame(4, 64, b"y" * 64, False, 0, True, False)
+        payload = encode_payload([ack, frame])
+        self.assertEqual(payload.packet_type, PacketType.DATA)
+        got = decode_payload(payload.plaintext, frame_count=2, packet_type=PacketType.DATA)
+        self.assertEqual(got, [ack, frame])
+        payload = encode_payload([frame, ack])
+        got = decode_payload(payload.plaintext, frame_count=2, packet_type=PacketType.DATA)
+        self.assertEqual(got, [frame, ack])
+
     def test_lone_stream_frame_takes_the_shortcut_and_matches_a_longer_payload(self) -> None:
         """A lone normal-priority frame decodes to itself, as it decodes before other frames."""
         frame = StreamFrame(4, 1000, b"x" * 1300, False, 0, True, False)
@@ -428,9 +476,15 @@ class PayloadTests(SynchronousTestCase):
         self.assertEqual(classify(frame_list), _classify_any(frame_list))
 
     @PROPERTY
-    @given(st.lists(frames(), min_size=1, max_size=1) | frame_lists(max_size=3))
+    @given(
+        st.lists(frames(), min_size=1, max_size=1)
+        | frame_lists(max_size=3)
+        | st.tuples(ack_frames(), frames()).map(list)
+        | st.tuples(frames(), ack_frames()).map(list)
+        | st.lists(stream_frames(), min_size=2, max_size=2)
+    )
     def test_lone_stream_frame_is_classified_as_the_general_rules_say(self, frame_list) -> None:
-        """The one-frame shortcut of classify agrees with the general rules."""
+        """The one-frame and ACK + frame shortcuts of classify agree with the general rules."""
         self.check_classify(frame_list)
 
     @pytest.mark.fuzz

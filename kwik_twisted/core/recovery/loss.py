@@ -282,7 +282,10 @@ class LossRecovery:
         sampled = self._maybe_sample_rtt(newly_acked, largest, ack_delay, now)
         lost = self.detect_lost(now=now)
         self.pto_count = 0
-        acked_in_flight = [p for p in newly_acked if p.in_flight]
+        if len(newly_acked) == 1:  # an echo's ACK: one packet, no list to filter
+            acked_in_flight = newly_acked if newly_acked[0].in_flight else None
+        else:
+            acked_in_flight = [p for p in newly_acked if p.in_flight]
         if acked_in_flight:
             self.controller.on_packets_acked(acked_in_flight, now=now, rtt=self.rtt)
         return AckResult(newly_acked, lost, sampled)
@@ -326,7 +329,10 @@ class LossRecovery:
                 packet = pop(order[i], None)
                 if packet is not None:
                     acked.append(packet)
-                    self._forget(packet)
+                    if packet.in_flight:  # _forget, inline: once per acknowledged packet
+                        self.bytes_in_flight -= packet.size
+                        if packet.ack_eliciting:
+                            self._ack_eliciting_in_flight -= 1
             end = lo
         acked.reverse()
         self._tidy()
@@ -354,7 +360,7 @@ class LossRecovery:
         newest = acked[-1]
         if newest.seq != largest:
             return False
-        if not any(p.ack_eliciting for p in acked):
+        if not newest.ack_eliciting and not any(p.ack_eliciting for p in acked):
             return False
         if ack_delay < 0.0:
             ack_delay = 0.0

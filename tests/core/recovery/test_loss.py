@@ -422,6 +422,52 @@ class BytesInFlightPropertyTests(SynchronousTestCase):
             self.assertEqual(recovery.outstanding, len(outstanding))
 
 
+class AckShortcutPropertyTests(SynchronousTestCase):
+    """The shortcuts of on_ack_received (one packet acknowledged, the newest packet eliciting)
+    against the general rules."""
+
+    @settings(max_examples=60, deadline=None)
+    @given(operations())
+    def test_controller_and_rtt_see_what_the_general_rules_say(self, ops: list[tuple]) -> None:
+        """The controller is told of exactly the in-flight packets newly acknowledged, and an RTT
+        sample is taken exactly when the largest is newly acked with an eliciting packet."""
+        recovery = make_recovery()
+        told: list[list[int]] = []
+        original = recovery.controller.on_packets_acked
+
+        def on_packets_acked(packets, **kw):
+            told.append(seqs(packets))
+            return original(packets, **kw)
+
+        recovery.controller.on_packets_acked = on_packets_acked
+        sendable: list[int] = []
+        now = 0.0
+        for op in ops:
+            now += 0.001
+            if op[0] == "send":
+                seq = recovery.next_sequence_number
+                recovery.on_packet_sent(SentPacket(seq, now, op[1], op[2], op[3]))
+                sendable.append(seq)
+            elif op[0] == "skip":
+                recovery.skip_sequence_number()
+            elif op[0] == "ack":
+                numbers = {sendable[i] for i in op[1] if i < len(sendable)}
+                if not numbers:
+                    continue
+                told.clear()
+                result = recovery.on_ack_received(ack_ranges(numbers), 0.001, now=now)
+                in_flight = [p.seq for p in result.newly_acked if p.in_flight]
+                self.assertEqual(told, [in_flight] if in_flight else [])
+                newly = result.newly_acked
+                expected = bool(newly) and newly[-1].seq == max(numbers) and any(
+                    p.ack_eliciting for p in newly
+                )
+                self.assertEqual(result.rtt_sample_taken, expected)
+            else:
+                now += op[1]
+                recovery.detect_lost(now=now)
+
+
 class IdleProbeTests(SynchronousTestCase):
     """The anti-deadlock probe (RFC 9002 §6.2.2.1)."""
 
