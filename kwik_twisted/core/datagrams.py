@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable
+from typing import Any
 
 from ..errors import DatagramsUnsupported, DatagramTooLarge, ProtocolViolation
 from ..events import DatagramDropped, DatagramReceived, Event
@@ -48,6 +49,8 @@ MAX_QUEUED_BYTES = 256 * 1024
 DATAGRAM_HEADER = 18
 #: Drop reasons of :class:`~kwik_twisted.events.DatagramDropped`.
 QUEUE_FULL, UNSUPPORTED, TOO_LARGE = "queue full", "unsupported", "too large"
+#: The queue of a channel nothing was queued on yet: empty, shared.
+_NO_DATAGRAMS: Any = ()
 
 
 def packet_payload_limit(max_datagram_size: int) -> int:
@@ -73,7 +76,7 @@ class DatagramChannel:
         self.local_max = local_max
         self.peer_max: int | None = None
         self.packet_limit = packet_payload_limit(DEFAULT_PEER_DATAGRAM_SIZE)
-        self.queue: deque[bytes] = deque()
+        self.queue: deque[bytes] = _NO_DATAGRAMS  # a deque from the first (an empty one: 1 KiB)
         self.queued_bytes = 0
         self.emit = emit
         self.stats = stats
@@ -103,6 +106,8 @@ class DatagramChannel:
         limit = self.packet_limit if peer_max is None else min(peer_max, self.packet_limit)
         if len(data) > limit:
             raise DatagramTooLarge(f"a {len(data)}-byte datagram; at most {limit} bytes fit")
+        if self.queue is _NO_DATAGRAMS:
+            self.queue = deque()
         self.queue.append(data)
         self.queued_bytes += len(data)
         self.stats["datagrams_queued"] += 1
@@ -121,7 +126,7 @@ class DatagramChannel:
             return
         if peer_max == 0:
             count = len(self.queue)
-            self.queue.clear()
+            self.queue = _NO_DATAGRAMS
             self.queued_bytes = 0
             self._dropped(count, UNSUPPORTED)
             return

@@ -87,6 +87,12 @@ class Handshake:
         (0..:data:`FULL_LOAD`), sent as ``server_load`` with our parameters; ``None``: not sent.
     """
 
+    __slots__ = (
+        "tls", "config", "is_client", "original_dcid", "keys", "lifecycle", "paths", "streams",
+        "ctx", "idle", "control", "emit", "local_parameters", "send", "receive", "peer_parameters",
+        "server_load"
+    )
+
     def __init__(
         self,
         tls,

@@ -130,8 +130,11 @@ class KeySchedule:
         return True
 
     def confirm(self) -> None:
-        """The handshake is confirmed: initial keys are retired."""
+        """The handshake is confirmed: initial keys are retired (the opening half is freed:
+        nothing under them is opened any more; the sealing half may still carry handshake bytes
+        the peer lacks)."""
         self.confirmed = True
+        self.initial_recv = None
 
     # -- sending ---------------------------------------------------------------------
 
@@ -201,7 +204,7 @@ class KeySchedule:
             # longer needs them, nothing under them is believed (a forged CLOSE, ACK or rebinding).
             if path_id != 0 or self.confirmed:
                 raise DroppedPacket("initial-key packet after the handshake, or off path 0")
-            return self.initial_recv
+            return self.initial_recv  # type: ignore[return-value]
         phases = self.phases
         if phases is None:
             # The client's first application packets (on any path) can overtake its Finished.

@@ -114,6 +114,14 @@ class PathManager:
     :ivar server_load: client side: the load the server reported, 0..1 (``None``: not reported).
     """
 
+    __slots__ = (
+        "config", "cids", "is_client", "emit", "control", "requeue", "stats", "new_controller",
+        "new_challenge", "paths", "peer_max_paths", "peer_max_ack_delay", "ready", "confirmed",
+        "next_path_id", "highest_peer_path", "status_sequence", "pending", "pending_backup",
+        "pending_cost", "server_load", "early_status", "advertised", "peer_max_udp_payload",
+        "trace"
+    )
+
     def __init__(
         self,
         config: ConnectionConfig,

@@ -82,7 +82,6 @@ retransmitted, kept on the :class:`~kwik_twisted.core.paths.path.Path`), so a fa
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -243,7 +242,9 @@ class DeliveryRateEstimator:
     __slots__ = ("events", "window_bytes", "bandwidth")
 
     def __init__(self) -> None:
-        self.events: deque[tuple[float, int]] = deque()
+        # a list, not a deque: it holds at most MAX_ACK_EVENTS, so dropping the oldest is a
+        # bounded move, and a short list is far smaller than a deque's 1 KiB block
+        self.events: list[tuple[float, int]] = []
         self.window_bytes = 0  # bytes of every event in ``events`` except the oldest
         self.bandwidth = 0.0
 
@@ -266,7 +267,7 @@ class DeliveryRateEstimator:
             self.window_bytes += acked_bytes
         events.append((now, acked_bytes))
         while len(events) > MAX_ACK_EVENTS or (len(events) > 2 and now - events[1][0] >= window):
-            events.popleft()
+            del events[0]
             self.window_bytes -= events[0][1]
         span = now - events[0][0]
         if span > 0.0 and len(events) > 1:

@@ -344,6 +344,8 @@ class Scheduler(ABC):
     #: every other eligible path with window room, whatever its pacer says).
     duplicates: ClassVar[bool] = False
 
+    __slots__ = ("gate",)
+
     def __init__(self, *, ecf: bool = True, beta: float = ECF_BETA) -> None:
         if not beta >= 0.0:
             raise ConfigurationError(f"ECF beta must be non-negative: {beta!r}")
@@ -419,6 +421,8 @@ def create(name: str = DEFAULT_SCHEDULER, **kw: Any) -> Scheduler:
 class LowestRtt(Scheduler):
     """The eligible path with window room and the lowest smoothed RTT (MPTCP's default)."""
 
+    __slots__ = ()
+
     def choose(self, ready: list[P], requirements: FrameRequirements, *, now: float) -> P | None:
         """The lowest-RTT ready path."""
         return lowest_rtt(ready)
@@ -436,6 +440,8 @@ class Redundant(LowestRtt):
     """
 
     duplicates = True
+
+    __slots__ = ()
 
     def select_all(
         self, paths: Sequence[P], requirements: FrameRequirements, *, now: float
@@ -459,6 +465,10 @@ class WeightedRoundRobin(Scheduler):
     ``w = (1 - a) * w + a * share`` with ``share`` the path's fraction of the summed bandwidth
     estimates, and holds it at ``min_weight`` or more so that every path keeps being measured.
     """
+
+    __slots__ = (
+        "adaptation_rate", "min_weight", "adapt_interval", "_weights", "_current", "_next_adapt"
+    )
 
     def __init__(
         self,
@@ -576,6 +586,8 @@ class MultiCriteria(Scheduler):
     :ivar criteria: the weights by priority, as learnt so far.
     :ivar model: the performance model (``None`` without ``learn``).
     """
+
+    __slots__ = ("criteria", "model", "_last")
 
     def __init__(
         self,

@@ -19,10 +19,13 @@ model), and all validation state is written here:
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 #: PATH_RESPONSEs queued per path: only the newest challenge is answered (protocol.rst: at most one
 #: answer per path per packet, so a challenge flood costs the flooder, not us).
 MAX_PENDING_RESPONSES = 1
+#: The responses owed on a path the peer never challenged: empty, shared.
+_NO_RESPONSES: Any = ()
 #: Times a PATH_CHALLENGE is sent (each after 3 PTOs of silence) before validation fails.
 MAX_CHALLENGE_ATTEMPTS = 3
 #: PTOs a sent challenge waits for its response before it is sent again.
@@ -45,7 +48,8 @@ class PathValidation:
         self.challenge: bytes | None = None
         self.sent_at: float | None = None
         self.attempts = 0
-        self.responses: deque[bytes] = deque(maxlen=MAX_PENDING_RESPONSES)
+        # made for the peer's first challenge (an empty deque holds a 1 KiB block)
+        self.responses: deque[bytes] = _NO_RESPONSES
 
     # -- our challenge ---------------------------------------------------------------
 
@@ -101,6 +105,8 @@ class PathValidation:
 
     def on_challenge(self, data: bytes) -> None:
         """The peer challenged us: owe it a PATH_RESPONSE (only the newest one is kept)."""
+        if self.responses is _NO_RESPONSES:
+            self.responses = deque(maxlen=MAX_PENDING_RESPONSES)
         self.responses.append(data)
 
     @property

@@ -72,7 +72,7 @@ from ...wire import (
     StreamsBlockedFrame,
 )
 from ..qos.shaper import check_rate
-from .budget import ReceiveBudget
+from .budget import NO_MEMBERS, ReceiveBudget, with_member
 from .flow_control import ReceiveWindow
 from .reassembly import UnorderedReassembler
 from .sendqueue import SendQueue, StreamRecord
@@ -141,14 +141,13 @@ class StreamManager:
     :param budget: the connection's receive memory budget (a new one by default).
     """
 
-    def __init__(
-        self,
-        *,
-        is_client: bool,
-        emit: Callable[[Event], None],
-        config,
-        budget: ReceiveBudget | None = None,
-    ) -> None:
+    __slots__ = ("is_client", "budget", "_emit", "_config", "streams", "_next_local", "_peer_type",
+                 "_peer_opened", "_peer_closed", "local_limit", "peer_limit", "_advertised_streams",
+                 "peer_max_stream_data", "window", "received_total", "_signalling", "control",
+                 "rtt", "send_queue", "qos_streams", "credit", "_queues", "_next_stream_frame")
+
+    def __init__(self, *, is_client: bool, emit: Callable[[Event], None], config,
+                 budget: ReceiveBudget | None = None) -> None:
         self.is_client = is_client
         self.budget = ReceiveBudget() if budget is None else budget
         self._emit = emit
@@ -164,11 +163,11 @@ class StreamManager:
         self.peer_max_stream_data = DEFAULT_MAX_STREAM_DATA
         self.window = ReceiveWindow(config.initial_max_data, config.max_data_window)
         self.received_total = 0  # sum of highest offsets received per stream
-        self._signalling: set[Stream] = set()  # streams with a RESET_STREAM / STOP_SENDING to send
+        self._signalling: set[Stream] = NO_MEMBERS  # type: ignore[assignment]  # streams with a RESET_STREAM / STOP_SENDING to send
         self.control: deque = deque()  # flow-control frames waiting to be sent
         self.rtt = 0.0  # smoothed RTT, kept fresh by the connection for window tuning
         self.send_queue = SendQueue(self.control, DEFAULT_MAX_DATA)
-        self.qos_streams: set[Stream] = set()  # the open streams with a policy (for the enforcer)
+        self.qos_streams: set[Stream] = NO_MEMBERS  # type: ignore[assignment]  # open, with a policy
         self.credit = self.send_queue.credit  # the peer's MAX_DATA
         # The per-packet calls go straight to the send queue: its queues for has_data, its
         # bound method for next_stream_frame.
@@ -225,8 +224,8 @@ class StreamManager:
         :attr:`qos_streams` holds it while it is open with a policy."""
         self.send_queue.shape(stream)
         if stream.qos is not None and stream.id in self.streams:
-            self.qos_streams.add(stream)
-        else:
+            self.qos_streams = with_member(self.qos_streams, stream)
+        elif self.qos_streams:
             self.qos_streams.discard(stream)
 
     def _new_stream(
@@ -309,7 +308,7 @@ class StreamManager:
         final_size = stream.send.reset()
         stream.send_state.process(StreamEvent.SEND_RESET)
         stream.reset_pending = (error_code, final_size)
-        self._signalling.add(stream)
+        self._signalling = with_member(self._signalling, stream)
 
     def stop_sending(self, sid: int, error_code: int) -> None:
         """Ask the peer to stop sending on ``sid`` (STOP_SENDING); we discard what arrives."""
@@ -318,7 +317,7 @@ class StreamManager:
             return
         stream.recv_state.process(StreamEvent.SEND_STOP_SENDING)
         stream.stop_sending_pending = error_code
-        self._signalling.add(stream)
+        self._signalling = with_member(self._signalling, stream)
 
     def pause(self, sid: int, paused: bool, *, now: float) -> None:
         """Stop (or resume) delivering stream ``sid``'s data; unread data holds the windows shut."""
@@ -615,7 +614,7 @@ class StreamManager:
             return []
         out = list(self.control)
         self.control.clear()
-        signalling, self._signalling = self._signalling, set()
+        signalling, self._signalling = self._signalling, NO_MEMBERS
         for stream in sorted(signalling, key=_stream_id):
             if stream.reset_pending is not None:
                 code, final = stream.reset_pending
@@ -672,11 +671,11 @@ class StreamManager:
         elif isinstance(frame, ResetStreamFrame):
             if stream is not None and stream.send_state.state is SendState.RESET_SENT:
                 stream.reset_pending = (frame.error_code, frame.final_size)
-                self._signalling.add(stream)
+                self._signalling = with_member(self._signalling, stream)
         elif isinstance(frame, StopSendingFrame):
             if stream is not None and not stream.recv_state.terminal:
                 stream.stop_sending_pending = frame.error_code
-                self._signalling.add(stream)
+                self._signalling = with_member(self._signalling, stream)
         elif isinstance(frame, DataBlockedFrame):
             self.credit.blocked_lost(frame.limit)
         elif isinstance(frame, StreamDataBlockedFrame) and stream is not None:
@@ -687,7 +686,8 @@ class StreamManager:
             return
         del self.streams[stream.id]
         self.send_queue.forget(stream)
-        self.qos_streams.discard(stream)
+        if self.qos_streams:
+            self.qos_streams.discard(stream)
         self._emit(StreamClosed(stream.id))
         if not stream.local:
             self._peer_closed += 1

@@ -52,8 +52,9 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import deque
 from operator import itemgetter
+from typing import Any
 
-from kwik_twisted.core.streams.budget import ReceiveBudget
+from kwik_twisted.core.streams.budget import ReceiveBudget, with_member
 from kwik_twisted.core.streams.ranges import RangeSet
 from kwik_twisted.errors import FinalSizeError, FlowControlError
 
@@ -70,6 +71,8 @@ SMALL_CHUNK = 1024
 COALESCE = 64 * 1024
 
 _offset_of = itemgetter(0)
+#: The ready chunks of a stream with none: empty, shared (a deque is made for the first chunk).
+_NO_CHUNKS: Any = ()
 
 
 class _Limits:
@@ -179,7 +182,8 @@ class Reassembler(_Limits):
 
     def __init__(self, max_buffer: int, budget: ReceiveBudget | None = None) -> None:
         super().__init__(max_buffer, budget)
-        self._ready: deque[bytes | bytearray] = deque()
+        # made for the first ready chunk, dropped when all is read (an empty deque holds 1 KiB)
+        self._ready: deque[bytes | bytearray] = _NO_CHUNKS
         self._ready_bytes = 0
         self._starts: list[int] = []
         self._chunks: list[bytes] = []
@@ -251,6 +255,8 @@ class Reassembler(_Limits):
         """Add a chunk that starts exactly at the contiguous end (coalescing small ones)."""
         size = len(chunk)
         ready = self._ready
+        if ready is _NO_CHUNKS:
+            ready = self._ready = deque()
         budget = self._budget
         if ready and size < SMALL_CHUNK:
             last = ready[-1]
@@ -295,7 +301,7 @@ class Reassembler(_Limits):
         budget = self._budget
         budget.bytes += added
         budget.pieces += len(starts) - before
-        budget.holders.add(self)
+        budget.holders = with_member(budget.holders, self)
         self._release(contiguous)
         if self._starts:
             self._bound_pieces(len(self._starts))
@@ -349,7 +355,8 @@ class Reassembler(_Limits):
         budget.bytes -= size
         budget.pieces -= count
         if not starts:
-            budget.holders.discard(self)
+            if budget.holders:
+                budget.holders.discard(self)
         for chunk in moved:
             self._append_ready(chunk)
 
@@ -361,7 +368,7 @@ class Reassembler(_Limits):
         if max_bytes is None or max_bytes >= self._ready_bytes:
             count = len(ready)
             data = ready[0] if count == 1 else b"".join(ready)
-            ready.clear()
+            self._ready = _NO_CHUNKS
             self._budget.chunks -= count
         else:
             data = self._read_some(max_bytes)
@@ -413,8 +420,9 @@ class Reassembler(_Limits):
         budget.bytes -= self._ready_bytes + self._held_bytes
         budget.chunks -= len(self._ready)
         budget.pieces -= len(self._starts)
-        budget.holders.discard(self)
-        self._ready = deque()
+        if budget.holders:
+            budget.holders.discard(self)
+        self._ready = _NO_CHUNKS
         self._ready_bytes = self._held_bytes = 0
         self._starts, self._chunks = [], []
 
@@ -494,7 +502,7 @@ class UnorderedReassembler(_Limits):
         budget.bytes += added
         held = len(received) + len(queue)
         budget.pieces += held - before
-        budget.holders.add(self)
+        budget.holders = with_member(budget.holders, self)
         self._bound_pieces(held)
 
     def join_pieces(self) -> None:
@@ -542,7 +550,8 @@ class UnorderedReassembler(_Limits):
             received.pop_first(first[1] - first[0])
             self._budget.pieces -= 1
         if not received:
-            self._budget.holders.discard(self)
+            if self._budget.holders:
+                self._budget.holders.discard(self)
 
     def discard(self, final_size: int | None = None) -> None:
         """Drop every byte held (the peer reset the stream, with ``final_size``); the final
@@ -552,7 +561,8 @@ class UnorderedReassembler(_Limits):
         budget = self._budget
         budget.bytes -= self._queued_bytes
         budget.pieces -= len(self._received) + len(self._queue)
-        budget.holders.discard(self)
+        if budget.holders:
+            budget.holders.discard(self)
         self._queue = deque()
         self._queued_bytes = 0
         self._received = RangeSet()

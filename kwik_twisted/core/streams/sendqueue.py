@@ -43,14 +43,19 @@ packet and hands it back to the :class:`~.manager.StreamManager` when the packet
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 from ...wire import DataBlockedFrame, QosPolicy, StreamDataBlockedFrame, StreamFrame
 from ..qos.shaper import BandwidthShaper
+from .budget import NO_MEMBERS, with_member
 from .flow_control import SendCredit
 from .stream import Stream
 
 #: The QOS extension that withdraws a policy announced before (every field "no requirement").
 NO_QOS = QosPolicy()
+
+#: A priority level no stream was queued at yet: empty, read-only, shared.
+_NO_STREAMS: Any = ()
 
 
 class StreamRecord:
@@ -96,13 +101,14 @@ class SendQueue:
     def __init__(self, control: deque, max_data: int) -> None:
         self.credit = SendCredit(max_data)
         self.sent_total = 0
-        self.queues: tuple[deque[Stream], ...] = (deque(), deque(), deque())
-        self.pinned: set[Stream] = set()
+        # a level's deque is made for its first stream (an empty deque holds a 1 KiB block)
+        self.queues: list[deque[Stream]] = [_NO_STREAMS, _NO_STREAMS, _NO_STREAMS]
+        self.pinned: set[Stream] = NO_MEMBERS  # type: ignore[assignment]
         self.usable: frozenset[int] = frozenset()
         self.shaper = BandwidthShaper()
         self._now = 0.0
         self._filtered = False  # some stream is restricted to paths or tracked by the shaper
-        self._blocked: set[Stream] = set()
+        self._blocked: set[Stream] = NO_MEMBERS  # type: ignore[assignment]
         self._control = control
 
     @property
@@ -117,7 +123,7 @@ class SendQueue:
         self._now = now
         if self._filtered:
             for stream in self.shaper.release(now):
-                self.queues[stream.priority].append(stream)
+                self._append(stream)
                 if stream.shaping is not None:
                     self.shaper.enqueue(stream.shaping, now)
 
@@ -131,9 +137,19 @@ class SendQueue:
             and (stream.send.pending or not stream.qos_sent or stream.announce)
         ):
             stream.queued = True
-            self.queues[stream.priority].append(stream)
+            queue = self.queues[stream.priority]
+            if queue is _NO_STREAMS:
+                queue = self.queues[stream.priority] = deque()
+            queue.append(stream)
             if stream.shaping is not None:
                 self.shaper.enqueue(stream.shaping, self._now)
+
+    def _append(self, stream: Stream) -> None:
+        """Put ``stream`` at the back of its level's queue (made here if it is the first)."""
+        queue = self.queues[stream.priority]
+        if queue is _NO_STREAMS:
+            queue = self.queues[stream.priority] = deque()
+        queue.append(stream)
 
     def unblock(self, stream: Stream) -> None:
         """``stream`` got credit or has a range to send again: take it out of the blocked set
@@ -145,15 +161,17 @@ class SendQueue:
 
     def unblock_all(self) -> None:
         """The connection got credit: queue every blocked stream again."""
-        blocked, self._blocked = self._blocked, set()
+        blocked, self._blocked = self._blocked, NO_MEMBERS
         for stream in blocked:
             stream.blocked = False
             self.schedule(stream)
 
     def forget(self, stream: Stream) -> None:
         """``stream`` closed: it will not be unblocked any more, nor shaped."""
-        self._blocked.discard(stream)
-        self.pinned.discard(stream)
+        if self._blocked:
+            self._blocked.discard(stream)
+        if self.pinned:
+            self.pinned.discard(stream)
         self.shaper.forget(stream)
         self._filtered = bool(self.pinned) or self.shaper.active
 
@@ -191,9 +209,10 @@ class SendQueue:
         """Set ``stream.paths``, the restriction in force: its pin, else its route."""
         stream.paths = paths = stream.pin if stream.pin is not None else stream.route
         if paths is None:
-            self.pinned.discard(stream)
+            if self.pinned:
+                self.pinned.discard(stream)
         else:
-            self.pinned.add(stream)
+            self.pinned = with_member(self.pinned, stream)
         self._filtered = bool(self.pinned) or self.shaper.active
 
     def shape(self, stream: Stream) -> None:
@@ -206,7 +225,7 @@ class SendQueue:
         cap = max_rate / 8 if max_rate is not None else 0.0
         track = qos is not None or max_rate is not None
         if self.shaper.configure(stream, guarantee, cap, track, now=self._now):
-            self.queues[stream.priority].append(stream)  # unparked: queued all along
+            self._append(stream)  # unparked: queued all along
             if stream.shaping is not None:
                 self.shaper.enqueue(stream.shaping, self._now)
         self._filtered = bool(self.pinned) or self.shaper.active
@@ -462,7 +481,7 @@ class SendQueue:
         if not send.unsent_bytes or send.is_reset:
             return
         stream.blocked = True
-        self._blocked.add(stream)
+        self._blocked = with_member(self._blocked, stream)
         if conn_room == 0:
             limit = self.credit.blocked_at(self.sent_total)
             if limit is not None:
