@@ -263,7 +263,10 @@ def path_link(delay: float, *, limited: bool) -> LinkConfig:
     """One direction of a path: ``delay``, and (``limited``) :data:`RATE` with its queue."""
     if not limited:
         return LinkConfig(delay=delay)
-    return LinkConfig(delay=delay, rate_bps=RATE, queue_bytes=int(RATE * QUEUE_TIME / 8))
+    # A real 4 Mbit/s link carries 1500-byte IP packets (1472 bytes of UDP payload): path MTU
+    # discovery finds that, where a link without an MTU would let it grow datagrams to 16 KiB,
+    # 33 ms of serialization each at this rate.
+    return LinkConfig(delay=delay, rate_bps=RATE, queue_bytes=int(RATE * QUEUE_TIME / 8), mtu=1472)
 
 
 class RelayQoSTests(TestCase):

@@ -57,6 +57,7 @@ from typing import NamedTuple
 
 from ...events import QoSViolated
 from ..paths.scheduler import eligible_paths, path_cost
+from ..streams.budget import NO_MEMBERS, with_member
 from .detector import CongestionDetector, CongestionReport, global_report
 
 __all__ = [
@@ -200,6 +201,12 @@ class QoSEnforcer:
     :ivar trace: a :class:`~kwik_twisted.core.trace.Trace` when the connection is traced.
     """
 
+    __slots__ = (
+        "streams", "paths", "emit", "stats", "max_datagram_size", "detectors", "capped", "trace",
+        "_next_eval", "_next_admission", "_data_since", "_episodes", "_routes", "redundant",
+        "_levels", "_actions", "_confirm", "_excluded"
+    )
+
     def __init__(
         self,
         *,
@@ -215,14 +222,14 @@ class QoSEnforcer:
         self.stats = stats
         self.max_datagram_size = max_datagram_size
         self.detectors: dict[int, CongestionDetector] = {}
-        self.capped: set[int] = set()
+        self.capped: set[int] = NO_MEMBERS  # type: ignore[assignment]
         self.trace = None
         self._next_eval = float("-inf")
         self._next_admission = float("-inf")
         self._data_since: float | None = None
         self._episodes: dict[tuple[int, str], _Episode] = {}
         self._routes: dict = {}  # stream -> its route (frozenset of path IDs, or None: any)
-        self.redundant: set = set()  # streams whose packets are copied onto a second path
+        self.redundant: set = NO_MEMBERS  # type: ignore[assignment]  # streams whose packets are copied onto a second path
         self._levels: dict[int, int] = {}
         self._actions: tuple[str, ...] = ()
         self._confirm = 0.0
@@ -251,7 +258,8 @@ class QoSEnforcer:
     def forget(self, path_id: int) -> None:
         """A path is gone: drop its detector and route mentions."""
         self.detectors.pop(path_id, None)
-        self.capped.discard(path_id)
+        if self.capped:
+            self.capped.discard(path_id)
         self._levels.pop(path_id, None)
 
     # -- the send round ------------------------------------------------------------------
@@ -305,7 +313,8 @@ class QoSEnforcer:
             del self._excluded[key]
         for stream in [s for s in self._routes if s not in live]:
             del self._routes[stream]
-            self.redundant.discard(stream)
+            if self.redundant:
+                self.redundant.discard(stream)
             self.streams.send_queue.route(stream, None)  # even once its sending side ended
         if self._episodes:
             ids = {s.id for s, _r in streams}
@@ -334,7 +343,8 @@ class QoSEnforcer:
             rate = recovery.controller.cwnd / max(srtt, 1e-6)
         detector = self.detectors.get(path.id) or self.attach(path, now=now)
         queueing = detector.predicted_queueing_delay(now=now, horizon=srtt)
-        serialization = self.max_datagram_size() / rate
+        # The path's own datagram size (path MTU discovery's), else the connection's.
+        serialization = (path.max_datagram_size or self.max_datagram_size()) / rate
         propagation = min_rtt / 2
         loss = 0.0 if metrics is None else metrics.loss_rate
         one_way = propagation + queueing + serialization
@@ -407,8 +417,8 @@ class QoSEnforcer:
                         leaving.setdefault(pid, set()).add(stream)
         self._routes[stream] = route
         if redundant:
-            self.redundant.add(stream)
-        else:
+            self.redundant = with_member(self.redundant, stream)
+        elif self.redundant:
             self.redundant.discard(stream)
         if route is not None:
             actions.append(f"route stream {stream.id} on paths {sorted(route)}")
@@ -473,7 +483,7 @@ class QoSEnforcer:
             path = self.paths.paths.get(pid)
             if path is not None:
                 path.recovery.controller.cap = None
-        self.capped = capped
+        self.capped = capped or NO_MEMBERS  # type: ignore[assignment]
 
     def _serving(self, estimates: dict) -> set[int]:
         """The paths delay-bound streams use now: their routes, and for a stream any path may
