@@ -75,6 +75,9 @@ BURST_MIN = 16384
 BURST_TIME = 0.050
 #: A parked or credit-less stream comes back once its bucket holds this much (or its burst).
 WAKE_BYTES = 1200
+
+#: The ready queues of a shaper no guaranteed stream was ready in yet: empty, shared.
+_NO_READY: tuple = ((), (), ())
 #: A ready stream's deficit round-robin turn is worth this many seconds of its guarantee...
 QUANTUM_TIME = 0.010
 #: ... and at least this many bytes.
@@ -193,7 +196,8 @@ class BandwidthShaper:
 
     def __init__(self) -> None:
         self.entries: dict[int, Shaping] = {}
-        self.ready: tuple[deque[Shaping], ...] = (deque(), deque(), deque())
+        # made for the first guaranteed entry (an empty deque holds a 1 KiB block)
+        self.ready: tuple[deque[Shaping], ...] = _NO_READY
         self.guaranteed = 0
         self.now = 0.0
         self._parked: list[tuple[float, int, Shaping]] = []
@@ -271,7 +275,7 @@ class BandwidthShaper:
 
     def _compact(self) -> None:
         """Rebuild the ready queues and the heaps from their live entries only."""
-        for level, ready in enumerate(self.ready):
+        for level, ready in enumerate(self.ready if self.ready is not _NO_READY else ()):
             live = [e for e in ready if e.tracked and e.ready == level]
             for e in ready:
                 if not e.tracked:
@@ -388,6 +392,8 @@ class BandwidthShaper:
         if entry.credit > 0:
             entry.ready = stream.priority
             entry.deficit = entry.quantum
+            if self.ready is _NO_READY:
+                self.ready = (deque(), deque(), deque())
             self.ready[stream.priority].append(entry)
         else:
             self._wait(entry)
