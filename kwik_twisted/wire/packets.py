@@ -78,7 +78,8 @@ PATH_HEADER = 8 + 1 + 1 + 2 + 4 + 1
 
 _SEQ_TYPE = Struct(">QB")
 _CHECKSUM = Struct(">I")
-_LONG = Struct(">BIB8sB8s")
+#: The long envelope up to its token: first byte, version, and the two 8-byte CIDs with lengths.
+LONG_HEADER = Struct(">BIB8sB8s")
 _PACKET_TYPES = frozenset(int(t) for t in PacketType)
 _COMPRESSIONS = frozenset(int(c) for c in CompressionInfo)
 _COMPRESSION_BYTES = {int(c): bytes((int(c),)) for c in CompressionInfo}
@@ -199,7 +200,7 @@ def encode_header(header: Header, total_length: int) -> tuple[bytearray, int]:
     """
     _check_header(header)
     if header.scid is not None:
-        buf = bytearray(_LONG.pack(
+        buf = bytearray(LONG_HEADER.pack(
             INITIAL_BYTE, header.version, CID_LENGTH, header.dcid, CID_LENGTH, header.scid
         ))
         push_varint(buf, len(header.token))
@@ -340,7 +341,7 @@ def _decode_general(view: memoryview) -> Packet:
         return _decode_path_packet(view, SHORT_ENVELOPE, header)
     if len(view) < LONG_PREFIX:
         raise MalformedPacket("datagram too short for a long envelope")
-    _, version, dcid_length, dcid, scid_length, scid = _LONG.unpack_from(view, 0)
+    _, version, dcid_length, dcid, scid_length, scid = LONG_HEADER.unpack_from(view, 0)
     if version != VERSION:
         raise UnsupportedVersion(f"version 0x{version:08x} is not Kwik v3")
     if first != INITIAL_BYTE:

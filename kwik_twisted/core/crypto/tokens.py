@@ -59,7 +59,15 @@ from kwik_twisted.errors import (
     MalformedPacket,
     UnsupportedVersion,
 )
-from kwik_twisted.wire.packets import CID_LENGTH, MAX_TOKEN_LENGTH, VERSION
+from kwik_twisted.wire.packets import (
+    CID_LENGTH,
+    HEADER_FORM,
+    LONG_HEADER,
+    LONG_PREFIX,
+    MAX_TOKEN_LENGTH,
+    RETRY_BYTE,
+    VERSION,
+)
 
 from ..entropy import Entropy, random_below
 
@@ -284,13 +292,10 @@ class RetryTokens:
 RETRY_INTEGRITY_KEY = hashlib.sha256(b"kwik v3 retry integrity key").digest()[:16]
 RETRY_INTEGRITY_NONCE = hashlib.sha256(b"kwik v3 retry integrity nonce").digest()[:12]
 _RETRY_INTEGRITY = AESGCM(RETRY_INTEGRITY_KEY)
-_HEADER_FORM = 0x80
-_FIXED_BIT = 0x40
-#: First byte of a Retry: long header, fixed bit, type 3, reserved bits 0.
-RETRY_FIRST_BYTE = _HEADER_FORM | _FIXED_BIT | (0x03 << 4)
-#: First byte, version, the two connection IDs with their length bytes (RFC 8999's long header).
-_LONG = Struct(">BIB8sB8s")
-LONG_PREFIX = _LONG.size
+#: First byte of a Retry: long header, fixed bit, type 3, reserved bits 0 (wire.packets).
+RETRY_FIRST_BYTE = RETRY_BYTE
+#: RFC 8999's long header with Kwik's 8-byte CIDs, as the envelope's (wire.packets).
+_LONG = LONG_HEADER
 MIN_RETRY_SIZE = LONG_PREFIX + 1 + _AEAD_TAG
 MAX_RETRY_SIZE = LONG_PREFIX + MAX_TOKEN_LENGTH + _AEAD_TAG
 
@@ -365,7 +370,7 @@ _VN_MIN = LONG_PREFIX + 4
 
 def is_version_negotiation(datagram: bytes) -> bool:
     """Whether ``datagram`` is in RFC 8999's long form with version 0 (Version Negotiation)."""
-    return len(datagram) >= 5 and bool(datagram[0] & _HEADER_FORM) and not any(datagram[1:5])
+    return len(datagram) >= 5 and bool(datagram[0] & HEADER_FORM) and not any(datagram[1:5])
 
 
 def encode_version_negotiation(
@@ -381,7 +386,7 @@ def encode_version_negotiation(
         raise InternalError("connection IDs have at most 255 bytes")
     if not versions or any(not 0 < v < 2**32 for v in versions):
         raise InternalError(f"Version Negotiation needs nonzero 32-bit versions, got {versions}")
-    first = _HEADER_FORM | (first_byte_random & 0x7F)
+    first = HEADER_FORM | (first_byte_random & 0x7F)
     head = b"".join((
         bytes((first,)), bytes(4), bytes((len(dcid),)), bytes(dcid), bytes((len(scid),)),
         bytes(scid),
@@ -425,7 +430,7 @@ def version_negotiation_reply(
     Rate limiting is the caller's (:class:`RateLimiter`).
     """
     data = bytes(datagram[: 7 + 2 * 255])
-    if len(datagram) < max(min_size, 7) or not data[0] & _HEADER_FORM:
+    if len(datagram) < max(min_size, 7) or not data[0] & HEADER_FORM:
         return None
     version = int.from_bytes(data[1:5], "big")
     if version == 0 or version in supported:
