@@ -6,7 +6,7 @@ sees no header field they share (protocol.rst, "Connection IDs and routing").  P
 handshake's CIDs; for every further path ID each endpoint issues one CID with NEW_CONNECTION_ID,
 with the stateless reset token that goes with it, ahead of time: a client opens path *n* only
 once it holds the server's CID for *n*, and a server answers on path *n* only once it holds the
-client's.  A short envelope carries no path ID: :meth:`ConnectionIds.path_for` finds the path from
+client's.  A short envelope carries no path ID: :meth:`ConnectionIds.path_of` finds the path from
 the destination CID (one dict lookup per packet).
 
 Bounds.  The peer may hold at most our ``active_connection_id_limit`` unretired CIDs from us and
@@ -90,13 +90,9 @@ class ConnectionIds:
 
     # -- ours --------------------------------------------------------------------------
 
-    def path_for(self, cid: bytes) -> int | None:
-        """The path a destination CID of ours names, or ``None`` for a CID we do not know."""
-        return self.local.get(cid)
-
     def path_of(self, cid: bytes) -> int:
         """
-        :meth:`path_for`, for the receive path.
+        The path a destination CID of ours names (one dict lookup per packet received).
 
         :raises UnknownConnectionId: not a CID of ours (retired, or never issued).
         """
