@@ -518,7 +518,23 @@ class _Relay(DatagramProtocol):
                                    + self.closing)
 
 
-class TwistdWorkersTests(ProcessTestCase):
+class _EchoingTests(ProcessTestCase):
+    """Echo through a server on ``port`` with a new (unpooled) client connection."""
+
+    @defer.inlineCallbacks
+    def echo(self, port: int, size: int):
+        """Echo ``size`` random bytes and check them; fire with the client protocol."""
+        endpoint = clientFromString(reactor, self.clientKwik(port) + ":timeout=10:reuse=no")
+        client = yield endpoint.connect(Factory.forProtocol(_Collect))
+        payload = os.urandom(size)
+        client.expected = size
+        client.transport.write(payload)
+        echoed = yield client.done
+        self.assertEqual(hashlib.sha256(echoed).digest(), hashlib.sha256(payload).digest())
+        return client
+
+
+class TwistdWorkersTests(_EchoingTests):
     """``twistd kwik --workers 2 --echo``: real Kwik connections spread over two workers."""
 
     timeout = 120
@@ -543,16 +559,6 @@ class TwistdWorkersTests(ProcessTestCase):
         self.addCleanup(closeClientConnections, reactor)
         return port
 
-    @defer.inlineCallbacks
-    def echo(self, port: int, size: int):
-        endpoint = clientFromString(reactor, self.clientKwik(port) + ":timeout=10:reuse=false")
-        client = yield endpoint.connect(Factory.forProtocol(_Collect))
-        payload = os.urandom(size)
-        client.expected = size
-        client.transport.write(payload)
-        echoed = yield client.done
-        self.assertEqual(hashlib.sha256(echoed).digest(), hashlib.sha256(payload).digest())
-        return client
 
     def test_forty_two_path_connections_with_a_rebinding_stay_on_one_worker(self):
         """
@@ -739,7 +745,7 @@ class TwistdWorkersTests(ProcessTestCase):
         return self.withOutputs(run())
 
 
-class AdoptedSocketTests(ProcessTestCase):
+class AdoptedSocketTests(_EchoingTests):
     """
     One worker (every route byte is its own, so no CID wiring is needed): an unmodified
     ``twistd kwik --echo`` started by ``python -m kwik_twisted.workers`` serves Kwik on the
@@ -760,13 +766,7 @@ class AdoptedSocketTests(ProcessTestCase):
 
     @defer.inlineCallbacks
     def echo(self, port: int, size: int):
-        endpoint = clientFromString(reactor, self.clientKwik(port) + ":timeout=10:reuse=no")
-        client = yield endpoint.connect(Factory.forProtocol(_Collect))
-        payload = os.urandom(size)
-        client.expected = size
-        client.transport.write(payload)
-        echoed = yield client.done
-        self.assertEqual(hashlib.sha256(echoed).digest(), hashlib.sha256(payload).digest())
+        client = yield super().echo(port, size)
         client.transport.loseConnection()
 
     def test_worker_serves_on_the_inherited_socket_and_is_restarted(self):
